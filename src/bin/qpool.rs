@@ -1,0 +1,5 @@
+//! `qpool`: the command-line face. Everything happens in [`qpool::cli::main`].
+
+fn main() -> std::process::ExitCode {
+    qpool::cli::main()
+}

@@ -1,0 +1,392 @@
+//! The `qpool` command line: virsh's storage verbs on a pool directory, no daemon needed.
+//!
+//! Owns: argument parsing (virsh's verb names, flags and size suffixes), turning arguments
+//! into engine calls, printing virsh-compatible output, and translating every error into one
+//! `error: …` line and exit status 1.
+//! Must not: implement engine logic; everything it does is a call into [`crate::pool`].
+
+pub mod output;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use thiserror::Error;
+
+use crate::policy::CreateFlags;
+use crate::pool::{self, Pool};
+use crate::units::{SizeError, parse_virsh_size};
+use crate::xml::{BackingStoreDef, VolFormat, VolumeDef};
+
+/// Environment variable naming the pool directory (like `--pool-dir`).
+pub const POOL_DIR_ENV: &str = "QPOOL_POOL_DIR";
+/// Environment variable that makes qpool behave as if the filesystem had no `fallocate`
+/// (to exercise the zero-fill fallback in tests).
+pub const NO_FALLOCATE_ENV: &str = "QPOOL_NO_FALLOCATE";
+
+/// qpool: libvirt-compatible storage pool tool for qcow2 and raw volumes.
+#[derive(Debug, Parser)]
+#[command(name = "qpool", version, about, long_about = None)]
+pub struct Args {
+    /// Pool directory (default: /var/lib/qpool/images as root, else
+    /// $XDG_DATA_HOME/qpool/images).
+    #[arg(long, global = true, env = POOL_DIR_ENV, value_name = "DIR")]
+    pub pool_dir: Option<PathBuf>,
+    /// The verb.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs, with virsh's names and flags.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a volume from an XML file.
+    #[command(name = "vol-create")]
+    VolCreate {
+        /// Volume XML file.
+        file: PathBuf,
+        /// libvirt's VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA.
+        #[arg(long)]
+        prealloc_metadata: bool,
+    },
+    /// Create a volume from a set of arguments.
+    #[command(name = "vol-create-as")]
+    VolCreateAs {
+        /// Volume name.
+        name: String,
+        /// Size of the volume, as a scaled integer (default bytes).
+        capacity: String,
+        /// Initial allocation size, as a scaled integer (default bytes).
+        #[arg(long)]
+        allocation: Option<String>,
+        /// File format type: raw or qcow2.
+        #[arg(long)]
+        format: Option<String>,
+        /// Backing volume (a name in this pool, or a path).
+        #[arg(long)]
+        backing_vol: Option<String>,
+        /// Format of the backing volume.
+        #[arg(long, requires = "backing_vol")]
+        backing_vol_format: Option<String>,
+        /// libvirt's VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA.
+        #[arg(long)]
+        prealloc_metadata: bool,
+    },
+    /// List volumes.
+    #[command(name = "vol-list")]
+    VolList {
+        /// Add Type, Capacity and Allocation columns.
+        #[arg(long)]
+        details: bool,
+    },
+    /// Storage volume information.
+    #[command(name = "vol-info")]
+    VolInfo {
+        /// Volume name or path.
+        vol: String,
+        /// Sizes in bytes rather than pretty-printed.
+        #[arg(long)]
+        bytes: bool,
+        /// Show the physical size instead of the allocation.
+        #[arg(long)]
+        physical: bool,
+    },
+    /// Volume information in XML.
+    #[command(name = "vol-dumpxml")]
+    VolDumpxml {
+        /// Volume name or path.
+        vol: String,
+    },
+    /// Path of a volume.
+    #[command(name = "vol-path")]
+    VolPath {
+        /// Volume name or path.
+        vol: String,
+    },
+    /// Delete a volume.
+    #[command(name = "vol-delete")]
+    VolDelete {
+        /// Volume name or path.
+        vol: String,
+    },
+    /// Pool information.
+    #[command(name = "pool-info")]
+    PoolInfo {
+        /// Sizes in bytes rather than pretty-printed.
+        #[arg(long)]
+        bytes: bool,
+    },
+    /// Refresh the pool: remove leftovers of interrupted creates.
+    #[command(name = "pool-refresh")]
+    PoolRefresh,
+    /// Pool information in XML.
+    #[command(name = "pool-dumpxml")]
+    PoolDumpxml,
+    /// Show the preallocation a volume XML would get, and why; creates nothing.
+    Explain {
+        /// Volume XML file.
+        file: PathBuf,
+        /// libvirt's VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA.
+        #[arg(long)]
+        prealloc_metadata: bool,
+    },
+}
+
+/// Command-line failures: an engine error, or an argument the engine never saw.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The engine refused or failed.
+    #[error(transparent)]
+    Engine(#[from] pool::Error),
+    /// A volume XML file could not be read.
+    #[error("cannot read {}", path.display())]
+    ReadingFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A volume XML file was refused.
+    #[error("{}", path.display())]
+    XmlFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: pool::Error,
+    },
+    /// A size argument is malformed.
+    #[error("malformed {what} '{value}'")]
+    Size {
+        /// Which argument.
+        what: &'static str,
+        /// As given.
+        value: String,
+        /// Why.
+        #[source]
+        source: SizeError,
+    },
+    /// A format argument is not supported.
+    #[error("--{option}: {message}")]
+    Format {
+        /// Which option.
+        option: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Exit status: every failure is a user-visible error, status 1 (as virsh).
+    pub fn exit_code(&self) -> u8 {
+        1
+    }
+}
+
+/// The whole error chain on one line: `outer: inner: innermost`.
+pub fn one_line(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !next.is_empty() && !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text.replace('\n', " ")
+}
+
+fn init_logging() {
+    let filter = std::env::var("QPOOL_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "warn".to_string());
+    let _ = env_logger::Builder::new()
+        .parse_filters(&filter)
+        .format(|buf, record| {
+            let level = match record.level() {
+                log::Level::Error => "error",
+                log::Level::Warn => "warning",
+                log::Level::Info => "info",
+                log::Level::Debug => "debug",
+                log::Level::Trace => "trace",
+            };
+            writeln!(buf, "{level}: {}", record.args())
+        })
+        .try_init();
+}
+
+/// Entry point of the `qpool` binary.
+pub fn main() -> ExitCode {
+    init_logging();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            let rendered = e.to_string();
+            let first = rendered
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            eprintln!("error: {first} (see 'qpool --help')");
+            return ExitCode::from(1);
+        }
+    };
+    match run(&args) {
+        Ok(text) => {
+            let mut stdout = std::io::stdout().lock();
+            // virsh ends every command's output with an empty line.
+            let _ = writeln!(stdout, "{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Opens the pool the arguments name (the default pool, created on first use, when none).
+pub fn open_pool(pool_dir: Option<&Path>) -> Result<Pool, Error> {
+    let default = pool::default_pool_dir();
+    let mut pool = match pool_dir {
+        Some(dir) if dir != default => {
+            let name = std::fs::canonicalize(dir)
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "default".to_string());
+            Pool::open(dir, &name)?
+        }
+        _ => {
+            let mut pool = Pool::open_or_create(&default, "default")?;
+            pool.set_autostart(true);
+            pool
+        }
+    };
+    if std::env::var_os(NO_FALLOCATE_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+        pool.set_fallocate_disabled(true);
+    }
+    Ok(pool)
+}
+
+fn read_volume_xml(path: &Path) -> Result<VolumeDef, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadingFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    VolumeDef::parse(&text).map_err(|e| Error::XmlFile {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+fn size_arg(what: &'static str, value: &str) -> Result<u64, Error> {
+    parse_virsh_size(value).map_err(|source| Error::Size {
+        what,
+        value: value.to_string(),
+        source,
+    })
+}
+
+fn format_arg(option: &'static str, value: &str) -> Result<VolFormat, Error> {
+    VolFormat::parse(value).map_err(|message| Error::Format { option, message })
+}
+
+/// Runs one verb and returns what it prints on success.
+pub fn run(args: &Args) -> Result<String, Error> {
+    let pool = open_pool(args.pool_dir.as_deref())?;
+    Ok(match &args.command {
+        Command::VolCreate {
+            file,
+            prealloc_metadata,
+        } => {
+            let def = read_volume_xml(file)?;
+            let flags = CreateFlags {
+                prealloc_metadata: *prealloc_metadata,
+            };
+            let (info, _, _) = pool.create_volume(&def, flags)?;
+            format!("Vol {} created from {}\n", info.name, file.display())
+        }
+        Command::VolCreateAs {
+            name,
+            capacity,
+            allocation,
+            format,
+            backing_vol,
+            backing_vol_format,
+            prealloc_metadata,
+        } => {
+            let mut def = VolumeDef::new(name.clone(), size_arg("capacity", capacity)?);
+            def.allocation = allocation
+                .as_deref()
+                .map(|a| size_arg("allocation", a))
+                .transpose()?;
+            def.target.format = format
+                .as_deref()
+                .map(|f| format_arg("format", f))
+                .transpose()?;
+            if let Some(backing) = backing_vol {
+                // Like virsh: a volume of this pool by name, else a path.
+                let path = match pool.resolve_name(backing) {
+                    Ok(n) if pool.volume(n).is_ok() => pool.path().join(n).display().to_string(),
+                    _ => backing.clone(),
+                };
+                def.backing_store = Some(BackingStoreDef {
+                    path,
+                    format: backing_vol_format
+                        .as_deref()
+                        .map(|f| format_arg("backing-vol-format", f))
+                        .transpose()?,
+                });
+            }
+            let flags = CreateFlags {
+                prealloc_metadata: *prealloc_metadata,
+            };
+            let (info, _, _) = pool.create_volume(&def, flags)?;
+            format!("Vol {} created\n", info.name)
+        }
+        Command::VolList { details } => output::vol_list(&pool.list()?, *details),
+        Command::VolInfo {
+            vol,
+            bytes,
+            physical,
+        } => {
+            let info = pool.volume(pool.resolve_name(vol)?)?;
+            output::vol_info(&info, *bytes, *physical)
+        }
+        Command::VolDumpxml { vol } => pool.volume(pool.resolve_name(vol)?)?.report().to_xml(),
+        Command::VolPath { vol } => {
+            let info = pool.volume(pool.resolve_name(vol)?)?;
+            format!("{}\n", info.path.display())
+        }
+        Command::VolDelete { vol } => {
+            let name = pool.resolve_name(vol)?;
+            pool.delete(name)?;
+            format!("Vol {name} deleted\n")
+        }
+        Command::PoolInfo { bytes } => output::pool_info(&pool.info()?, *bytes),
+        Command::PoolRefresh => {
+            pool.refresh()?;
+            format!("Pool {} refreshed\n", pool.name())
+        }
+        Command::PoolDumpxml => pool.report()?.to_xml(),
+        Command::Explain {
+            file,
+            prealloc_metadata,
+        } => {
+            let def = read_volume_xml(file)?;
+            let flags = CreateFlags {
+                prealloc_metadata: *prealloc_metadata,
+            };
+            output::explain(&pool.plan(&def, flags)?)
+        }
+    })
+}

@@ -1,0 +1,314 @@
+//! Image formats: writing new raw and qcow2 volumes natively, and reading back what an
+//! existing volume file is.
+//!
+//! Owns: the [`ImageFile`] trait the writers go through (so tests can inject a file without
+//! `fallocate`), the format-level [`Preallocation`] enum, format probing and the numbers
+//! libvirt reports (capacity from the qcow2 header or the raw file size).
+//! Must not: choose a preallocation (that is `policy`), name or place files in a pool (that
+//! is `pool`), or know byte offsets (only `qcow2::spec` does).
+
+pub mod prealloc;
+pub mod qcow2;
+pub mod raw;
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use thiserror::Error;
+
+/// How the data area of a new image is provided (qemu-img's `preallocation=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Preallocation {
+    /// Nothing beyond the minimal metadata; data reads as zeros through holes / no mapping.
+    Off,
+    /// qcow2 only: all metadata mapped, data clusters left as file holes.
+    Metadata,
+    /// Data area reserved with `fallocate` (unwritten extents).
+    Falloc,
+    /// Data area written with zeros.
+    Full,
+}
+
+impl Preallocation {
+    /// qemu-img's name for the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Metadata => "metadata",
+            Self::Falloc => "falloc",
+            Self::Full => "full",
+        }
+    }
+}
+
+impl fmt::Display for Preallocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A file the image writers write into. `std::fs::File` implements it with the real
+/// syscalls; tests wrap it to take `fallocate` away or to record calls.
+pub trait ImageFile {
+    /// Writes all of `buf` at `offset`.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Sets the file length (`ftruncate`).
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Current file length.
+    fn file_length(&self) -> io::Result<u64>;
+    /// Allocates `len` bytes at `offset` (`fallocate` mode 0: may extend the file). Fails
+    /// with `EOPNOTSUPP` where the filesystem cannot.
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// Writes `len` zero bytes at `offset`.
+    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
+        write_zeroes_buffered(self, offset, len)
+    }
+    /// Flushes data and metadata to stable storage.
+    fn sync(&self) -> io::Result<()>;
+}
+
+/// Size of the zero buffer used for buffered zero writes.
+const ZERO_CHUNK: usize = 1 << 20;
+
+/// Writes zeros through ordinary writes, one 1 MiB buffer at a time.
+pub fn write_zeroes_buffered<F: ImageFile + ?Sized>(
+    file: &F,
+    offset: u64,
+    len: u64,
+) -> io::Result<()> {
+    let zeros = vec![0u8; ZERO_CHUNK];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(ZERO_CHUNK as u64);
+        // n <= ZERO_CHUNK, so the cast cannot truncate.
+        file.write_all_at(&zeros[..n as usize], offset + done)?;
+        done += n;
+    }
+    Ok(())
+}
+
+impl ImageFile for File {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        FileExt::write_all_at(self, buf, offset)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        File::set_len(self, len)
+    }
+    fn file_length(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        crate::sys::fallocate(self, offset, len)
+    }
+    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
+        crate::sys::write_zeroes_direct(self, offset, len)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.sync_all()
+    }
+}
+
+impl<F: ImageFile + ?Sized> ImageFile for &F {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        (**self).write_all_at(buf, offset)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        (**self).set_len(len)
+    }
+    fn file_length(&self) -> io::Result<u64> {
+        (**self).file_length()
+    }
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        (**self).allocate(offset, len)
+    }
+    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
+        (**self).write_zeroes(offset, len)
+    }
+    fn sync(&self) -> io::Result<()> {
+        (**self).sync()
+    }
+}
+
+/// A file whose filesystem cannot `fallocate` (like NFS before 4.2): every
+/// [`ImageFile::allocate`] fails with `EOPNOTSUPP`. Used to exercise the fallback.
+#[derive(Debug)]
+pub struct NoFallocate<F>(pub F);
+
+impl<F: ImageFile> ImageFile for NoFallocate<F> {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn file_length(&self) -> io::Result<u64> {
+        self.0.file_length()
+    }
+    fn allocate(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+    }
+    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.0.write_zeroes(offset, len)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync()
+    }
+}
+
+/// What a writer did, beyond the bytes: whether `fallocate` had to be replaced by zeros.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteReport {
+    /// `fallocate` was not supported and zeros were written instead.
+    pub fell_back_to_zeroes: bool,
+}
+
+/// Image formats qpool reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Plain file.
+    Raw,
+    /// qcow2.
+    Qcow2,
+}
+
+impl Format {
+    /// The format's name as libvirt and qemu write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Qcow2 => "qcow2",
+        }
+    }
+}
+
+/// What probing a volume file found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// Detected format.
+    pub format: Format,
+    /// Guest-visible size: qcow2 virtual size, or the raw file's length.
+    pub capacity: u64,
+    /// qcow2 details.
+    pub qcow2: Option<qcow2::Qcow2Info>,
+}
+
+/// Failures of the image layer, one variant per failing operation.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The qcow2 options are invalid or exceed qcow2's limits.
+    #[error("invalid qcow2 options")]
+    Options(#[from] qcow2::layout::Error),
+    /// Writing metadata (header, refcount structures, L1/L2 tables).
+    #[error("failed to write image metadata at offset {offset}")]
+    WritingMetadata {
+        /// Offset of the failed write.
+        offset: u64,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// Allocating the data area with fallocate.
+    #[error("failed to allocate {len} bytes at offset {offset}")]
+    Allocating {
+        /// Offset of the range.
+        offset: u64,
+        /// Length of the range.
+        len: u64,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing zeros over the data area.
+    #[error("failed to write {len} zero bytes at offset {offset}")]
+    WritingZeroes {
+        /// Offset of the range.
+        offset: u64,
+        /// Length of the range.
+        len: u64,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// Setting the file length.
+    #[error("failed to set the file length to {len}")]
+    SettingLength {
+        /// Requested length.
+        len: u64,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// Flushing the file to disk.
+    #[error("failed to sync the image")]
+    Syncing(#[source] io::Error),
+    /// Reading the start of an image.
+    #[error("failed to read the image header")]
+    ReadingHeader(#[source] io::Error),
+    /// The image's qcow2 header is invalid.
+    #[error("invalid qcow2 header")]
+    BadHeader(#[from] qcow2::spec::SpecError),
+    /// The raw writer was asked for metadata preallocation.
+    #[error("a raw image has no metadata to preallocate")]
+    RawMetadata,
+}
+
+impl Error {
+    /// The underlying I/O error, if this failure came from the filesystem.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            Self::WritingMetadata { source, .. }
+            | Self::Allocating { source, .. }
+            | Self::WritingZeroes { source, .. }
+            | Self::SettingLength { source, .. }
+            | Self::Syncing(source)
+            | Self::ReadingHeader(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// How many bytes probing reads first (enough for any header and its usual extensions).
+const PROBE_BYTES: usize = 4096;
+
+/// Reads up to `len` bytes from the start of `file`.
+pub(crate) fn read_prefix(file: &File, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match file.read_at(&mut buf[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// Probes an open volume file like libvirt does: qcow2 when the magic and a valid header
+/// are there, raw otherwise. `file_len` is the file's `st_size`.
+pub fn probe(file: &File, file_len: u64) -> Result<ImageInfo, Error> {
+    let prefix = read_prefix(file, PROBE_BYTES).map_err(Error::ReadingHeader)?;
+    let raw = ImageInfo {
+        format: Format::Raw,
+        capacity: file_len,
+        qcow2: None,
+    };
+    if prefix.len() < 4 || prefix[..4] != qcow2::spec::MAGIC.to_be_bytes() {
+        return Ok(raw);
+    }
+    match qcow2::Qcow2Info::read(file, &prefix) {
+        Ok(info) => Ok(ImageInfo {
+            format: Format::Qcow2,
+            capacity: info.header.size,
+            qcow2: Some(info),
+        }),
+        Err(e) => {
+            log::debug!("qcow2 magic but unreadable header ({e}); reporting the file as raw");
+            Ok(raw)
+        }
+    }
+}

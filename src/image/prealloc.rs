@@ -1,0 +1,105 @@
+//! Reserving and zero-filling ranges of a new image file.
+//!
+//! Owns: the `falloc` → `full` fallback. Where the filesystem answers `EOPNOTSUPP` to
+//! `fallocate` (NFS before 4.2, some FUSE filesystems), the range is written with zeros
+//! instead, with a `warn!`, and the caller is told so it can report it.
+//! Must not: decide which ranges to reserve.
+
+use std::io;
+
+use super::{Error, ImageFile, WriteReport};
+
+/// True for the errors that mean "this filesystem cannot fallocate".
+fn is_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+    )
+}
+
+/// Reserves `len` bytes at `offset`: `fallocate`, or zeros where that is unsupported.
+pub fn allocate_or_zero<F: ImageFile + ?Sized>(
+    file: &F,
+    offset: u64,
+    len: u64,
+    report: &mut WriteReport,
+) -> Result<(), Error> {
+    if len == 0 {
+        return Ok(());
+    }
+    if !report.fell_back_to_zeroes {
+        match file.allocate(offset, len) {
+            Ok(()) => return Ok(()),
+            Err(e) if is_unsupported(&e) => {
+                log::warn!(
+                    "fallocate is not supported on this filesystem; writing zeros instead (falloc falls back to full)"
+                );
+                report.fell_back_to_zeroes = true;
+            }
+            Err(source) => {
+                return Err(Error::Allocating {
+                    offset,
+                    len,
+                    source,
+                });
+            }
+        }
+    }
+    write_zeroes(file, offset, len)
+}
+
+/// Writes `len` zeros at `offset`.
+pub fn write_zeroes<F: ImageFile + ?Sized>(file: &F, offset: u64, len: u64) -> Result<(), Error> {
+    if len == 0 {
+        return Ok(());
+    }
+    file.write_zeroes(offset, len)
+        .map_err(|source| Error::WritingZeroes {
+            offset,
+            len,
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::NoFallocate;
+
+    #[test]
+    fn unsupported_fallocate_falls_back_to_zeroes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("f"))
+            .unwrap();
+        let no_falloc = NoFallocate(file);
+        let mut report = WriteReport::default();
+        allocate_or_zero(&no_falloc, 4096, 1 << 20, &mut report).unwrap();
+        assert!(report.fell_back_to_zeroes);
+        let meta = no_falloc.0.metadata().unwrap();
+        assert_eq!(meta.len(), 4096 + (1 << 20));
+        use std::os::unix::fs::MetadataExt;
+        assert!(
+            meta.blocks() * 512 >= 1 << 20,
+            "zeros were written, so blocks are allocated"
+        );
+    }
+
+    #[test]
+    fn supported_fallocate_allocates_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("f"))
+            .unwrap();
+        let mut report = WriteReport::default();
+        allocate_or_zero(&file, 0, 1 << 20, &mut report).unwrap();
+        assert!(!report.fell_back_to_zeroes);
+        assert_eq!(file.metadata().unwrap().len(), 1 << 20);
+    }
+}

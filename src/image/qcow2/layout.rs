@@ -1,0 +1,954 @@
+//! Pure arithmetic: qcow2 creation options → where every cluster of a fresh image goes.
+//!
+//! Owns: qemu's option checks and limits, and the cluster placement of a new image for each
+//! preallocation mode, following qemu-img 10's allocator (qcow2-create.md §2–§4) so that
+//! images with 64 KiB clusters come out byte-identical to `qemu-img create`. The one
+//! deliberate difference: the refcount table is sized once, up front, where qemu would grow
+//! it (tiny clusters or images beyond ~16 TiB).
+//! Must not: do I/O or know byte offsets inside structures (that is `spec`).
+
+use std::ops::Range;
+
+use thiserror::Error;
+
+use super::spec::{self, Extension, Header, Version};
+use crate::image::Preallocation;
+use crate::units::div_ceil;
+
+/// The qcow2 creation options, as qemu-img's `-o` would take them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Virtual size in bytes (rounded up to 512 like qemu-img).
+    pub size: u64,
+    /// Header version (compat 0.10 → 2, 1.1 → 3).
+    pub version: Version,
+    /// Cluster size in bytes: a power of two from 512 to 2 MiB.
+    pub cluster_size: u64,
+    /// Refcount width in bits: a power of two up to 64 (v2: 16 only).
+    pub refcount_bits: u32,
+    /// `lazy_refcounts=on` (v3 only).
+    pub lazy_refcounts: bool,
+    /// `extended_l2=on` (v3, clusters of 16 KiB and more).
+    pub extended_l2: bool,
+    /// `compression_type=zstd` (v3 only).
+    pub compression_zstd: bool,
+    /// Backing file name (stored as given) and format name.
+    pub backing: Option<(String, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            size: 0,
+            version: Version::V3,
+            cluster_size: 65536,
+            refcount_bits: 16,
+            lazy_refcounts: false,
+            extended_l2: false,
+            compression_zstd: false,
+            backing: None,
+        }
+    }
+}
+
+/// Options qemu-img would refuse, or an image too large for qcow2's limits.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Error {
+    /// Cluster size out of range or not a power of two.
+    #[error("cluster size {0} is not a power of two between 512 and 2 MiB")]
+    ClusterSize(u64),
+    /// Refcount width out of range or not a power of two.
+    #[error("refcount width {0} is not a power of two of at most 64 bits")]
+    RefcountBits(u32),
+    /// A v3-only option with compat 0.10.
+    #[error("{0} needs compat 1.1 (qcow2 version 3)")]
+    NeedsV3(&'static str),
+    /// extended_l2 with clusters below 16 KiB.
+    #[error("extended_l2 needs clusters of at least 16 KiB (cluster size is {0})")]
+    ExtendedL2ClusterSize(u64),
+    /// Backing file with preallocation, without extended_l2.
+    #[error("a backing file and preallocation '{0}' can be used together only with extended_l2")]
+    BackingWithPreallocation(&'static str),
+    /// The virtual size rounded up to 512 overflows.
+    #[error("virtual size {0} is too large")]
+    SizeOverflow(u64),
+    /// The L1 table would exceed qemu's 32 MiB limit.
+    #[error(
+        "virtual size {size} is too large for qcow2 with {cluster_size}-byte clusters (the L1 table would exceed 32 MiB; use larger clusters)"
+    )]
+    L1TooLarge {
+        /// Requested virtual size.
+        size: u64,
+        /// Cluster size.
+        cluster_size: u64,
+    },
+    /// The refcount table would exceed qemu's 8 MiB limit.
+    #[error(
+        "the refcount table would exceed 8 MiB ({clusters} clusters); use larger clusters or narrower refcounts"
+    )]
+    RefcountTableTooLarge {
+        /// Clusters the table would need.
+        clusters: u64,
+    },
+    /// The image file would be larger than qcow2 offsets can address.
+    #[error("the image file would be {0} bytes, beyond what qcow2 offsets can address")]
+    FileTooLarge(u128),
+    /// Header, extensions and backing name do not fit in the first cluster.
+    #[error(
+        "header, extensions and backing file name need {needed} bytes, more than one {cluster_size}-byte cluster"
+    )]
+    HeaderTooBig {
+        /// Bytes needed.
+        needed: usize,
+        /// Cluster size.
+        cluster_size: u64,
+    },
+}
+
+/// One L2 table and the contiguous run of data clusters it maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L2Table {
+    /// Host cluster index of the table.
+    pub cluster: u64,
+    /// Host cluster index of the data cluster its first entry maps.
+    pub first_data_cluster: u64,
+}
+
+/// Where everything of a fresh image goes. Cluster numbers are host cluster indices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Final header.
+    pub header: Header,
+    /// Header extensions, in qemu's order.
+    pub extensions: Vec<Extension>,
+    /// Backing file name written after the extensions.
+    pub backing_name: Option<String>,
+    /// log2 of the cluster size.
+    pub cluster_bits: u32,
+    /// Entries per L2 table.
+    pub l2_entries: u64,
+    /// Bytes per L2 entry (8, or 16 with extended L2).
+    pub l2_entry_size: u64,
+    /// Clusters one refcount block covers.
+    pub refblock_entries: u64,
+    /// Number of guest clusters (`ceil(size / cluster_size)`).
+    pub guest_clusters: u64,
+    /// First cluster of the L1 table (meaningless when `l1_size` is 0).
+    pub l1_cluster: u64,
+    /// Number of L1 entries.
+    pub l1_size: u64,
+    /// Refcount table: first cluster and number of clusters.
+    pub refcount_table: Range<u64>,
+    /// Refcount block cluster for each refcount range, by range index.
+    pub refblocks: Vec<Option<u64>>,
+    /// L2 tables by L1 index (empty for preallocation=off).
+    pub l2_tables: Vec<L2Table>,
+    /// Data cluster runs `(first host cluster, count)` (empty for off).
+    pub data_runs: Vec<(u64, u64)>,
+    /// How the data runs are filled.
+    pub preallocation: Preallocation,
+    /// Clusters below `end_cluster` whose refcount is 0 (qemu's freed old refcount table).
+    pub free: Vec<Range<u64>>,
+    /// Clusters `0..end_cluster` are in use except `free`.
+    pub end_cluster: u64,
+    /// Length of the finished file in bytes.
+    pub file_length: u64,
+    /// Byte range of the last data cluster beyond the virtual size that metadata
+    /// preallocation fills with zeros (qemu's copy-on-write of a partial last cluster).
+    pub tail_zeroes: Option<Range<u64>>,
+}
+
+/// qemu's first-free-cluster allocator, reduced to what a fresh image needs: a bump pointer
+/// plus refcount blocks placed right after the run that first touches their range.
+struct Allocator {
+    next: u64,
+    rb_bits: u32,
+    refblocks: Vec<Option<u64>>,
+}
+
+impl Allocator {
+    fn range_of(&self, cluster: u64) -> usize {
+        usize::try_from(cluster >> self.rb_bits).unwrap_or(usize::MAX)
+    }
+
+    fn set_refblock(&mut self, range: usize, cluster: u64) {
+        if self.refblocks.len() <= range {
+            self.refblocks.resize(range + 1, None);
+        }
+        self.refblocks[range] = Some(cluster);
+    }
+
+    fn has_refblock(&self, range: usize) -> bool {
+        self.refblocks.get(range).copied().flatten().is_some()
+    }
+
+    /// Reserves `n` clusters at the bump pointer, then gives every range they touch a
+    /// refcount block, placed at the next free cluster (which may in turn need its own).
+    fn alloc(&mut self, n: u64) -> u64 {
+        let start = self.next;
+        self.next += n;
+        if n > 0 {
+            self.cover(start, n);
+        }
+        start
+    }
+
+    fn cover(&mut self, start: u64, n: u64) {
+        let first = self.range_of(start);
+        let last = self.range_of(start + n - 1);
+        for range in first..=last {
+            if !self.has_refblock(range) {
+                let block = self.next;
+                self.next += 1;
+                self.set_refblock(range, block);
+                if self.range_of(block) != range {
+                    self.cover(block, 1);
+                }
+            }
+        }
+    }
+}
+
+/// Checked options with derived geometry.
+#[derive(Debug, Clone)]
+struct Geometry {
+    size: u64,
+    cluster_bits: u32,
+    cluster_size: u64,
+    refcount_order: u32,
+    l2_entries: u64,
+    l2_entry_size: u64,
+    rb_bits: u32,
+    guest_clusters: u64,
+    l1_size: u64,
+    l1_clusters: u64,
+    extensions: Vec<Extension>,
+}
+
+fn check(opts: &Options, prealloc: Preallocation) -> Result<Geometry, Error> {
+    let cs = opts.cluster_size;
+    if !cs.is_power_of_two() || !(512..=(2 << 20)).contains(&cs) {
+        return Err(Error::ClusterSize(cs));
+    }
+    let cluster_bits = cs.trailing_zeros();
+    let rb = opts.refcount_bits;
+    if !rb.is_power_of_two() || rb > 64 {
+        return Err(Error::RefcountBits(rb));
+    }
+    if opts.version == Version::V2 {
+        if rb != 16 {
+            return Err(Error::NeedsV3("a refcount width other than 16 bits"));
+        }
+        if opts.lazy_refcounts {
+            return Err(Error::NeedsV3("lazy_refcounts"));
+        }
+        if opts.extended_l2 {
+            return Err(Error::NeedsV3("extended_l2"));
+        }
+        if opts.compression_zstd {
+            return Err(Error::NeedsV3("compression type zstd"));
+        }
+    }
+    if opts.extended_l2 && cs < 16384 {
+        return Err(Error::ExtendedL2ClusterSize(cs));
+    }
+    if opts.backing.is_some() && prealloc != Preallocation::Off && !opts.extended_l2 {
+        return Err(Error::BackingWithPreallocation(prealloc.as_str()));
+    }
+    let size = crate::units::round_up(opts.size, 512).ok_or(Error::SizeOverflow(opts.size))?;
+    let l2_entry_size = if opts.extended_l2 {
+        spec::EXTENDED_L2_ENTRY_SIZE
+    } else {
+        spec::ENTRY_SIZE
+    };
+    let l2_entries = cs / l2_entry_size;
+    let guest_clusters = div_ceil(size, cs);
+    let l1_size = div_ceil(guest_clusters, l2_entries);
+    if l1_size * spec::ENTRY_SIZE > spec::MAX_L1_BYTES {
+        return Err(Error::L1TooLarge {
+            size: opts.size,
+            cluster_size: cs,
+        });
+    }
+    let refcount_order = rb.trailing_zeros();
+    // Refcount block entries = cs * 8 / refcount_bits, a power of two.
+    let rb_bits = cluster_bits + 3 - refcount_order;
+
+    let mut extensions = Vec::new();
+    if let Some((_, format)) = &opts.backing {
+        extensions.push(Extension::BackingFormat(format.clone()));
+    }
+    if opts.version == Version::V3 && cs > 4096 {
+        extensions.push(Extension::FeatureNameTable);
+    }
+    let header_length = match opts.version {
+        Version::V2 => spec::V2_HEADER_LENGTH,
+        Version::V3 => spec::V3_HEADER_LENGTH,
+    };
+    let needed = header_length
+        + spec::encode_extensions(&extensions).len()
+        + opts.backing.as_ref().map_or(0, |(name, _)| name.len());
+    if needed as u64 > cs {
+        return Err(Error::HeaderTooBig {
+            needed,
+            cluster_size: cs,
+        });
+    }
+    Ok(Geometry {
+        size,
+        cluster_bits,
+        cluster_size: cs,
+        refcount_order,
+        l2_entries,
+        l2_entry_size,
+        rb_bits,
+        guest_clusters,
+        l1_size,
+        l1_clusters: div_ceil(l1_size * spec::ENTRY_SIZE, cs),
+        extensions,
+    })
+}
+
+/// Result of placing the clusters, before the header is filled in.
+struct Placement {
+    refcount_table: Range<u64>,
+    refblocks: Vec<Option<u64>>,
+    l1_cluster: u64,
+    l2_tables: Vec<L2Table>,
+    data_runs: Vec<(u64, u64)>,
+    free: Vec<Range<u64>>,
+    end_cluster: u64,
+}
+
+/// qemu's base layout (qcow2_co_create): header at 0, a refcount table of `rt_clusters` at
+/// 1, refcount block 0 right after it, then the L1 table.
+fn base(g: &Geometry, rt_clusters: u64) -> (Allocator, u64) {
+    let mut a = Allocator {
+        next: 1 + rt_clusters + 1,
+        rb_bits: g.rb_bits,
+        refblocks: Vec::new(),
+    };
+    a.set_refblock(0, 1 + rt_clusters);
+    // With a large table the first clusters can reach past range 0 (tiny refcount blocks).
+    a.cover(0, a.next);
+    let l1 = a.alloc(g.l1_clusters);
+    (a, l1)
+}
+
+fn rt_clusters_for(g: &Geometry, ranges: usize) -> u64 {
+    div_ceil(ranges as u64 * spec::ENTRY_SIZE, g.cluster_size).max(1)
+}
+
+/// off and metadata: sequential allocation; the refcount table is sized up front by
+/// re-running the placement until every refcount block fits in it.
+fn place_sequential(g: &Geometry, prealloc: Preallocation) -> Placement {
+    let mut rt_clusters = 1;
+    loop {
+        let (mut a, l1_cluster) = base(g, rt_clusters);
+        let mut l2_tables = Vec::new();
+        let mut data_runs = Vec::new();
+        if prealloc == Preallocation::Metadata {
+            l2_tables.reserve(usize::try_from(g.l1_size).unwrap_or(0));
+            let mut left = g.guest_clusters;
+            while left > 0 {
+                let l2 = a.alloc(1);
+                let count = left.min(g.l2_entries);
+                let data = a.alloc(count);
+                l2_tables.push(L2Table {
+                    cluster: l2,
+                    first_data_cluster: data,
+                });
+                data_runs.push((data, count));
+                left -= count;
+            }
+        }
+        let needed = rt_clusters_for(g, a.refblocks.len());
+        if needed <= rt_clusters {
+            return Placement {
+                refcount_table: 1..1 + rt_clusters,
+                refblocks: a.refblocks,
+                l1_cluster,
+                l2_tables,
+                data_runs,
+                free: Vec::new(),
+                end_cluster: a.next,
+            };
+        }
+        rt_clusters = needed;
+    }
+}
+
+/// falloc and full: qemu's `qcow2_refcount_area` — after the base layout, new refcount
+/// blocks and a new refcount table sized once for everything, the old table freed, one
+/// contiguous data area, then the L2 tables at the lowest free clusters.
+fn place_preallocated(g: &Geometry) -> Placement {
+    let mut base_rt = 1;
+    let (mut a, l1_cluster) = loop {
+        let (a, l1) = base(g, base_rt);
+        let needed = rt_clusters_for(g, a.refblocks.len());
+        if needed <= base_rt {
+            break (a, l1);
+        }
+        base_rt = needed;
+    };
+    let area_start = a.next;
+    let n = g.guest_clusters;
+    let tables = div_ceil(n, g.l2_entries) + 1;
+    let rb_entries = 1u64 << g.rb_bits;
+    let pointers_per_cluster = g.cluster_size / spec::ENTRY_SIZE;
+    let (mut blocks, mut rt) = (0u64, 0u64);
+    loop {
+        let nb = div_ceil(area_start + n + tables + rt + blocks, rb_entries);
+        let nt = div_ceil(nb, pointers_per_cluster);
+        if (nb, nt) == (blocks, rt) {
+            break;
+        }
+        (blocks, rt) = (nb, nt);
+    }
+    let first_new = usize::try_from(area_start >> g.rb_bits).unwrap_or(usize::MAX);
+    let count = usize::try_from(blocks).unwrap_or(usize::MAX);
+    for range in first_new..count {
+        if !a.has_refblock(range) {
+            let c = a.next;
+            a.next += 1;
+            a.set_refblock(range, c);
+        }
+    }
+    let rt_start = a.next;
+    a.next += rt;
+    let data_start = a.next;
+    a.next += n;
+    let mut free: Vec<u64> = (1..1 + base_rt).collect();
+    free.reverse();
+    let mut l2_tables = Vec::with_capacity(usize::try_from(g.l1_size).unwrap_or(0));
+    for k in 0..g.l1_size {
+        let cluster = free.pop().unwrap_or_else(|| {
+            let c = a.next;
+            a.next += 1;
+            c
+        });
+        l2_tables.push(L2Table {
+            cluster,
+            first_data_cluster: data_start + k * g.l2_entries,
+        });
+    }
+    free.reverse();
+    let free = free.into_iter().map(|c| c..c + 1).collect();
+    Placement {
+        refcount_table: rt_start..rt_start + rt,
+        refblocks: a.refblocks,
+        l1_cluster,
+        l2_tables,
+        data_runs: if n > 0 {
+            vec![(data_start, n)]
+        } else {
+            Vec::new()
+        },
+        free,
+        end_cluster: a.next,
+    }
+}
+
+impl Layout {
+    /// Plans a fresh image: checks the options like qemu-img does, then places every cluster.
+    pub fn plan(opts: &Options, prealloc: Preallocation) -> Result<Layout, Error> {
+        let g = check(opts, prealloc)?;
+        let p = match prealloc {
+            Preallocation::Off | Preallocation::Metadata => place_sequential(&g, prealloc),
+            Preallocation::Falloc | Preallocation::Full => place_preallocated(&g),
+        };
+        let rt_clusters = p.refcount_table.end - p.refcount_table.start;
+        if rt_clusters * g.cluster_size > spec::MAX_REFTABLE_BYTES {
+            return Err(Error::RefcountTableTooLarge {
+                clusters: rt_clusters,
+            });
+        }
+        let cs = g.cluster_size;
+        let end_bytes = u128::from(p.end_cluster) * u128::from(cs);
+        if end_bytes > u128::from(spec::L2E_OFFSET_MASK) {
+            return Err(Error::FileTooLarge(end_bytes));
+        }
+        let l1_bytes = g.l1_size * spec::ENTRY_SIZE;
+        let l1_end = p.l1_cluster * cs + l1_bytes;
+        let metadata_end = [
+            cs,
+            p.refcount_table.end * cs,
+            p.refblocks
+                .iter()
+                .flatten()
+                .map(|&c| (c + 1) * cs)
+                .max()
+                .unwrap_or(0),
+            p.l2_tables
+                .iter()
+                .map(|t| (t.cluster + 1) * cs)
+                .max()
+                .unwrap_or(0),
+            if g.l1_size > 0 { l1_end } else { 0 },
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(cs);
+        let data_end = p
+            .data_runs
+            .iter()
+            .map(|&(start, count)| (start + count) * cs)
+            .max()
+            .unwrap_or(0);
+        let file_length = metadata_end.max(data_end);
+        let tail = g.size % cs;
+        let tail_zeroes = match (prealloc, p.data_runs.last()) {
+            (Preallocation::Metadata, Some(&(start, count))) if tail != 0 => {
+                let last = (start + count - 1) * cs;
+                Some(last + tail..last + cs)
+            }
+            _ => None,
+        };
+
+        let backing_name = opts.backing.as_ref().map(|(name, _)| name.clone());
+        let (header_length, incompatible, compatible) = match opts.version {
+            Version::V2 => (spec::V2_HEADER_LENGTH, 0, 0),
+            Version::V3 => (
+                spec::V3_HEADER_LENGTH,
+                if opts.extended_l2 {
+                    spec::INCOMPAT_EXTL2
+                } else {
+                    0
+                } | if opts.compression_zstd {
+                    spec::INCOMPAT_COMPRESSION
+                } else {
+                    0
+                },
+                if opts.lazy_refcounts {
+                    spec::COMPAT_LAZY_REFCOUNTS
+                } else {
+                    0
+                },
+            ),
+        };
+        let ext_len = spec::encode_extensions(&g.extensions).len();
+        let backing_offset = if backing_name.is_some() {
+            (header_length + ext_len) as u64
+        } else {
+            0
+        };
+        let header = Header {
+            version: opts.version,
+            backing_file_offset: backing_offset,
+            backing_file_size: backing_name
+                .as_ref()
+                .map_or(0, |n| u32::try_from(n.len()).unwrap_or(u32::MAX)),
+            cluster_bits: g.cluster_bits,
+            size: g.size,
+            crypt_method: 0,
+            l1_size: u32::try_from(g.l1_size).unwrap_or(u32::MAX),
+            l1_table_offset: if g.l1_size > 0 { p.l1_cluster * cs } else { 0 },
+            refcount_table_offset: p.refcount_table.start * cs,
+            refcount_table_clusters: u32::try_from(rt_clusters).unwrap_or(u32::MAX),
+            nb_snapshots: 0,
+            snapshots_offset: 0,
+            incompatible_features: incompatible,
+            compatible_features: compatible,
+            autoclear_features: 0,
+            refcount_order: g.refcount_order,
+            header_length: header_length as u32,
+            compression_type: u8::from(opts.compression_zstd),
+        };
+        Ok(Layout {
+            header,
+            extensions: g.extensions.clone(),
+            backing_name,
+            cluster_bits: g.cluster_bits,
+            l2_entries: g.l2_entries,
+            l2_entry_size: g.l2_entry_size,
+            refblock_entries: 1 << g.rb_bits,
+            guest_clusters: g.guest_clusters,
+            l1_cluster: p.l1_cluster,
+            l1_size: g.l1_size,
+            refcount_table: p.refcount_table,
+            refblocks: p.refblocks,
+            l2_tables: p.l2_tables,
+            data_runs: p.data_runs,
+            preallocation: prealloc,
+            free: p.free,
+            end_cluster: p.end_cluster,
+            file_length,
+            tail_zeroes,
+        })
+    }
+
+    /// Cluster size in bytes.
+    pub fn cluster_size(&self) -> u64 {
+        1 << self.cluster_bits
+    }
+
+    /// Refcount of a host cluster in the finished image (0 or 1).
+    pub fn refcount(&self, cluster: u64) -> u64 {
+        u64::from(cluster < self.end_cluster && !self.free.iter().any(|r| r.contains(&cluster)))
+    }
+
+    /// Host byte ranges holding the first `bytes` of guest data (rounded up to whole
+    /// clusters), for the partial-allocation reservation.
+    pub fn guest_prefix_extents(&self, bytes: u64) -> Vec<Range<u64>> {
+        let cs = self.cluster_size();
+        let mut left = div_ceil(bytes, cs).min(self.guest_clusters);
+        let mut out: Vec<Range<u64>> = Vec::new();
+        let mut guest = 0u64;
+        for table in &self.l2_tables {
+            if left == 0 {
+                break;
+            }
+            let count = left.min(self.l2_entries).min(self.guest_clusters - guest);
+            let start = table.first_data_cluster * cs;
+            match out.last_mut() {
+                Some(prev) if prev.end == start => prev.end = start + count * cs,
+                _ => out.push(start..start + count * cs),
+            }
+            left -= count;
+            guest += count;
+        }
+        out
+    }
+
+    /// Bytes of metadata the writer writes (whole clusters for header, refcount structures
+    /// and L2 tables; exactly `l1_size * 8` bytes of L1), rounded to `block` for the
+    /// allocation estimate.
+    pub fn metadata_allocation(&self, block: u64) -> u64 {
+        let cs = self.cluster_size();
+        let whole = 1
+            + (self.refcount_table.end - self.refcount_table.start)
+            + self.refblocks.iter().flatten().count() as u64
+            + self.l2_tables.len() as u64;
+        let l1 = crate::units::round_up(self.l1_size * spec::ENTRY_SIZE, block).unwrap_or(0);
+        let tail = self.tail_zeroes.as_ref().map_or(0, |r| {
+            let start = r.start / block * block;
+            crate::units::round_up(r.end, block).unwrap_or(r.end) - start
+        });
+        whole * cs + l1 + tail
+    }
+
+    /// Bytes in the data runs.
+    pub fn data_bytes(&self) -> u64 {
+        self.data_runs.iter().map(|&(_, n)| n).sum::<u64>() * self.cluster_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    fn opts(size: u64, cluster_size: u64) -> Options {
+        Options {
+            size,
+            cluster_size,
+            ..Options::default()
+        }
+    }
+
+    fn plan(size: u64, cs: u64, p: Preallocation) -> Layout {
+        Layout::plan(&opts(size, cs), p).unwrap()
+    }
+
+    #[test]
+    fn off_5g_64k_matches_qemu() {
+        // qcow2-create.md §2.4: H0, RT1, RB0 2, L1 3; 196,688 bytes.
+        let l = plan(5 * GIB, 65536, Preallocation::Off);
+        assert_eq!(l.refcount_table, 1..2);
+        assert_eq!(l.refblocks, vec![Some(2)]);
+        assert_eq!(l.l1_cluster, 3);
+        assert_eq!(l.l1_size, 10);
+        assert_eq!(l.file_length, 196_688);
+        assert_eq!(l.header.l1_table_offset, 0x30000);
+    }
+
+    #[test]
+    fn off_1t_64k_matches_qemu() {
+        let l = plan(1 << 40, 65536, Preallocation::Off);
+        assert_eq!(l.l1_size, 2048);
+        assert_eq!(l.file_length, 212_992);
+    }
+
+    #[test]
+    fn off_5g_512b_puts_refblocks_after_l1() {
+        // §2.4: L1 3–2562, RB1..RB10 in 2563–2572, 1,317,376 bytes.
+        let l = plan(5 * GIB, 512, Preallocation::Off);
+        assert_eq!(l.l1_cluster, 3);
+        assert_eq!(l.l1_size, 163_840);
+        let blocks: Vec<u64> = l.refblocks.iter().skip(1).flatten().copied().collect();
+        assert_eq!(blocks.len(), 10);
+        assert!(blocks.iter().all(|c| (2563..=2572).contains(c)));
+        assert_eq!(l.file_length, 1_317_376);
+    }
+
+    #[test]
+    fn metadata_5g_64k_matches_qemu() {
+        // §2.4: L2#0 4, D 5–8196, L2#1 8197, …, RB1 32776, L2#4 32777, RB2 65549.
+        let l = plan(5 * GIB, 65536, Preallocation::Metadata);
+        assert_eq!(
+            l.l2_tables[0],
+            L2Table {
+                cluster: 4,
+                first_data_cluster: 5
+            }
+        );
+        assert_eq!(l.l2_tables[1].cluster, 8197);
+        assert_eq!(l.refblocks[1], Some(32776));
+        assert_eq!(l.l2_tables[4].cluster, 32777);
+        assert_eq!(l.refblocks[2], Some(65549));
+        assert_eq!(l.file_length, 5_369_757_696);
+    }
+
+    #[test]
+    fn metadata_1t_64k_ends_with_refblock_512() {
+        // §2.4: the last cluster of the file is RB512, at 16779779.
+        let l = plan(1 << 40, 65536, Preallocation::Metadata);
+        assert_eq!(l.refblocks.len(), 513);
+        assert_eq!(l.refblocks[512], Some(16_779_779));
+        assert_eq!(l.file_length, 1_099_679_662_080);
+        assert_eq!(l.refcount_table, 1..2);
+    }
+
+    #[test]
+    fn metadata_1t_2m_matches_qemu() {
+        let l = plan(1 << 40, 2 << 20, Preallocation::Metadata);
+        assert_eq!(l.l2_tables[0].cluster, 4);
+        assert_eq!(l.l2_tables[1].cluster, 262_149);
+        assert_eq!(l.file_length, 1_099_524_210_688);
+    }
+
+    #[test]
+    fn falloc_5g_64k_matches_qemu() {
+        // §2.4: H0, L2#0 1, RB0 2, L1 3, RB1 4, RB2 5, RT 6, D 7–81926, L2#1.. 81927–81935.
+        let l = plan(5 * GIB, 65536, Preallocation::Falloc);
+        assert_eq!(l.l2_tables[0].cluster, 1);
+        assert_eq!(l.refblocks, vec![Some(2), Some(4), Some(5)]);
+        assert_eq!(l.refcount_table, 6..7);
+        assert_eq!(l.data_runs, vec![(7, 81920)]);
+        assert_eq!(l.l2_tables[1].cluster, 81927);
+        assert_eq!(l.l2_tables[9].cluster, 81935);
+        assert_eq!(l.file_length, 5_369_757_696);
+        assert!(l.free.is_empty());
+    }
+
+    #[test]
+    fn falloc_1t_64k_matches_qemus_model() {
+        // §2.4 [M]: RB1..RB512 at 4–515, RT 516, D 517–16777732, L2#1.. up to 16779779.
+        let l = plan(1 << 40, 65536, Preallocation::Falloc);
+        assert_eq!(l.refblocks[1], Some(4));
+        assert_eq!(l.refblocks[512], Some(515));
+        assert_eq!(l.refcount_table, 516..517);
+        assert_eq!(l.data_runs, vec![(517, 16_777_216)]);
+        assert_eq!(l.l2_tables[2047].cluster, 16_779_779);
+        assert_eq!(l.file_length, 1_099_679_662_080);
+    }
+
+    #[test]
+    fn falloc_5g_2m_matches_qemu() {
+        let l = plan(5 * GIB, 2 << 20, Preallocation::Falloc);
+        assert_eq!(l.l2_tables[0].cluster, 1);
+        assert_eq!(l.refcount_table, 4..5);
+        assert_eq!(l.data_runs, vec![(5, 2560)]);
+        assert_eq!(l.file_length, 5_379_194_880);
+    }
+
+    #[test]
+    fn falloc_zero_size_moves_the_refcount_table_like_qemu() {
+        let l = plan(0, 65536, Preallocation::Falloc);
+        assert_eq!(l.refcount_table, 3..4);
+        assert_eq!(l.free, vec![1..2]);
+        assert_eq!(l.header.l1_table_offset, 0);
+        assert_eq!(l.file_length, 4 * 65536);
+    }
+
+    #[test]
+    fn metadata_unaligned_size_zeroes_the_tail_of_the_last_cluster() {
+        let l = plan((1 << 20) + 512, 65536, Preallocation::Metadata);
+        assert_eq!(l.file_length, 1_441_792);
+        let last = 21 * 65536;
+        assert_eq!(l.tail_zeroes, Some(last + 512..last + 65536));
+    }
+
+    #[test]
+    fn size_rounds_up_to_512() {
+        assert_eq!(plan(1, 65536, Preallocation::Off).header.size, 512);
+    }
+
+    #[test]
+    fn every_used_cluster_has_a_refblock_and_a_refcount() {
+        for p in [
+            Preallocation::Off,
+            Preallocation::Metadata,
+            Preallocation::Falloc,
+        ] {
+            for cs in [512, 4096, 65536] {
+                let l = plan(64 << 20, cs, p);
+                for c in 0..l.end_cluster {
+                    let range = (c / l.refblock_entries) as usize;
+                    assert!(l.refblocks[range].is_some(), "{p:?} cs {cs} cluster {c}");
+                }
+                let rt_entries = (l.refcount_table.end - l.refcount_table.start) * cs / 8;
+                assert!(l.refblocks.len() as u64 <= rt_entries);
+            }
+        }
+    }
+
+    #[test]
+    fn small_clusters_get_a_refcount_table_sized_up_front() {
+        // 128 GiB at 512 B: qemu grows the table to 7 clusters; qpool sizes it once.
+        let l = plan(128 * GIB, 512, Preallocation::Off);
+        let rt = l.refcount_table.end - l.refcount_table.start;
+        assert!(rt > 1);
+        assert_eq!(l.refcount_table.start, 1);
+        assert!(l.refblocks.len() as u64 <= rt * 512 / 8);
+    }
+
+    #[test]
+    fn l1_limit_refuses_128g_plus_at_512b() {
+        let err = Layout::plan(&opts(128 * GIB + 512, 512), Preallocation::Off).unwrap_err();
+        assert!(matches!(err, Error::L1TooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn option_checks_follow_qemu() {
+        let bad = |o: Options, p| Layout::plan(&o, p).unwrap_err();
+        assert_eq!(
+            bad(opts(GIB, 1000), Preallocation::Off),
+            Error::ClusterSize(1000)
+        );
+        assert_eq!(
+            bad(opts(GIB, 4 << 20), Preallocation::Off),
+            Error::ClusterSize(4 << 20)
+        );
+        assert_eq!(
+            bad(
+                Options {
+                    refcount_bits: 3,
+                    ..opts(GIB, 65536)
+                },
+                Preallocation::Off
+            ),
+            Error::RefcountBits(3)
+        );
+        assert_eq!(
+            bad(
+                Options {
+                    refcount_bits: 128,
+                    ..opts(GIB, 65536)
+                },
+                Preallocation::Off
+            ),
+            Error::RefcountBits(128)
+        );
+        let v2 = Options {
+            version: Version::V2,
+            ..opts(GIB, 65536)
+        };
+        assert!(matches!(
+            bad(
+                Options {
+                    lazy_refcounts: true,
+                    ..v2.clone()
+                },
+                Preallocation::Off
+            ),
+            Error::NeedsV3(_)
+        ));
+        assert!(matches!(
+            bad(
+                Options {
+                    refcount_bits: 8,
+                    ..v2.clone()
+                },
+                Preallocation::Off
+            ),
+            Error::NeedsV3(_)
+        ));
+        assert!(matches!(
+            bad(
+                Options {
+                    extended_l2: true,
+                    ..v2
+                },
+                Preallocation::Off
+            ),
+            Error::NeedsV3(_)
+        ));
+        assert_eq!(
+            bad(
+                Options {
+                    extended_l2: true,
+                    ..opts(GIB, 8192)
+                },
+                Preallocation::Off
+            ),
+            Error::ExtendedL2ClusterSize(8192)
+        );
+        let overlay = Options {
+            backing: Some(("/b".into(), "qcow2".into())),
+            ..opts(GIB, 65536)
+        };
+        assert_eq!(
+            bad(overlay.clone(), Preallocation::Metadata),
+            Error::BackingWithPreallocation("metadata")
+        );
+        assert!(
+            Layout::plan(
+                &Options {
+                    extended_l2: true,
+                    ..overlay
+                },
+                Preallocation::Metadata
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn long_backing_name_does_not_fit_a_512_byte_cluster() {
+        let o = Options {
+            backing: Some(("/".repeat(600), "qcow2".into())),
+            ..opts(GIB, 512)
+        };
+        assert!(matches!(
+            Layout::plan(&o, Preallocation::Off),
+            Err(Error::HeaderTooBig { .. })
+        ));
+    }
+
+    #[test]
+    fn backing_name_goes_after_the_extensions() {
+        let o = Options {
+            backing: Some(("base.qcow2".into(), "qcow2".into())),
+            ..opts(GIB, 65536)
+        };
+        let l = Layout::plan(&o, Preallocation::Off).unwrap();
+        assert_eq!(l.header.backing_file_offset, 528);
+        assert_eq!(l.header.backing_file_size, 10);
+    }
+
+    #[test]
+    fn refcount_table_limit_is_enforced() {
+        // 512 B clusters with 64-bit refcounts: 64 clusters per refblock; 100 GiB of
+        // metadata preallocation needs far more than 8 MiB of refcount table.
+        let o = Options {
+            refcount_bits: 64,
+            ..opts(100 * GIB, 512)
+        };
+        assert!(matches!(
+            Layout::plan(&o, Preallocation::Metadata),
+            Err(Error::RefcountTableTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn guest_prefix_extents_follow_the_l2_runs() {
+        let l = plan(2 * GIB, 65536, Preallocation::Metadata);
+        // 600 MiB spans L2 #0 (512 MiB) and part of #1.
+        let ext = l.guest_prefix_extents(600 << 20);
+        assert_eq!(ext.len(), 2);
+        assert_eq!(ext[0], 5 * 65536..(5 + 8192) * 65536);
+        assert_eq!(ext[1].end - ext[1].start, (88 << 20) as u64);
+    }
+}

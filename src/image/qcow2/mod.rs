@@ -1,0 +1,81 @@
+//! qcow2 images: native creation and header reading.
+//!
+//! Owns: `create` (plan with [`layout`], write with [`write`]) and [`Qcow2Info::read`], which
+//! reads what `vol-dumpxml` reports: version, cluster size, features, virtual size, backing
+//! file.
+//! Must not: choose options or preallocation; those come from the caller.
+
+pub mod layout;
+pub mod spec;
+pub mod write;
+
+use std::fs::File;
+
+pub use layout::{Layout, Options};
+pub use spec::{Header, Version};
+
+use super::{Error, ImageFile, Preallocation, WriteReport};
+
+/// Creates a qcow2 image in an empty `file`. `reserve` bytes of guest data are additionally
+/// fallocated (the partial-allocation row of the policy).
+pub fn create<F: ImageFile + ?Sized>(
+    file: &F,
+    opts: &Options,
+    prealloc: Preallocation,
+    reserve: u64,
+) -> Result<(Layout, WriteReport), Error> {
+    let layout = Layout::plan(opts, prealloc)?;
+    let report = write::write(&layout, file, reserve)?;
+    Ok((layout, report))
+}
+
+/// What the header of an existing qcow2 image says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qcow2Info {
+    /// The decoded header.
+    pub header: Header,
+    /// Backing file name as stored.
+    pub backing_file: Option<String>,
+    /// Backing format from the header extension.
+    pub backing_format: Option<String>,
+}
+
+impl Qcow2Info {
+    /// Lazy refcounts (compatible feature bit 0).
+    pub fn lazy_refcounts(&self) -> bool {
+        self.header.compatible_features & spec::COMPAT_LAZY_REFCOUNTS != 0
+    }
+
+    /// Extended L2 entries (incompatible feature bit 4).
+    pub fn extended_l2(&self) -> bool {
+        self.header.incompatible_features & spec::INCOMPAT_EXTL2 != 0
+    }
+
+    /// Reads header, extensions and backing name; `prefix` holds the file's first bytes.
+    /// The rest of the first cluster is read only when the prefix does not cover them.
+    pub fn read(file: &File, prefix: &[u8]) -> Result<Qcow2Info, Error> {
+        let header = Header::decode(prefix)?;
+        let name_end = header
+            .backing_file_offset
+            .saturating_add(u64::from(header.backing_file_size));
+        let parsed = spec::decode_extensions(&header, prefix)?;
+        let whole;
+        let (cluster0, (extensions, _)) = if parsed.1 && name_end <= prefix.len() as u64 {
+            (prefix, parsed)
+        } else {
+            let want = usize::try_from(header.cluster_size()).unwrap_or(usize::MAX);
+            whole = super::read_prefix(file, want).map_err(Error::ReadingHeader)?;
+            (&whole[..], spec::decode_extensions(&header, &whole)?)
+        };
+        let backing_format = extensions.iter().find_map(|e| match e {
+            spec::Extension::BackingFormat(f) => Some(f.clone()),
+            _ => None,
+        });
+        let backing_file = spec::decode_backing_name(&header, cluster0)?;
+        Ok(Qcow2Info {
+            header,
+            backing_file,
+            backing_format,
+        })
+    }
+}

@@ -1,0 +1,706 @@
+//! qcow2 on-disk format: the only place that knows byte offsets.
+//!
+//! Owns: the header (versions 2 and 3) as a `zerocopy` struct with a compile-time check of
+//! every field's offset, header extensions, feature bits, L1/L2/refcount entry encodings and
+//! qemu's implementation limits, all as qemu's `docs/interop/qcow2.rst` names them.
+//! Must not: decide where anything goes in a file (that is `layout`) or do I/O.
+//!
+//! All integers on disk are big-endian.
+
+use std::mem::{offset_of, size_of};
+
+use thiserror::Error;
+use zerocopy::byteorder::{BigEndian, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+/// Magic bytes "QFI\xfb".
+pub const MAGIC: u32 = 0x5146_49fb;
+/// Smallest cluster_bits (512-byte clusters).
+pub const MIN_CLUSTER_BITS: u32 = 9;
+/// Largest cluster_bits qemu supports (2 MiB clusters).
+pub const MAX_CLUSTER_BITS: u32 = 21;
+/// qemu's limit on the L1 table: 32 MiB, i.e. 4,194,304 entries.
+pub const MAX_L1_BYTES: u64 = 32 << 20;
+/// qemu's limit on the refcount table: 8 MiB.
+pub const MAX_REFTABLE_BYTES: u64 = 8 << 20;
+/// Largest refcount_order (64-bit refcounts).
+pub const MAX_REFCOUNT_ORDER: u32 = 6;
+/// Longest backing file name qemu accepts.
+pub const MAX_BACKING_FILE_NAME: usize = 1023;
+/// Size of a version 2 header.
+pub const V2_HEADER_LENGTH: usize = 72;
+/// Smallest version 3 header (without the compression type byte).
+pub const V3_MIN_HEADER_LENGTH: usize = 104;
+/// Size of the version 3 header qemu writes (compression type byte and padding included).
+pub const V3_HEADER_LENGTH: usize = 112;
+
+/// Bit 63 of L1 and standard L2 entries: refcount is exactly one (QCOW_OFLAG_COPIED).
+pub const OFLAG_COPIED: u64 = 1 << 63;
+/// Bits 9–55 of an L1 entry: offset of the L2 table.
+pub const L1E_OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
+/// Bits 9–55 of a standard L2 entry: host offset of the data cluster.
+pub const L2E_OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
+/// Bits 9–63 of a refcount table entry: offset of the refcount block.
+pub const REFT_OFFSET_MASK: u64 = 0xffff_ffff_ffff_fe00;
+/// Size of one L1 entry, one standard L2 entry and one refcount table entry.
+pub const ENTRY_SIZE: u64 = 8;
+/// Size of one extended L2 entry (entry + subcluster bitmap).
+pub const EXTENDED_L2_ENTRY_SIZE: u64 = 16;
+
+/// Header extension: backing file format name.
+pub const EXT_BACKING_FORMAT: u32 = 0xe279_2aca;
+/// Header extension: feature name table.
+pub const EXT_FEATURE_TABLE: u32 = 0x6803_f857;
+/// Header extension: end of the extension area.
+pub const EXT_END: u32 = 0;
+
+/// Incompatible feature bit 0: refcounts may be stale.
+pub const INCOMPAT_DIRTY: u64 = 1 << 0;
+/// Incompatible feature bit 1: image is corrupt.
+pub const INCOMPAT_CORRUPT: u64 = 1 << 1;
+/// Incompatible feature bit 2: external data file.
+pub const INCOMPAT_DATA_FILE: u64 = 1 << 2;
+/// Incompatible feature bit 3: compression type in byte 104.
+pub const INCOMPAT_COMPRESSION: u64 = 1 << 3;
+/// Incompatible feature bit 4: extended L2 entries.
+pub const INCOMPAT_EXTL2: u64 = 1 << 4;
+/// Compatible feature bit 0: lazy refcounts.
+pub const COMPAT_LAZY_REFCOUNTS: u64 = 1 << 0;
+
+/// The feature name table qemu writes for v3 images with clusters above 4 KiB:
+/// `(type, bit, name)`, type 0 incompatible, 1 compatible, 2 autoclear.
+pub const FEATURE_NAMES: [(u8, u8, &str); 8] = [
+    (0, 0, "dirty bit"),
+    (0, 1, "corrupt bit"),
+    (0, 2, "external data file"),
+    (0, 3, "compression type"),
+    (0, 4, "extended L2 entries"),
+    (1, 0, "lazy refcounts"),
+    (2, 0, "bitmaps"),
+    (2, 1, "raw external data"),
+];
+/// Size of one feature name table entry.
+const FEATURE_ENTRY_SIZE: usize = 48;
+
+/// The qcow2 header as stored: version 2 fields (bytes 0–71), then version 3 fields.
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+struct RawHeader {
+    /// "QFI\xfb".
+    magic: U32<BigEndian>,
+    /// 2 or 3.
+    version: U32<BigEndian>,
+    /// Offset of the backing file name (not NUL-terminated), 0 if none.
+    backing_file_offset: U64<BigEndian>,
+    /// Length of the backing file name, at most 1023.
+    backing_file_size: U32<BigEndian>,
+    /// log2 of the cluster size; qemu supports 9 (512 B) to 21 (2 MiB).
+    cluster_bits: U32<BigEndian>,
+    /// Virtual disk size in bytes.
+    size: U64<BigEndian>,
+    /// 0 none, 1 AES, 2 LUKS.
+    crypt_method: U32<BigEndian>,
+    /// Number of entries in the active L1 table.
+    l1_size: U32<BigEndian>,
+    /// Offset of the active L1 table, cluster aligned.
+    l1_table_offset: U64<BigEndian>,
+    /// Offset of the refcount table, cluster aligned.
+    refcount_table_offset: U64<BigEndian>,
+    /// Number of clusters the refcount table occupies.
+    refcount_table_clusters: U32<BigEndian>,
+    /// Number of snapshots.
+    nb_snapshots: U32<BigEndian>,
+    /// Offset of the snapshot table.
+    snapshots_offset: U64<BigEndian>,
+    /// v3: incompatible feature bits.
+    incompatible_features: U64<BigEndian>,
+    /// v3: compatible feature bits.
+    compatible_features: U64<BigEndian>,
+    /// v3: auto-clear feature bits.
+    autoclear_features: U64<BigEndian>,
+    /// v3: refcount_bits = 1 << refcount_order; at most 6.
+    refcount_order: U32<BigEndian>,
+    /// v3: length of the header structure (104, or 112 with the compression type byte).
+    header_length: U32<BigEndian>,
+    /// v3 with header_length > 104: 0 zlib, 1 zstd.
+    compression_type: u8,
+    /// Zero padding up to a multiple of 8.
+    padding: [u8; 7],
+}
+
+const _: () = {
+    assert!(size_of::<RawHeader>() == V3_HEADER_LENGTH);
+    assert!(offset_of!(RawHeader, magic) == 0);
+    assert!(offset_of!(RawHeader, version) == 4);
+    assert!(offset_of!(RawHeader, backing_file_offset) == 8);
+    assert!(offset_of!(RawHeader, backing_file_size) == 16);
+    assert!(offset_of!(RawHeader, cluster_bits) == 20);
+    assert!(offset_of!(RawHeader, size) == 24);
+    assert!(offset_of!(RawHeader, crypt_method) == 32);
+    assert!(offset_of!(RawHeader, l1_size) == 36);
+    assert!(offset_of!(RawHeader, l1_table_offset) == 40);
+    assert!(offset_of!(RawHeader, refcount_table_offset) == 48);
+    assert!(offset_of!(RawHeader, refcount_table_clusters) == 56);
+    assert!(offset_of!(RawHeader, nb_snapshots) == 60);
+    assert!(offset_of!(RawHeader, snapshots_offset) == 64);
+    assert!(offset_of!(RawHeader, incompatible_features) == V2_HEADER_LENGTH);
+    assert!(offset_of!(RawHeader, compatible_features) == 80);
+    assert!(offset_of!(RawHeader, autoclear_features) == 88);
+    assert!(offset_of!(RawHeader, refcount_order) == 96);
+    assert!(offset_of!(RawHeader, header_length) == 100);
+    assert!(offset_of!(RawHeader, compression_type) == V3_MIN_HEADER_LENGTH);
+};
+
+/// qcow2 version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Version 2 (compat 0.10): 72-byte header, 16-bit refcounts, no feature bits.
+    V2,
+    /// Version 3 (compat 1.1).
+    V3,
+}
+
+/// A decoded header with host-endian fields and spec names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Version.
+    pub version: Version,
+    /// Offset of the backing file name, 0 if none.
+    pub backing_file_offset: u64,
+    /// Length of the backing file name.
+    pub backing_file_size: u32,
+    /// log2 of the cluster size.
+    pub cluster_bits: u32,
+    /// Virtual size in bytes.
+    pub size: u64,
+    /// Encryption method (0 = none).
+    pub crypt_method: u32,
+    /// L1 entries.
+    pub l1_size: u32,
+    /// L1 table offset.
+    pub l1_table_offset: u64,
+    /// Refcount table offset.
+    pub refcount_table_offset: u64,
+    /// Refcount table length in clusters.
+    pub refcount_table_clusters: u32,
+    /// Number of snapshots.
+    pub nb_snapshots: u32,
+    /// Snapshot table offset.
+    pub snapshots_offset: u64,
+    /// Incompatible feature bits (0 for v2).
+    pub incompatible_features: u64,
+    /// Compatible feature bits (0 for v2).
+    pub compatible_features: u64,
+    /// Auto-clear feature bits (0 for v2).
+    pub autoclear_features: u64,
+    /// log2 of refcount bits (4 for v2).
+    pub refcount_order: u32,
+    /// Header length (72 for v2).
+    pub header_length: u32,
+    /// Compression type byte (0 unless header_length > 104).
+    pub compression_type: u8,
+}
+
+/// A header that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SpecError {
+    /// Fewer bytes than the header needs.
+    #[error("file too short for a qcow2 header ({0} bytes)")]
+    Truncated(usize),
+    /// Wrong magic.
+    #[error("not a qcow2 image (bad magic)")]
+    BadMagic,
+    /// A version other than 2 or 3.
+    #[error("unsupported qcow2 version {0}")]
+    BadVersion(u32),
+    /// cluster_bits outside 9..=21.
+    #[error("invalid cluster_bits {0}")]
+    BadClusterBits(u32),
+    /// refcount_order above 6.
+    #[error("invalid refcount_order {0}")]
+    BadRefcountOrder(u32),
+    /// header_length below 104 for v3.
+    #[error("invalid header_length {0}")]
+    BadHeaderLength(u32),
+    /// A header extension runs past the end of the header area.
+    #[error("header extension at offset {0} runs past the header cluster")]
+    BadExtension(usize),
+    /// The backing file name is out of bounds or too long.
+    #[error("invalid backing file name (offset {offset}, length {len})")]
+    BadBackingName {
+        /// backing_file_offset.
+        offset: u64,
+        /// backing_file_size.
+        len: u32,
+    },
+}
+
+impl Header {
+    /// Cluster size in bytes.
+    pub fn cluster_size(&self) -> u64 {
+        1 << self.cluster_bits
+    }
+
+    /// Encodes the header: 72 bytes for v2, `header_length` (112) bytes for v3.
+    pub fn encode(&self) -> Vec<u8> {
+        let v3 = self.version == Version::V3;
+        let raw = RawHeader {
+            magic: MAGIC.into(),
+            version: if v3 { 3u32 } else { 2u32 }.into(),
+            backing_file_offset: self.backing_file_offset.into(),
+            backing_file_size: self.backing_file_size.into(),
+            cluster_bits: self.cluster_bits.into(),
+            size: self.size.into(),
+            crypt_method: self.crypt_method.into(),
+            l1_size: self.l1_size.into(),
+            l1_table_offset: self.l1_table_offset.into(),
+            refcount_table_offset: self.refcount_table_offset.into(),
+            refcount_table_clusters: self.refcount_table_clusters.into(),
+            nb_snapshots: self.nb_snapshots.into(),
+            snapshots_offset: self.snapshots_offset.into(),
+            incompatible_features: self.incompatible_features.into(),
+            compatible_features: self.compatible_features.into(),
+            autoclear_features: self.autoclear_features.into(),
+            refcount_order: self.refcount_order.into(),
+            header_length: self.header_length.into(),
+            compression_type: self.compression_type,
+            padding: [0; 7],
+        };
+        let len = if v3 {
+            V3_HEADER_LENGTH
+        } else {
+            V2_HEADER_LENGTH
+        };
+        raw.as_bytes()[..len].to_vec()
+    }
+
+    /// Decodes and checks a header from the start of a file.
+    pub fn decode(bytes: &[u8]) -> Result<Header, SpecError> {
+        if bytes.len() < V2_HEADER_LENGTH {
+            return Err(SpecError::Truncated(bytes.len()));
+        }
+        let mut full = [0u8; V3_HEADER_LENGTH];
+        let n = bytes.len().min(V3_HEADER_LENGTH);
+        full[..n].copy_from_slice(&bytes[..n]);
+        let raw = RawHeader::read_from_bytes(&full[..]).map_err(|_| SpecError::Truncated(n))?;
+        if raw.magic.get() != MAGIC {
+            return Err(SpecError::BadMagic);
+        }
+        let version = match raw.version.get() {
+            2 => Version::V2,
+            3 => Version::V3,
+            v => return Err(SpecError::BadVersion(v)),
+        };
+        let cluster_bits = raw.cluster_bits.get();
+        if !(MIN_CLUSTER_BITS..=MAX_CLUSTER_BITS).contains(&cluster_bits) {
+            return Err(SpecError::BadClusterBits(cluster_bits));
+        }
+        let mut header = Header {
+            version,
+            backing_file_offset: raw.backing_file_offset.get(),
+            backing_file_size: raw.backing_file_size.get(),
+            cluster_bits,
+            size: raw.size.get(),
+            crypt_method: raw.crypt_method.get(),
+            l1_size: raw.l1_size.get(),
+            l1_table_offset: raw.l1_table_offset.get(),
+            refcount_table_offset: raw.refcount_table_offset.get(),
+            refcount_table_clusters: raw.refcount_table_clusters.get(),
+            nb_snapshots: raw.nb_snapshots.get(),
+            snapshots_offset: raw.snapshots_offset.get(),
+            incompatible_features: 0,
+            compatible_features: 0,
+            autoclear_features: 0,
+            refcount_order: 4,
+            header_length: V2_HEADER_LENGTH as u32,
+            compression_type: 0,
+        };
+        if version == Version::V3 {
+            if bytes.len() < V3_MIN_HEADER_LENGTH {
+                return Err(SpecError::Truncated(bytes.len()));
+            }
+            let header_length = raw.header_length.get();
+            if (header_length as usize) < V3_MIN_HEADER_LENGTH
+                || u64::from(header_length) > header.cluster_size()
+            {
+                return Err(SpecError::BadHeaderLength(header_length));
+            }
+            let refcount_order = raw.refcount_order.get();
+            if refcount_order > MAX_REFCOUNT_ORDER {
+                return Err(SpecError::BadRefcountOrder(refcount_order));
+            }
+            header.incompatible_features = raw.incompatible_features.get();
+            header.compatible_features = raw.compatible_features.get();
+            header.autoclear_features = raw.autoclear_features.get();
+            header.refcount_order = refcount_order;
+            header.header_length = header_length;
+            if header_length as usize > V3_MIN_HEADER_LENGTH && bytes.len() > V3_MIN_HEADER_LENGTH {
+                header.compression_type = raw.compression_type;
+            }
+        }
+        Ok(header)
+    }
+}
+
+/// One header extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Extension {
+    /// Backing file format name.
+    BackingFormat(String),
+    /// The feature name table ([`FEATURE_NAMES`]).
+    FeatureNameTable,
+    /// Any other extension, kept as type and length.
+    Other {
+        /// Extension type.
+        kind: u32,
+        /// Data length.
+        len: u32,
+    },
+}
+
+fn push_extension(out: &mut Vec<u8>, kind: u32, data: &[u8]) {
+    out.extend_from_slice(&kind.to_be_bytes());
+    // Extension data is bounded by the header cluster (at most 2 MiB).
+    out.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(data);
+    let padded = data.len().next_multiple_of(8);
+    out.resize(out.len() + (padded - data.len()), 0);
+}
+
+/// Encodes extensions followed by the end marker (type 0, length 0).
+pub fn encode_extensions(extensions: &[Extension]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for ext in extensions {
+        match ext {
+            Extension::BackingFormat(name) => {
+                push_extension(&mut out, EXT_BACKING_FORMAT, name.as_bytes());
+            }
+            Extension::FeatureNameTable => {
+                let mut table = Vec::with_capacity(FEATURE_NAMES.len() * FEATURE_ENTRY_SIZE);
+                for (kind, bit, name) in FEATURE_NAMES {
+                    let mut entry = [0u8; FEATURE_ENTRY_SIZE];
+                    entry[0] = kind;
+                    entry[1] = bit;
+                    entry[2..2 + name.len()].copy_from_slice(name.as_bytes());
+                    table.extend_from_slice(&entry);
+                }
+                push_extension(&mut out, EXT_FEATURE_TABLE, &table);
+            }
+            Extension::Other { .. } => {}
+        }
+    }
+    out.extend_from_slice(&[0u8; 8]);
+    out
+}
+
+/// Reads the extensions that start at `header.header_length` in `cluster0`.
+///
+/// Returns the extensions and whether the end marker was found inside `cluster0` (when it
+/// was not, the caller may read more of the first cluster and try again).
+pub fn decode_extensions(
+    header: &Header,
+    cluster0: &[u8],
+) -> Result<(Vec<Extension>, bool), SpecError> {
+    let mut out = Vec::new();
+    let mut pos = header.header_length as usize;
+    loop {
+        let Some(head) = cluster0.get(pos..pos + 8) else {
+            return Ok((out, false));
+        };
+        let kind = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        if kind == EXT_END {
+            return Ok((out, true));
+        }
+        let start = pos + 8;
+        let Some(end) = start
+            .checked_add(len as usize)
+            .filter(|&e| e <= cluster0.len())
+        else {
+            if (start as u64).saturating_add(u64::from(len)) <= header.cluster_size() {
+                return Ok((out, false));
+            }
+            return Err(SpecError::BadExtension(pos));
+        };
+        let data = &cluster0[start..end];
+        out.push(match kind {
+            EXT_BACKING_FORMAT => {
+                Extension::BackingFormat(String::from_utf8_lossy(data).into_owned())
+            }
+            EXT_FEATURE_TABLE => Extension::FeatureNameTable,
+            kind => Extension::Other { kind, len },
+        });
+        pos = end.next_multiple_of(8);
+    }
+}
+
+/// Reads the backing file name the header points at, from the first cluster.
+pub fn decode_backing_name(header: &Header, cluster0: &[u8]) -> Result<Option<String>, SpecError> {
+    if header.backing_file_offset == 0 {
+        return Ok(None);
+    }
+    let bad = SpecError::BadBackingName {
+        offset: header.backing_file_offset,
+        len: header.backing_file_size,
+    };
+    if header.backing_file_size as usize > MAX_BACKING_FILE_NAME {
+        return Err(bad);
+    }
+    let start = usize::try_from(header.backing_file_offset).map_err(|_| bad.clone())?;
+    let end = start
+        .checked_add(header.backing_file_size as usize)
+        .filter(|&e| e <= cluster0.len())
+        .ok_or(bad)?;
+    Ok(Some(
+        String::from_utf8_lossy(&cluster0[start..end]).into_owned(),
+    ))
+}
+
+/// An L1 entry pointing at an L2 table whose refcount is one.
+pub fn l1_entry(l2_offset: u64) -> u64 {
+    (l2_offset & L1E_OFFSET_MASK) | OFLAG_COPIED
+}
+
+/// A standard L2 entry mapping a data cluster whose refcount is one (no zero flag).
+pub fn l2_entry(host_offset: u64) -> u64 {
+    (host_offset & L2E_OFFSET_MASK) | OFLAG_COPIED
+}
+
+/// Sets entry `index` of a refcount block with `1 << refcount_order`-bit entries.
+///
+/// Entries of 8 bits and more are big-endian; narrower ones are packed least significant
+/// bits first within each byte (qcow2.rst, "Refcount blocks").
+pub fn set_refcount(block: &mut [u8], index: usize, refcount_order: u32, value: u64) {
+    let bits = 1usize << refcount_order;
+    if bits >= 8 {
+        let width = bits / 8;
+        let bytes = value.to_be_bytes();
+        block[index * width..(index + 1) * width].copy_from_slice(&bytes[8 - width..]);
+    } else {
+        let bit = index * bits;
+        let mask = ((1u16 << bits) - 1) as u8;
+        let shift = bit % 8;
+        let byte = &mut block[bit / 8];
+        *byte = (*byte & !(mask << shift)) | (((value as u8) & mask) << shift);
+    }
+}
+
+/// Reads entry `index` of a refcount block (see [`set_refcount`]).
+pub fn get_refcount(block: &[u8], index: usize, refcount_order: u32) -> u64 {
+    let bits = 1usize << refcount_order;
+    if bits >= 8 {
+        let width = bits / 8;
+        let mut bytes = [0u8; 8];
+        bytes[8 - width..].copy_from_slice(&block[index * width..(index + 1) * width]);
+        u64::from_be_bytes(bytes)
+    } else {
+        let bit = index * bits;
+        let mask = ((1u16 << bits) - 1) as u8;
+        u64::from((block[bit / 8] >> (bit % 8)) & mask)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The header of `qemu-img create -f qcow2 x 5G` (qcow2-create.md §1.1), annotated.
+    #[rustfmt::skip]
+    const DEFAULT_5G_V3: [u8; 112] = [
+        0x51, 0x46, 0x49, 0xfb,                         // magic
+        0x00, 0x00, 0x00, 0x03,                         // version 3
+        0, 0, 0, 0, 0, 0, 0, 0,                         // backing_file_offset
+        0, 0, 0, 0,                                     // backing_file_size
+        0x00, 0x00, 0x00, 0x10,                         // cluster_bits 16
+        0x00, 0x00, 0x00, 0x01, 0x40, 0x00, 0x00, 0x00, // size 5 GiB
+        0, 0, 0, 0,                                     // crypt_method
+        0x00, 0x00, 0x00, 0x0a,                         // l1_size 10
+        0, 0, 0, 0, 0x00, 0x03, 0x00, 0x00,             // l1_table_offset 0x30000
+        0, 0, 0, 0, 0x00, 0x01, 0x00, 0x00,             // refcount_table_offset 0x10000
+        0x00, 0x00, 0x00, 0x01,                         // refcount_table_clusters
+        0, 0, 0, 0,                                     // nb_snapshots
+        0, 0, 0, 0, 0, 0, 0, 0,                         // snapshots_offset
+        0, 0, 0, 0, 0, 0, 0, 0,                         // incompatible_features
+        0, 0, 0, 0, 0, 0, 0, 0,                         // compatible_features
+        0, 0, 0, 0, 0, 0, 0, 0,                         // autoclear_features
+        0x00, 0x00, 0x00, 0x04,                         // refcount_order 4
+        0x00, 0x00, 0x00, 0x70,                         // header_length 112
+        0,                                              // compression_type zlib
+        0, 0, 0, 0, 0, 0, 0,                            // padding
+    ];
+
+    fn default_header() -> Header {
+        Header {
+            version: Version::V3,
+            backing_file_offset: 0,
+            backing_file_size: 0,
+            cluster_bits: 16,
+            size: 5 << 30,
+            crypt_method: 0,
+            l1_size: 10,
+            l1_table_offset: 0x30000,
+            refcount_table_offset: 0x10000,
+            refcount_table_clusters: 1,
+            nb_snapshots: 0,
+            snapshots_offset: 0,
+            incompatible_features: 0,
+            compatible_features: 0,
+            autoclear_features: 0,
+            refcount_order: 4,
+            header_length: 112,
+            compression_type: 0,
+        }
+    }
+
+    #[test]
+    fn header_encode_matches_qemu_default_bytes() {
+        assert_eq!(default_header().encode(), DEFAULT_5G_V3.to_vec());
+    }
+
+    #[test]
+    fn header_decode_inverts_encode() {
+        assert_eq!(Header::decode(&DEFAULT_5G_V3).unwrap(), default_header());
+    }
+
+    #[test]
+    fn v2_header_is_72_bytes_and_round_trips() {
+        let mut h = default_header();
+        h.version = Version::V2;
+        h.header_length = 72;
+        let bytes = h.encode();
+        assert_eq!(bytes.len(), 72);
+        assert_eq!(&bytes[4..8], &[0, 0, 0, 2]);
+        assert_eq!(Header::decode(&bytes).unwrap(), h);
+    }
+
+    #[test]
+    fn header_decode_refuses_bad_magic() {
+        let mut bytes = DEFAULT_5G_V3;
+        bytes[3] = 0xfc;
+        assert_eq!(Header::decode(&bytes), Err(SpecError::BadMagic));
+    }
+
+    #[test]
+    fn header_decode_refuses_bad_version() {
+        let mut bytes = DEFAULT_5G_V3;
+        bytes[7] = 4;
+        assert_eq!(Header::decode(&bytes), Err(SpecError::BadVersion(4)));
+    }
+
+    #[test]
+    fn header_decode_refuses_bad_cluster_bits() {
+        let mut bytes = DEFAULT_5G_V3;
+        bytes[23] = 3;
+        assert_eq!(Header::decode(&bytes), Err(SpecError::BadClusterBits(3)));
+        bytes[23] = 22;
+        assert_eq!(Header::decode(&bytes), Err(SpecError::BadClusterBits(22)));
+    }
+
+    #[test]
+    fn header_decode_refuses_huge_header_length() {
+        let mut bytes = DEFAULT_5G_V3;
+        bytes[100..104].copy_from_slice(&0x0010_0000u32.to_be_bytes());
+        assert_eq!(
+            Header::decode(&bytes),
+            Err(SpecError::BadHeaderLength(0x0010_0000))
+        );
+    }
+
+    #[test]
+    fn header_decode_refuses_truncated_input() {
+        assert_eq!(
+            Header::decode(&DEFAULT_5G_V3[..50]),
+            Err(SpecError::Truncated(50))
+        );
+        assert_eq!(
+            Header::decode(&DEFAULT_5G_V3[..80]),
+            Err(SpecError::Truncated(80))
+        );
+    }
+
+    #[test]
+    fn extensions_end_where_qemu_puts_the_backing_name() {
+        // qcow2-create.md §1.3: v3 at 64K with -F qcow2: bfmt at 112 (16 bytes),
+        // feature table at 128, end marker at 520, backing name at 528.
+        let ext = encode_extensions(&[
+            Extension::BackingFormat("qcow2".into()),
+            Extension::FeatureNameTable,
+        ]);
+        assert_eq!(V3_HEADER_LENGTH + ext.len(), 528);
+        assert_eq!(&ext[..8], &[0xe2, 0x79, 0x2a, 0xca, 0, 0, 0, 5]);
+        assert_eq!(&ext[8..16], b"qcow2\0\0\0");
+        // Only the feature table: end marker at 504, end at 512.
+        assert_eq!(
+            V3_HEADER_LENGTH + encode_extensions(&[Extension::FeatureNameTable]).len(),
+            512
+        );
+    }
+
+    #[test]
+    fn extensions_decode_inverts_encode() {
+        let mut cluster = DEFAULT_5G_V3.to_vec();
+        cluster.extend(encode_extensions(&[
+            Extension::BackingFormat("raw".into()),
+            Extension::FeatureNameTable,
+        ]));
+        cluster.resize(4096, 0);
+        let (exts, terminated) = decode_extensions(&default_header(), &cluster).unwrap();
+        assert!(terminated);
+        assert_eq!(
+            exts,
+            vec![
+                Extension::BackingFormat("raw".into()),
+                Extension::FeatureNameTable
+            ]
+        );
+    }
+
+    #[test]
+    fn extension_running_past_the_cluster_is_refused() {
+        let mut cluster = DEFAULT_5G_V3.to_vec();
+        cluster.extend_from_slice(&[0xe2, 0x79, 0x2a, 0xca, 0xff, 0xff, 0xff, 0xff]);
+        cluster.resize(65536, 0);
+        assert_eq!(
+            decode_extensions(&default_header(), &cluster),
+            Err(SpecError::BadExtension(112))
+        );
+    }
+
+    #[test]
+    fn refcount_block_bytes_match_qemu_for_every_width() {
+        // qcow2-create.md §2.3: first bytes of refblock 0 with clusters 0..=3 in use.
+        let expected: [(u32, &[u8]); 7] = [
+            (0, &[0x0f]),
+            (1, &[0x55]),
+            (2, &[0x11, 0x11]),
+            (3, &[1, 1, 1, 1]),
+            (4, &[0, 1, 0, 1, 0, 1, 0, 1]),
+            (5, &[0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1]),
+            (
+                6,
+                &[
+                    0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
+                    0, 0, 0, 0, 0, 1,
+                ],
+            ),
+        ];
+        for (order, bytes) in expected {
+            let mut block = vec![0u8; 64];
+            for i in 0..4 {
+                set_refcount(&mut block, i, order, 1);
+            }
+            assert_eq!(&block[..bytes.len()], bytes, "refcount_order {order}");
+            assert!(block[bytes.len()..].iter().all(|&b| b == 0));
+            for i in 0..4 {
+                assert_eq!(get_refcount(&block, i, order), 1);
+            }
+            assert_eq!(get_refcount(&block, 4, order), 0);
+        }
+    }
+
+    #[test]
+    fn entries_set_copied_and_mask_offsets() {
+        assert_eq!(l1_entry(0x40000), 0x8000_0000_0004_0000);
+        assert_eq!(l2_entry(0x50000), 0x8000_0000_0005_0000);
+    }
+}

@@ -1,0 +1,274 @@
+//! Writes a planned [`Layout`] into a file. Makes no decisions.
+//!
+//! Owns: rendering the header cluster, refcount table, refcount blocks, L1 and L2 tables
+//! into buffers and writing them in file order (adjacent structures coalesced into one
+//! write), filling the data area for the preallocation mode, and the single sync at the end.
+//! qemu's write pattern is kept — whole clusters for metadata, exactly `l1_size * 8` bytes of
+//! L1, holes for metadata-mode data — so the file's allocation matches `qemu-img create`.
+//! Must not: compute placements (that is `layout`) or know field offsets (that is `spec`).
+
+use std::ops::Range;
+
+use super::layout::Layout;
+use super::spec;
+use crate::image::prealloc::{allocate_or_zero, write_zeroes};
+use crate::image::{Error, ImageFile, Preallocation, WriteReport};
+
+/// Largest single coalesced write.
+const MAX_WRITE: usize = 8 << 20;
+
+/// One structure to write, in file order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Piece {
+    Header,
+    RefcountTable,
+    Refblock(usize),
+    L1,
+    L2(usize),
+    TailZeroes,
+}
+
+/// Gathers adjacent writes into one buffer.
+struct Coalescer<'a, F: ImageFile + ?Sized> {
+    file: &'a F,
+    start: u64,
+    buf: Vec<u8>,
+}
+
+impl<F: ImageFile + ?Sized> Coalescer<'_, F> {
+    fn push(
+        &mut self,
+        offset: u64,
+        len: usize,
+        render: impl FnOnce(&mut [u8]),
+    ) -> Result<(), Error> {
+        let contiguous = self.start + self.buf.len() as u64 == offset;
+        if !self.buf.is_empty() && (!contiguous || self.buf.len() + len > MAX_WRITE) {
+            self.flush()?;
+        }
+        if self.buf.is_empty() {
+            self.start = offset;
+        }
+        let at = self.buf.len();
+        self.buf.resize(at + len, 0);
+        render(&mut self.buf[at..]);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        if !self.buf.is_empty() {
+            self.file
+                .write_all_at(&self.buf, self.start)
+                .map_err(|source| Error::WritingMetadata {
+                    offset: self.start,
+                    source,
+                })?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Renders one piece into `dst` (zeroed, exactly the piece's length).
+struct Renderer<'a> {
+    layout: &'a Layout,
+    full_refblock: Vec<u8>,
+}
+
+impl Renderer<'_> {
+    fn new(layout: &Layout) -> Renderer<'_> {
+        let cs = layout.cluster_size() as usize;
+        let mut full_refblock = vec![0u8; cs];
+        for i in 0..layout.refblock_entries as usize {
+            spec::set_refcount(&mut full_refblock, i, layout.header.refcount_order, 1);
+        }
+        Renderer {
+            layout,
+            full_refblock,
+        }
+    }
+
+    fn offset_len(&self, piece: Piece) -> (u64, usize) {
+        let l = self.layout;
+        let cs = l.cluster_size();
+        match piece {
+            Piece::Header => (0, cs as usize),
+            Piece::RefcountTable => (
+                l.refcount_table.start * cs,
+                ((l.refcount_table.end - l.refcount_table.start) * cs) as usize,
+            ),
+            Piece::Refblock(r) => (l.refblocks[r].unwrap_or(0) * cs, cs as usize),
+            Piece::L1 => (l.l1_cluster * cs, (l.l1_size * spec::ENTRY_SIZE) as usize),
+            Piece::L2(k) => (l.l2_tables[k].cluster * cs, cs as usize),
+            Piece::TailZeroes => {
+                let r = l.tail_zeroes.clone().unwrap_or(0..0);
+                (r.start, (r.end - r.start) as usize)
+            }
+        }
+    }
+
+    fn render(&self, piece: Piece, dst: &mut [u8]) {
+        let l = self.layout;
+        let cs = l.cluster_size();
+        match piece {
+            Piece::Header => {
+                let header = l.header.encode();
+                let ext = spec::encode_extensions(&l.extensions);
+                dst[..header.len()].copy_from_slice(&header);
+                let mut at = header.len();
+                dst[at..at + ext.len()].copy_from_slice(&ext);
+                at += ext.len();
+                if let Some(name) = &l.backing_name {
+                    dst[at..at + name.len()].copy_from_slice(name.as_bytes());
+                }
+            }
+            Piece::RefcountTable => {
+                for (i, block) in l.refblocks.iter().enumerate() {
+                    if let Some(c) = block {
+                        dst[i * 8..i * 8 + 8].copy_from_slice(&(c * cs).to_be_bytes());
+                    }
+                }
+            }
+            Piece::Refblock(r) => {
+                let first = r as u64 * l.refblock_entries;
+                let last = first + l.refblock_entries;
+                let range_is_free = l.free.iter().any(|f| f.start < last && f.end > first);
+                if last <= l.end_cluster && !range_is_free {
+                    dst.copy_from_slice(&self.full_refblock);
+                } else {
+                    for (i, c) in (first..last.min(l.end_cluster)).enumerate() {
+                        if l.refcount(c) != 0 {
+                            spec::set_refcount(dst, i, l.header.refcount_order, 1);
+                        }
+                    }
+                }
+            }
+            Piece::L1 => {
+                for (k, table) in l.l2_tables.iter().enumerate() {
+                    dst[k * 8..k * 8 + 8]
+                        .copy_from_slice(&spec::l1_entry(table.cluster * cs).to_be_bytes());
+                }
+            }
+            Piece::L2(k) => {
+                let table = l.l2_tables[k];
+                let first_guest = k as u64 * l.l2_entries;
+                let count = (l.guest_clusters - first_guest).min(l.l2_entries);
+                let step = l.l2_entry_size as usize;
+                for i in 0..count {
+                    let entry = spec::l2_entry((table.first_data_cluster + i) * cs);
+                    let at = i as usize * step;
+                    dst[at..at + 8].copy_from_slice(&entry.to_be_bytes());
+                }
+            }
+            Piece::TailZeroes => {}
+        }
+    }
+}
+
+/// The pieces of a layout sorted by file offset.
+fn pieces(layout: &Layout) -> Vec<(u64, Piece)> {
+    let cs = layout.cluster_size();
+    let mut out = vec![
+        (0, Piece::Header),
+        (layout.refcount_table.start * cs, Piece::RefcountTable),
+    ];
+    out.extend(
+        layout
+            .refblocks
+            .iter()
+            .enumerate()
+            .filter_map(|(r, c)| c.map(|c| (c * cs, Piece::Refblock(r)))),
+    );
+    if layout.l1_size > 0 {
+        out.push((layout.l1_cluster * cs, Piece::L1));
+    }
+    out.extend(
+        layout
+            .l2_tables
+            .iter()
+            .enumerate()
+            .map(|(k, t)| (t.cluster * cs, Piece::L2(k))),
+    );
+    if let Some(r) = &layout.tail_zeroes {
+        out.push((r.start, Piece::TailZeroes));
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Writes `layout` into an empty `file`, reserves the first `reserve` bytes of guest data,
+/// and syncs once.
+pub fn write<F: ImageFile + ?Sized>(
+    layout: &Layout,
+    file: &F,
+    reserve: u64,
+) -> Result<WriteReport, Error> {
+    let cs = layout.cluster_size();
+    let mut report = WriteReport::default();
+    let renderer = Renderer::new(layout);
+    let data: Option<Range<u64>> = layout
+        .data_runs
+        .first()
+        .filter(|_| {
+            matches!(
+                layout.preallocation,
+                Preallocation::Falloc | Preallocation::Full
+            )
+        })
+        .map(|&(start, n)| start * cs..(start + n) * cs);
+    let mut out = Coalescer {
+        file,
+        start: 0,
+        buf: Vec::new(),
+    };
+    let mut data_done = data.is_none();
+    for (offset, piece) in pieces(layout) {
+        // Fill the data area in file order, so full preallocation writes sequentially.
+        if !data_done
+            && let Some(area) = &data
+            && offset >= area.end
+        {
+            out.flush()?;
+            fill_data(layout, file, area.clone(), &mut report)?;
+            data_done = true;
+        }
+        let (at, len) = renderer.offset_len(piece);
+        out.push(at, len, |dst| renderer.render(piece, dst))?;
+    }
+    out.flush()?;
+    if !data_done && let Some(area) = &data {
+        fill_data(layout, file, area.clone(), &mut report)?;
+    }
+    let current = file.file_length().map_err(|source| Error::SettingLength {
+        len: layout.file_length,
+        source,
+    })?;
+    if current < layout.file_length {
+        file.set_len(layout.file_length)
+            .map_err(|source| Error::SettingLength {
+                len: layout.file_length,
+                source,
+            })?;
+    }
+    if reserve > 0 {
+        for range in layout.guest_prefix_extents(reserve) {
+            allocate_or_zero(file, range.start, range.end - range.start, &mut report)?;
+        }
+    }
+    file.sync().map_err(Error::Syncing)?;
+    Ok(report)
+}
+
+fn fill_data<F: ImageFile + ?Sized>(
+    layout: &Layout,
+    file: &F,
+    area: Range<u64>,
+    report: &mut WriteReport,
+) -> Result<(), Error> {
+    let len = area.end - area.start;
+    match layout.preallocation {
+        Preallocation::Falloc => allocate_or_zero(file, area.start, len, report),
+        Preallocation::Full => write_zeroes(file, area.start, len),
+        Preallocation::Off | Preallocation::Metadata => Ok(()),
+    }
+}

@@ -1,0 +1,114 @@
+//! Raw volumes: a plain file of `capacity` bytes.
+//!
+//! Owns: the raw preallocation modes — sparse (`off`), the first `reserve` bytes fallocated
+//! (libvirt's partial allocation), fully fallocated (`falloc`) or zero-filled (`full`).
+//! Must not: name or place the file.
+
+use super::prealloc::{allocate_or_zero, write_zeroes};
+use super::{Error, ImageFile, Preallocation, WriteReport};
+
+/// Writes a raw volume of `capacity` bytes into an empty `file`.
+///
+/// `reserve` bytes at the start are fallocated on top of `Off` (partial allocation).
+pub fn create<F: ImageFile + ?Sized>(
+    file: &F,
+    capacity: u64,
+    prealloc: Preallocation,
+    reserve: u64,
+) -> Result<WriteReport, Error> {
+    let mut report = WriteReport::default();
+    match prealloc {
+        Preallocation::Off => {
+            set_len(file, capacity)?;
+            allocate_or_zero(file, 0, reserve.min(capacity), &mut report)?;
+        }
+        Preallocation::Falloc => {
+            allocate_or_zero(file, 0, capacity, &mut report)?;
+            set_len(file, capacity)?;
+        }
+        Preallocation::Full => {
+            write_zeroes(file, 0, capacity)?;
+            set_len(file, capacity)?;
+        }
+        Preallocation::Metadata => return Err(Error::RawMetadata),
+    }
+    Ok(report)
+}
+
+fn set_len<F: ImageFile + ?Sized>(file: &F, len: u64) -> Result<(), Error> {
+    file.set_len(len)
+        .map_err(|source| Error::SettingLength { len, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::NoFallocate;
+    use std::os::unix::fs::MetadataExt;
+
+    fn new_file(dir: &tempfile::TempDir) -> std::fs::File {
+        std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("v.raw"))
+            .unwrap()
+    }
+
+    #[test]
+    fn sparse_raw_has_no_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = new_file(&dir);
+        create(&f, 8 << 20, Preallocation::Off, 0).unwrap();
+        let m = f.metadata().unwrap();
+        assert_eq!(m.len(), 8 << 20);
+        assert_eq!(m.blocks(), 0);
+    }
+
+    #[test]
+    fn partial_raw_allocates_the_first_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = new_file(&dir);
+        create(&f, 8 << 20, Preallocation::Off, 1 << 20).unwrap();
+        let m = f.metadata().unwrap();
+        assert_eq!(m.len(), 8 << 20);
+        assert_eq!(m.blocks() * 512, 1 << 20);
+    }
+
+    #[test]
+    fn falloc_raw_allocates_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = new_file(&dir);
+        create(&f, 3 << 20, Preallocation::Falloc, 0).unwrap();
+        assert_eq!(f.metadata().unwrap().blocks() * 512, 3 << 20);
+    }
+
+    #[test]
+    fn falloc_raw_without_fallocate_writes_zeroes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = NoFallocate(new_file(&dir));
+        let report = create(&f, 3 << 20, Preallocation::Falloc, 0).unwrap();
+        assert!(report.fell_back_to_zeroes);
+        assert_eq!(f.0.metadata().unwrap().blocks() * 512, 3 << 20);
+    }
+
+    #[test]
+    fn full_raw_of_odd_size_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = new_file(&dir);
+        create(&f, (1 << 20) + 123, Preallocation::Full, 0).unwrap();
+        let m = f.metadata().unwrap();
+        assert_eq!(m.len(), (1 << 20) + 123);
+        assert!(m.blocks() * 512 >= (1 << 20) + 123);
+    }
+
+    #[test]
+    fn metadata_raw_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = new_file(&dir);
+        assert!(matches!(
+            create(&f, 1, Preallocation::Metadata, 0),
+            Err(Error::RawMetadata)
+        ));
+    }
+}

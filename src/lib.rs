@@ -1,0 +1,25 @@
+//! qpool: a libvirt-compatible storage pool engine for qcow2 and raw volumes.
+//!
+//! One engine, three faces. The engine reads libvirt volume XML ([`xml`]), decides the
+//! preallocation from `<allocation>`, `<capacity>` and `<format>` ([`policy`]), writes qcow2
+//! and raw images natively ([`image`]) into a managed pool directory ([`pool`]), and reports
+//! capacity, allocation and physical size the way libvirt does. The faces are the `qpool`
+//! command line ([`cli`]), the `qpoold` daemon speaking libvirt's RPC protocol, and a bridge
+//! that mirrors pools into a running libvirtd.
+//!
+//! Layering: `units` ← `xml` ← `policy` ← `pool` → `image`; only `pool` touches directories,
+//! only `image::qcow2::spec` knows byte offsets, only `sys` makes raw system calls, and the
+//! faces translate errors into exit codes or libvirt error codes.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod image;
+pub mod policy;
+pub mod pool;
+pub mod sys;
+pub mod units;
+pub mod xml;
+
+pub use pool::{Error, ErrorKind, Pool};

@@ -1,0 +1,949 @@
+//! Pools: the engine's entry point for everything that happens in a pool directory.
+//!
+//! Owns: resolving a volume definition into a plan (capacity from a backing image, qcow2
+//! options, the policy's decision, the expected allocation), creating volumes atomically,
+//! listing, inspecting and deleting them, and the numbers libvirt reports for volumes and
+//! pools. This is the only layer that touches directories (through [`dir`]).
+//! Must not: print, exit, or speak any wire protocol; the faces translate its [`Error`].
+
+pub mod dir;
+pub mod names;
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::image::qcow2::{self, Layout};
+use crate::image::{self, Format, ImageFile, ImageInfo, NoFallocate, Preallocation, WriteReport};
+use crate::policy::{self, CreateFlags, Decision, PoolPolicy};
+use crate::xml::ext::{CompressionType, PreallocMode};
+use crate::xml::volume::{DEFAULT_VOLUME_MODE, Qcow2Report, Timestamp};
+use crate::xml::{Compat, Features, PoolReport, VolFormat, VolumeDef, VolumeReport};
+use dir::{EntryKind, PoolDir, TempVolume};
+
+/// Kinds of failure, for the faces to map to exit codes and libvirt error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The XML is malformed or invalid.
+    InvalidXml,
+    /// A name, size or option is invalid.
+    InvalidArg,
+    /// The pool directory cannot be used.
+    NoPool,
+    /// No volume of that name.
+    NoVolume,
+    /// A volume of that name exists.
+    VolumeExists,
+    /// Something qpool does not support.
+    Unsupported,
+    /// Not enough space.
+    NoSpace,
+    /// An I/O error.
+    Io,
+}
+
+/// Engine errors. Each names the operation and the volume or path it concerned.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The volume XML was refused.
+    #[error("invalid volume XML")]
+    Xml(#[from] crate::xml::Error),
+    /// A volume name breaks the naming rules.
+    #[error("invalid volume name '{name}': {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The policy refused the combination.
+    #[error("volume '{name}'")]
+    Policy {
+        /// Volume name.
+        name: String,
+        /// What was refused.
+        #[source]
+        source: policy::Error,
+    },
+    /// The qcow2 options are invalid.
+    #[error("volume '{name}'")]
+    Options {
+        /// Volume name.
+        name: String,
+        /// What was refused.
+        #[source]
+        source: qcow2::layout::Error,
+    },
+    /// A volume of that name exists already.
+    #[error("volume '{name}' already exists in pool '{pool}'")]
+    VolumeExists {
+        /// Volume name.
+        name: String,
+        /// Pool name.
+        pool: String,
+    },
+    /// No volume of that name.
+    #[error("no storage volume with matching name '{name}' in pool '{pool}'")]
+    NoVolume {
+        /// Volume name.
+        name: String,
+        /// Pool name.
+        pool: String,
+    },
+    /// The name exists but is not a regular file (a symlink, directory, device…).
+    #[error("'{name}' in pool '{pool}' is a {what}, not a volume (qpool never follows symlinks)")]
+    NotAVolume {
+        /// Entry name.
+        name: String,
+        /// Pool name.
+        pool: String,
+        /// What it is.
+        what: &'static str,
+    },
+    /// The backing store cannot be read.
+    #[error("cannot use backing store '{path}'")]
+    Backing {
+        /// Path as given.
+        path: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The backing store is not in the declared format.
+    #[error("backing store '{path}' is not a {declared} image")]
+    BackingFormat {
+        /// Path as given.
+        path: String,
+        /// Declared format.
+        declared: &'static str,
+    },
+    /// Not enough free space for the planned allocation.
+    #[error(
+        "not enough space in pool '{pool}' for volume '{name}': it needs {needed} bytes, {available} are available"
+    )]
+    NoSpace {
+        /// Pool name.
+        pool: String,
+        /// Volume name.
+        name: String,
+        /// Bytes the volume needs.
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+    },
+    /// The pool directory cannot be opened or created.
+    #[error("cannot open pool directory {}", path.display())]
+    OpeningPool {
+        /// Directory path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading the pool directory failed.
+    #[error("cannot read pool directory {}", path.display())]
+    ReadingPool {
+        /// Directory path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading a volume failed.
+    #[error("cannot read volume '{name}'")]
+    ReadingVolume {
+        /// Volume name.
+        name: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Inspecting a volume's image failed.
+    #[error("cannot inspect volume '{name}'")]
+    InspectingVolume {
+        /// Volume name.
+        name: String,
+        /// Why.
+        #[source]
+        source: image::Error,
+    },
+    /// Creating the temporary file or setting its attributes failed.
+    #[error("cannot create volume '{name}' in {}", dir.display())]
+    CreatingVolume {
+        /// Volume name.
+        name: String,
+        /// Pool directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing the image failed.
+    #[error("cannot write volume '{name}'")]
+    WritingVolume {
+        /// Volume name.
+        name: String,
+        /// Why.
+        #[source]
+        source: image::Error,
+    },
+    /// Deleting a volume failed.
+    #[error("cannot delete volume '{name}'")]
+    DeletingVolume {
+        /// Volume name.
+        name: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A failed create whose temporary file could not be removed either.
+    #[error("temporary file {temp} could not be removed after a failed create ({cleanup})")]
+    Rollback {
+        /// The original failure.
+        #[source]
+        cause: Box<Error>,
+        /// The temporary file left behind (removed at the next refresh).
+        temp: String,
+        /// Why removing it failed.
+        cleanup: io::Error,
+    },
+}
+
+fn is_no_space(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+impl Error {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Xml(_) => ErrorKind::InvalidXml,
+            Self::InvalidName { .. } | Self::Options { .. } | Self::BackingFormat { .. } => {
+                ErrorKind::InvalidArg
+            }
+            Self::Policy { .. } => ErrorKind::Unsupported,
+            Self::VolumeExists { .. } => ErrorKind::VolumeExists,
+            Self::NoVolume { .. } | Self::NotAVolume { .. } => ErrorKind::NoVolume,
+            Self::NoSpace { .. } => ErrorKind::NoSpace,
+            Self::OpeningPool { .. } => ErrorKind::NoPool,
+            Self::WritingVolume { source, .. } | Self::InspectingVolume { source, .. } => {
+                match source.io_error() {
+                    Some(e) if is_no_space(e) => ErrorKind::NoSpace,
+                    _ => ErrorKind::Io,
+                }
+            }
+            Self::Backing { source, .. }
+            | Self::ReadingPool { source, .. }
+            | Self::ReadingVolume { source, .. }
+            | Self::CreatingVolume { source, .. }
+            | Self::DeletingVolume { source, .. } => {
+                if is_no_space(source) {
+                    ErrorKind::NoSpace
+                } else {
+                    ErrorKind::Io
+                }
+            }
+            Self::Rollback { cause, .. } => cause.kind(),
+        }
+    }
+}
+
+/// The default pool directory of design.md: `/var/lib/qpool/images` as root, else
+/// `$XDG_DATA_HOME/qpool/images` or `~/.local/share/qpool/images`.
+pub fn default_pool_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/qpool/images");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
+            home.join(".local/share")
+        });
+    data.join("qpool/images")
+}
+
+/// A backing store resolved for an overlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backing {
+    /// Path as written in the XML (stored in the qcow2 header like this).
+    pub path: String,
+    /// Format used.
+    pub format: VolFormat,
+    /// Its guest-visible size.
+    pub capacity: u64,
+}
+
+/// Everything decided about a new volume before any byte is written. `qpool explain` prints
+/// it; `create_volume` carries it out.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Volume name (checked).
+    pub name: String,
+    /// Format.
+    pub format: VolFormat,
+    /// Guest-visible size (qcow2: rounded up to 512).
+    pub capacity: u64,
+    /// The policy's decision.
+    pub decision: Decision,
+    /// Format-level preallocation.
+    pub preallocation: Preallocation,
+    /// qcow2 options and layout.
+    pub qcow2: Option<(qcow2::Options, Layout)>,
+    /// Resolved backing store.
+    pub backing: Option<Backing>,
+    /// Expected `st_blocks * 512` of the new file.
+    pub expected_allocation: u64,
+    /// Expected `st_size` of the new file.
+    pub expected_physical: u64,
+    /// Whether the plan needs fallocate and the filesystem lacks it (zeros are written).
+    pub zero_fill_fallback: bool,
+    /// Mode and ownership to apply.
+    pub permissions: crate::xml::Permissions,
+    /// Set the btrfs no-copy-on-write attribute.
+    pub nocow: bool,
+}
+
+/// A volume as found in the pool.
+#[derive(Debug, Clone)]
+pub struct VolumeInfo {
+    /// Name.
+    pub name: String,
+    /// Absolute path (also the libvirt key).
+    pub path: PathBuf,
+    /// Guest-visible size.
+    pub capacity: u64,
+    /// `st_blocks * 512`.
+    pub allocation: u64,
+    /// `st_size`.
+    pub physical: u64,
+    /// What the file is.
+    pub image: ImageInfo,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// atime, mtime, ctime.
+    pub times: [Timestamp; 3],
+}
+
+/// The numbers `pool-info` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolInfo {
+    /// Pool name.
+    pub name: String,
+    /// Pool UUID.
+    pub uuid: uuid::Uuid,
+    /// Filesystem size.
+    pub capacity: u64,
+    /// Filesystem bytes used.
+    pub allocation: u64,
+    /// Filesystem bytes available.
+    pub available: u64,
+    /// Persistent (always, for a directory).
+    pub persistent: bool,
+    /// Autostart.
+    pub autostart: bool,
+}
+
+/// An open pool directory.
+#[derive(Debug)]
+pub struct Pool {
+    name: String,
+    uuid: uuid::Uuid,
+    dir: PoolDir,
+    policy: PoolPolicy,
+    autostart: bool,
+    fallocate_disabled: bool,
+}
+
+fn timestamp(sec: i64, nsec: i64) -> Timestamp {
+    Timestamp { sec, nsec }
+}
+
+impl Pool {
+    /// Opens an existing pool directory and removes leftovers of interrupted creates.
+    ///
+    /// The UUID is derived from the canonical path, so it is stable across runs.
+    pub fn open(path: &Path, name: &str) -> Result<Pool, Error> {
+        let dir = PoolDir::open(path).map_err(|source| Error::OpeningPool {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let uuid = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_URL,
+            format!("file://{}", dir.path().display()).as_bytes(),
+        );
+        let pool = Pool {
+            name: name.to_string(),
+            uuid,
+            dir,
+            policy: PoolPolicy::default(),
+            autostart: false,
+            fallocate_disabled: false,
+        };
+        pool.refresh()?;
+        Ok(pool)
+    }
+
+    /// Opens the pool at `path`, creating the directory (mode 0711, like libvirt's default
+    /// pool) when it does not exist yet.
+    pub fn open_or_create(path: &Path, name: &str) -> Result<Pool, Error> {
+        if !path.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o711)
+                .create(path)
+                .map_err(|source| Error::OpeningPool {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            log::info!("created pool directory {}", path.display());
+        }
+        Self::open(path, name)
+    }
+
+    /// Sets the pool's policy (the default for qcow2 volumes without `<allocation>`).
+    pub fn set_policy(&mut self, policy: PoolPolicy) {
+        self.policy = policy;
+    }
+
+    /// Marks the pool as autostarted (reported by `pool-info`).
+    pub fn set_autostart(&mut self, autostart: bool) {
+        self.autostart = autostart;
+    }
+
+    /// Pretends the filesystem cannot `fallocate`, to exercise the zero-fill fallback.
+    pub fn set_fallocate_disabled(&mut self, disabled: bool) {
+        self.fallocate_disabled = disabled;
+    }
+
+    /// Pool name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Pool UUID.
+    pub fn uuid(&self) -> uuid::Uuid {
+        self.uuid
+    }
+
+    /// Canonical directory path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Removes leftovers of interrupted creates (`pool-refresh`). Returns how many.
+    pub fn refresh(&self) -> Result<usize, Error> {
+        self.dir
+            .remove_leftovers()
+            .map_err(|source| Error::ReadingPool {
+                path: self.dir.path().to_path_buf(),
+                source,
+            })
+    }
+
+    /// Maps a volume argument to a name: a plain name, or an absolute path inside this
+    /// pool (virsh accepts a volume's path or key where it takes a name).
+    pub fn resolve_name<'a>(&self, arg: &'a str) -> Result<&'a str, Error> {
+        let name = match arg.strip_prefix(self.dir.path().to_str().unwrap_or("\0")) {
+            Some(rest) if arg.starts_with('/') => rest.strip_prefix('/').unwrap_or(rest),
+            _ => arg,
+        };
+        names::check(name).map_err(|reason| Error::InvalidName {
+            name: arg.to_string(),
+            reason,
+        })?;
+        Ok(name)
+    }
+
+    fn no_volume(&self, name: &str) -> Error {
+        Error::NoVolume {
+            name: name.to_string(),
+            pool: self.name.clone(),
+        }
+    }
+
+    /// Resolves the backing store of an overlay definition.
+    fn resolve_backing(&self, def: &VolumeDef) -> Result<Option<Backing>, Error> {
+        let Some(b) = &def.backing_store else {
+            return Ok(None);
+        };
+        let full = if Path::new(&b.path).is_absolute() {
+            PathBuf::from(&b.path)
+        } else {
+            self.dir.path().join(&b.path)
+        };
+        let backing_err = |source| Error::Backing {
+            path: b.path.clone(),
+            source,
+        };
+        let file = File::open(&full).map_err(backing_err)?;
+        let len = file.metadata().map_err(backing_err)?.len();
+        let info = image::probe(&file, len).map_err(|e| Error::Backing {
+            path: b.path.clone(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        let probed = match info.format {
+            Format::Raw => VolFormat::Raw,
+            Format::Qcow2 => VolFormat::Qcow2,
+        };
+        if b.format == Some(VolFormat::Qcow2) && probed != VolFormat::Qcow2 {
+            return Err(Error::BackingFormat {
+                path: b.path.clone(),
+                declared: "qcow2",
+            });
+        }
+        Ok(Some(Backing {
+            path: b.path.clone(),
+            format: b.format.unwrap_or(probed),
+            capacity: info.capacity,
+        }))
+    }
+
+    /// Decides everything about a new volume without creating it (`qpool explain`).
+    pub fn plan(&self, def: &VolumeDef, flags: CreateFlags) -> Result<Plan, Error> {
+        let name = def.name.clone();
+        names::check(&name).map_err(|reason| Error::InvalidName {
+            name: name.clone(),
+            reason,
+        })?;
+        match self.dir.stat(&name) {
+            Ok(_) => {
+                return Err(Error::VolumeExists {
+                    name,
+                    pool: self.name.clone(),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(Error::ReadingVolume { name, source }),
+        }
+        let backing = self.resolve_backing(def)?;
+        // A definition without capacity is only accepted with a backing store.
+        let capacity = def
+            .capacity
+            .or(backing.as_ref().map(|b| b.capacity))
+            .unwrap_or(0);
+        let decision =
+            policy::decide(def, capacity, flags, &self.policy).map_err(|source| Error::Policy {
+                name: name.clone(),
+                source,
+            })?;
+        let preallocation = match decision.mode {
+            PreallocMode::Off => Preallocation::Off,
+            PreallocMode::Metadata => Preallocation::Metadata,
+            PreallocMode::Falloc => Preallocation::Falloc,
+            PreallocMode::Full => Preallocation::Full,
+        };
+        let block = self.dir.block_size().unwrap_or(4096);
+        let round = |v: u64| crate::units::round_up(v, block).unwrap_or(v);
+        let format = def.format();
+        let (qcow2, capacity, expected_allocation, expected_physical) = match format {
+            VolFormat::Raw => {
+                let allocation = match preallocation {
+                    Preallocation::Falloc | Preallocation::Full => round(capacity),
+                    _ => round(decision.reserve.min(capacity)),
+                };
+                (None, capacity, allocation, capacity)
+            }
+            VolFormat::Qcow2 => {
+                let features = def.target.features.unwrap_or_default();
+                let opts = qcow2::Options {
+                    size: capacity,
+                    version: match def.target.compat.unwrap_or(Compat::V1_1) {
+                        Compat::V0_10 => qcow2::Version::V2,
+                        Compat::V1_1 => qcow2::Version::V3,
+                    },
+                    cluster_size: def.target.cluster_size.unwrap_or(65536),
+                    refcount_bits: def.target.ext.refcount_bits.unwrap_or(16),
+                    lazy_refcounts: features.lazy_refcounts,
+                    extended_l2: features.extended_l2,
+                    compression_zstd: def.target.ext.compression == Some(CompressionType::Zstd),
+                    backing: backing
+                        .as_ref()
+                        .map(|b| (b.path.clone(), b.format.as_str().to_string())),
+                };
+                let layout =
+                    Layout::plan(&opts, preallocation).map_err(|source| Error::Options {
+                        name: name.clone(),
+                        source,
+                    })?;
+                let data = match preallocation {
+                    Preallocation::Falloc | Preallocation::Full => layout.data_bytes(),
+                    _ => 0,
+                };
+                let reserved: u64 = layout
+                    .guest_prefix_extents(decision.reserve)
+                    .iter()
+                    .map(|r| r.end - r.start)
+                    .sum();
+                let allocation = layout.metadata_allocation(block) + data + reserved;
+                let physical = layout.file_length;
+                let size = layout.header.size;
+                (Some((opts, layout)), size, allocation, physical)
+            }
+        };
+        let needs_fallocate = preallocation == Preallocation::Falloc || decision.reserve > 0;
+        let zero_fill_fallback = needs_fallocate && !self.fallocate_works()?;
+        log::debug!(
+            "volume '{name}': preallocation {} ({decision})",
+            decision.mode
+        );
+        Ok(Plan {
+            name,
+            format,
+            capacity,
+            decision,
+            preallocation,
+            qcow2,
+            backing,
+            expected_allocation,
+            expected_physical,
+            zero_fill_fallback,
+            permissions: def.target.permissions,
+            nocow: def.target.nocow,
+        })
+    }
+
+    fn fallocate_works(&self) -> Result<bool, Error> {
+        if self.fallocate_disabled {
+            return Ok(false);
+        }
+        self.dir
+            .probe_fallocate()
+            .map_err(|source| Error::ReadingPool {
+                path: self.dir.path().to_path_buf(),
+                source,
+            })
+    }
+
+    /// Creates a volume: plans it, builds it under a hidden locked name, and publishes it
+    /// with a no-replace rename. On any failure nothing is left under the volume's name.
+    pub fn create_volume(
+        &self,
+        def: &VolumeDef,
+        flags: CreateFlags,
+    ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
+        let plan = self.plan(def, flags)?;
+        let (_, _, available) = self.dir.fs_sizes().map_err(|source| Error::ReadingPool {
+            path: self.dir.path().to_path_buf(),
+            source,
+        })?;
+        if plan.expected_allocation > available {
+            return Err(Error::NoSpace {
+                pool: self.name.clone(),
+                name: plan.name.clone(),
+                needed: plan.expected_allocation,
+                available,
+            });
+        }
+        let creating = |source| Error::CreatingVolume {
+            name: plan.name.clone(),
+            dir: self.dir.path().to_path_buf(),
+            source,
+        };
+        let temp = self.dir.create_temp().map_err(creating)?;
+        let result = self.build(&plan, &temp);
+        let result = result.and_then(|report| match self.dir.commit(&temp, &plan.name) {
+            Ok(()) => Ok(report),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Error::VolumeExists {
+                name: plan.name.clone(),
+                pool: self.name.clone(),
+            }),
+            Err(e) => Err(creating(e)),
+        });
+        let report = match result {
+            Ok(report) => report,
+            Err(cause) => {
+                let temp_name = temp.name().to_string();
+                return match self.dir.discard(temp) {
+                    Ok(()) => Err(cause),
+                    Err(cleanup) => Err(Error::Rollback {
+                        cause: Box::new(cause),
+                        temp: temp_name,
+                        cleanup,
+                    }),
+                };
+            }
+        };
+        drop(temp);
+        log::info!(
+            "created volume '{}' in pool '{}' ({}, {}, {} bytes)",
+            plan.name,
+            self.name,
+            plan.format.as_str(),
+            plan.preallocation,
+            plan.capacity
+        );
+        let info = self.volume(&plan.name)?;
+        Ok((info, plan, report))
+    }
+
+    /// Writes the image into the temporary file and applies attributes.
+    fn build(&self, plan: &Plan, temp: &TempVolume) -> Result<WriteReport, Error> {
+        let file = &temp.file;
+        let creating = |source| Error::CreatingVolume {
+            name: plan.name.clone(),
+            dir: self.dir.path().to_path_buf(),
+            source,
+        };
+        if plan.nocow {
+            match crate::sys::set_nocow(file) {
+                Ok(true) => log::debug!("set no-copy-on-write on '{}'", plan.name),
+                Ok(false) => log::debug!("nocow ignored: the filesystem is not btrfs"),
+                Err(e) => return Err(creating(e)),
+            }
+        }
+        let perms = plan.permissions;
+        crate::sys::fchmod(file, perms.mode.unwrap_or(DEFAULT_VOLUME_MODE)).map_err(creating)?;
+        let st = crate::sys::fstat(file.as_fd()).map_err(creating)?;
+        let owner = perms.owner.filter(|&u| u != st.st_uid);
+        let group = perms.group.filter(|&g| g != st.st_gid);
+        if owner.is_some() || group.is_some() {
+            crate::sys::fchown(file, owner, group).map_err(creating)?;
+        }
+        if self.fallocate_disabled {
+            self.write_image(plan, &NoFallocate(file))
+        } else {
+            self.write_image(plan, file)
+        }
+    }
+
+    fn write_image<F: ImageFile + ?Sized>(
+        &self,
+        plan: &Plan,
+        file: &F,
+    ) -> Result<WriteReport, Error> {
+        let writing = |source| Error::WritingVolume {
+            name: plan.name.clone(),
+            source,
+        };
+        match &plan.qcow2 {
+            Some((_, layout)) => {
+                qcow2::write::write(layout, file, plan.decision.reserve).map_err(writing)
+            }
+            None => image::raw::create(
+                file,
+                plan.capacity,
+                plan.preallocation,
+                plan.decision.reserve,
+            )
+            .map_err(writing),
+        }
+    }
+
+    /// Looks a volume up by name and reads what libvirt reports about it.
+    pub fn volume(&self, name: &str) -> Result<VolumeInfo, Error> {
+        let file = match self.dir.open_read(name) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.no_volume(name)),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(Error::NotAVolume {
+                    name: name.to_string(),
+                    pool: self.name.clone(),
+                    what: "symbolic link",
+                });
+            }
+            Err(source) => {
+                return Err(Error::ReadingVolume {
+                    name: name.to_string(),
+                    source,
+                });
+            }
+        };
+        let st = crate::sys::fstat(file.as_fd()).map_err(|source| Error::ReadingVolume {
+            name: name.to_string(),
+            source,
+        })?;
+        if dir::kind_of(&st) != EntryKind::File {
+            return Err(Error::NotAVolume {
+                name: name.to_string(),
+                pool: self.name.clone(),
+                what: "directory or special file",
+            });
+        }
+        let physical = u64::try_from(st.st_size).unwrap_or(0);
+        let image = image::probe(&file, physical).map_err(|source| Error::InspectingVolume {
+            name: name.to_string(),
+            source,
+        })?;
+        Ok(VolumeInfo {
+            name: name.to_string(),
+            path: self.dir.entry_path(name),
+            capacity: image.capacity,
+            allocation: u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512),
+            physical,
+            image,
+            mode: st.st_mode & 0o777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            times: [
+                timestamp(st.st_atime, st.st_atime_nsec),
+                timestamp(st.st_mtime, st.st_mtime_nsec),
+                timestamp(st.st_ctime, st.st_ctime_nsec),
+            ],
+        })
+    }
+
+    /// All volumes (regular files not starting with '.'), sorted like virsh sorts them
+    /// (case-insensitively). Symlinks and directories are skipped.
+    pub fn list(&self) -> Result<Vec<VolumeInfo>, Error> {
+        let entries = self.dir.entries().map_err(|source| Error::ReadingPool {
+            path: self.dir.path().to_path_buf(),
+            source,
+        })?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (name, kind) in entries {
+            if name.starts_with('.') || matches!(kind, Some(EntryKind::Symlink | EntryKind::Other))
+            {
+                continue;
+            }
+            match self.volume(&name) {
+                Ok(v) => out.push(v),
+                // Raced with a delete, or not a regular file after all.
+                Err(Error::NoVolume { .. } | Error::NotAVolume { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by_cached_key(|v| (v.name.to_lowercase(), v.name.clone()));
+        Ok(out)
+    }
+
+    /// Deletes a volume. Symlinks and directories are refused, never followed.
+    pub fn delete(&self, name: &str) -> Result<(), Error> {
+        let st = match self.dir.stat(name) {
+            Ok(st) => st,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.no_volume(name)),
+            Err(source) => {
+                return Err(Error::DeletingVolume {
+                    name: name.to_string(),
+                    source,
+                });
+            }
+        };
+        match dir::kind_of(&st) {
+            EntryKind::File => {}
+            EntryKind::Symlink => {
+                return Err(Error::NotAVolume {
+                    name: name.to_string(),
+                    pool: self.name.clone(),
+                    what: "symbolic link",
+                });
+            }
+            EntryKind::Other => {
+                return Err(Error::NotAVolume {
+                    name: name.to_string(),
+                    pool: self.name.clone(),
+                    what: "directory or special file",
+                });
+            }
+        }
+        self.dir
+            .unlink(name)
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::NotFound => self.no_volume(name),
+                _ => Error::DeletingVolume {
+                    name: name.to_string(),
+                    source,
+                },
+            })?;
+        log::info!("deleted volume '{name}' from pool '{}'", self.name);
+        Ok(())
+    }
+
+    /// Pool sizes from statvfs, as libvirt's dir pool reports them.
+    pub fn info(&self) -> Result<PoolInfo, Error> {
+        let (capacity, allocation, available) =
+            self.dir.fs_sizes().map_err(|source| Error::ReadingPool {
+                path: self.dir.path().to_path_buf(),
+                source,
+            })?;
+        Ok(PoolInfo {
+            name: self.name.clone(),
+            uuid: self.uuid,
+            capacity,
+            allocation,
+            available,
+            persistent: true,
+            autostart: self.autostart,
+        })
+    }
+
+    /// `pool-dumpxml`.
+    pub fn report(&self) -> Result<PoolReport, Error> {
+        let info = self.info()?;
+        let st = self.dir.stat_self().map_err(|source| Error::ReadingPool {
+            path: self.dir.path().to_path_buf(),
+            source,
+        })?;
+        Ok(PoolReport {
+            name: info.name,
+            uuid: info.uuid,
+            capacity: info.capacity,
+            allocation: info.allocation,
+            available: info.available,
+            path: self.dir.path().display().to_string(),
+            mode: st.st_mode & 0o777,
+            owner: st.st_uid,
+            group: st.st_gid,
+        })
+    }
+}
+
+impl VolumeInfo {
+    /// The volume as `vol-dumpxml` prints it; relative backing paths are resolved against
+    /// the pool directory (where qemu resolves them).
+    pub fn report(&self) -> VolumeReport {
+        let format = match self.image.format {
+            Format::Raw => VolFormat::Raw,
+            Format::Qcow2 => VolFormat::Qcow2,
+        };
+        let qcow2 = self.image.qcow2.as_ref().map(|q| Qcow2Report {
+            compat: match q.header.version {
+                qcow2::Version::V2 => Compat::V0_10,
+                qcow2::Version::V3 => Compat::V1_1,
+            },
+            cluster_size: q.header.cluster_size(),
+            features: Features {
+                lazy_refcounts: q.lazy_refcounts(),
+                extended_l2: q.extended_l2(),
+            },
+        });
+        let backing = self.image.qcow2.as_ref().and_then(|q| {
+            let name = q.backing_file.as_ref()?;
+            let path = if Path::new(name).is_absolute() {
+                PathBuf::from(name)
+            } else {
+                self.path.parent().unwrap_or(Path::new("/")).join(name)
+            };
+            let format = q
+                .backing_format
+                .as_deref()
+                .and_then(|f| VolFormat::parse(f).ok());
+            Some((path.display().to_string(), format))
+        });
+        VolumeReport {
+            name: self.name.clone(),
+            path: self.path.display().to_string(),
+            capacity: self.capacity,
+            allocation: self.allocation,
+            physical: self.physical,
+            format,
+            mode: self.mode,
+            owner: self.uid,
+            group: self.gid,
+            times: self.times,
+            qcow2,
+            backing,
+        }
+    }
+}

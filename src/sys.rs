@@ -1,0 +1,285 @@
+//! The only module that makes raw system calls (through `nix` where it has a wrapper).
+//!
+//! Owns: `fallocate`, O_DIRECT zero-filling, directory-relative opens with `O_NOFOLLOW`,
+//! `renameat2(RENAME_NOREPLACE)` with its link/unlink fallback, open file description (OFD)
+//! locks, `statvfs`, and the btrfs no-copy-on-write flag.
+//! Must not: know about volumes, pools or image formats.
+
+#![allow(unsafe_code)]
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, FallocateFlags, FcntlArg, OFlag, RenameFlags};
+use nix::sys::stat::{FileStat, Mode};
+
+fn to_io(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+fn to_off(value: u64) -> io::Result<i64> {
+    i64::try_from(value).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))
+}
+
+/// `fallocate(fd, 0, offset, len)`: allocates and extends the file if needed.
+pub fn fallocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    nix::fcntl::fallocate(
+        file.as_fd(),
+        FallocateFlags::empty(),
+        to_off(offset)?,
+        to_off(len)?,
+    )
+    .map_err(to_io)
+}
+
+/// Alignment of O_DIRECT buffers and offsets.
+const DIRECT_ALIGN: u64 = 4096;
+/// Size of one O_DIRECT zero write.
+const DIRECT_CHUNK: usize = 8 << 20;
+
+/// Turns O_DIRECT on or off for an open file description.
+fn set_direct(file: &File, on: bool) -> io::Result<()> {
+    let flags = nix::fcntl::fcntl(file.as_fd(), FcntlArg::F_GETFL).map_err(to_io)?;
+    let mut flags = OFlag::from_bits_truncate(flags);
+    flags.set(OFlag::O_DIRECT, on);
+    nix::fcntl::fcntl(file.as_fd(), FcntlArg::F_SETFL(flags))
+        .map(|_| ())
+        .map_err(to_io)
+}
+
+/// Writes `len` zeros at `offset`, the aligned middle with O_DIRECT and 8 MiB buffers (no
+/// page-cache copy, like `dd oflag=direct`), the unaligned ends through the page cache.
+/// Falls back to buffered writes where O_DIRECT is refused (tmpfs, some FUSE).
+pub fn write_zeroes_direct(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let end = offset + len;
+    let mid_start = offset.next_multiple_of(DIRECT_ALIGN).min(end);
+    let mid_end = (end / DIRECT_ALIGN * DIRECT_ALIGN).max(mid_start);
+    if mid_end - mid_start < DIRECT_CHUNK as u64 || set_direct(file, true).is_err() {
+        return crate::image::write_zeroes_buffered(file, offset, len);
+    }
+    // An aligned window into a zeroed buffer: no allocator tricks, no unsafe.
+    let backing = vec![0u8; DIRECT_CHUNK + DIRECT_ALIGN as usize];
+    let skew = backing.as_ptr().align_offset(DIRECT_ALIGN as usize);
+    let zeros = &backing[skew..skew + DIRECT_CHUNK];
+    let mut at = mid_start;
+    let result = (|| {
+        while at < mid_end {
+            let n = (mid_end - at).min(DIRECT_CHUNK as u64) as usize;
+            match file.write_all_at(&zeros[..n], at) {
+                Ok(()) => at += n as u64,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    // The filesystem takes O_DIRECT but not this alignment: finish buffered.
+                    set_direct(file, false)?;
+                    return crate::image::write_zeroes_buffered(file, at, mid_end - at);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })();
+    let restored = set_direct(file, false);
+    result?;
+    restored?;
+    crate::image::write_zeroes_buffered(file, offset, mid_start - offset)?;
+    crate::image::write_zeroes_buffered(file, mid_end, end - mid_end)
+}
+
+/// Opens a directory (following the path the user gave) for `*at` calls.
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    nix::fcntl::open(
+        path,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(to_io)
+}
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.
+pub fn stat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<FileStat> {
+    nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(to_io)
+}
+
+/// `fstat` of an open file.
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
+    nix::sys::stat::fstat(fd).map_err(to_io)
+}
+
+/// Opens `name` in `dir` for reading, never following a symlink and never blocking on a
+/// FIFO or device.
+pub fn open_read_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
+    let fd = nix::fcntl::openat(
+        dir,
+        name,
+        OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(to_io)?;
+    Ok(File::from(fd))
+}
+
+/// Opens `name` in `dir` read-write, never following a symlink (for locking leftovers).
+pub fn open_rw_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
+    let fd = nix::fcntl::openat(
+        dir,
+        name,
+        OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(to_io)?;
+    Ok(File::from(fd))
+}
+
+/// Creates `name` in `dir`, which must not exist (`O_CREAT | O_EXCL | O_NOFOLLOW`), mode 0600.
+pub fn create_new_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
+    let fd = nix::fcntl::openat(
+        dir,
+        name,
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(to_io)?;
+    Ok(File::from(fd))
+}
+
+/// `unlinkat(dir, name, 0)`.
+pub fn unlink_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir).map_err(to_io)
+}
+
+/// Moves `from` to `to` inside `dir` without ever replacing `to`.
+///
+/// `renameat2(RENAME_NOREPLACE)`; where the filesystem does not support the flag (EINVAL),
+/// `linkat` + `unlinkat`, which also fails with EEXIST instead of replacing.
+pub fn rename_noreplace_at(dir: BorrowedFd<'_>, from: &OsStr, to: &OsStr) -> io::Result<()> {
+    match nix::fcntl::renameat2(dir, from, dir, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(Errno::EINVAL) | Err(Errno::ENOSYS) => {
+            nix::unistd::linkat(dir, from, dir, to, AtFlags::empty()).map_err(to_io)?;
+            unlink_at(dir, from)
+        }
+        Err(e) => Err(to_io(e)),
+    }
+}
+
+/// Takes an exclusive OFD lock on the whole file without waiting. `Ok(false)` when another
+/// open file description holds a lock (a create in progress).
+pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    let lock = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    match nix::fcntl::fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(&lock)) {
+        Ok(_) => Ok(true),
+        Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(false),
+        Err(e) => Err(to_io(e)),
+    }
+}
+
+/// `fsync` on a directory, so a rename in it is durable.
+pub fn sync_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    nix::unistd::fsync(dir).map_err(to_io)
+}
+
+/// Sets the permission bits of an open file.
+pub fn fchmod(file: &File, mode: u32) -> io::Result<()> {
+    nix::sys::stat::fchmod(file.as_fd(), Mode::from_bits_truncate(mode)).map_err(to_io)
+}
+
+/// Sets the owner and/or group of an open file.
+pub fn fchown(file: &File, owner: Option<u32>, group: Option<u32>) -> io::Result<()> {
+    nix::unistd::fchown(
+        file.as_fd(),
+        owner.map(nix::unistd::Uid::from_raw),
+        group.map(nix::unistd::Gid::from_raw),
+    )
+    .map_err(to_io)
+}
+
+/// Filesystem sizes of the filesystem holding `fd`, in bytes: (total, used, available).
+pub fn fs_sizes(fd: BorrowedFd<'_>) -> io::Result<(u64, u64, u64)> {
+    let st = nix::sys::statvfs::fstatvfs(fd).map_err(to_io)?;
+    let frsize = st.fragment_size();
+    let blocks = st.blocks();
+    let free = st.blocks_free();
+    let avail = st.blocks_available();
+    Ok((
+        blocks.saturating_mul(frsize),
+        blocks.saturating_sub(free).saturating_mul(frsize),
+        avail.saturating_mul(frsize),
+    ))
+}
+
+/// Preferred I/O block size of the filesystem holding `fd`.
+pub fn fs_block_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let st = nix::sys::statvfs::fstatvfs(fd).map_err(to_io)?;
+    Ok(st.fragment_size().max(512))
+}
+
+/// Names in a directory (excluding `.` and `..`), with their `d_type` when the filesystem
+/// reports one.
+pub fn read_dir_names(dir: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, Option<nix::dir::Type>)>> {
+    let mut d = nix::dir::Dir::openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(to_io)?;
+    let mut out = Vec::new();
+    for entry in d.iter() {
+        let entry = entry.map_err(to_io)?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        out.push((name.to_vec(), entry.file_type()));
+    }
+    Ok(out)
+}
+
+/// Makes an OsStr from bytes.
+pub fn os(name: &[u8]) -> &OsStr {
+    OsStr::from_bytes(name)
+}
+
+/// `FS_IOC_SETFLAGS` / `FS_IOC_GETFLAGS` for the no-copy-on-write flag.
+mod ioctl {
+    nix::ioctl_read!(get_flags, b'f', 1, libc::c_long);
+    nix::ioctl_write_ptr!(set_flags, b'f', 2, libc::c_long);
+}
+
+/// `FS_NOCOW_FL`.
+const FS_NOCOW_FL: libc::c_long = 0x0080_0000;
+/// `BTRFS_SUPER_MAGIC`.
+const BTRFS_SUPER_MAGIC: i64 = 0x9123_683e;
+
+/// Sets the no-copy-on-write attribute on a new, empty file if its filesystem is btrfs
+/// (the only one that has it). Returns whether the flag was set.
+pub fn set_nocow(file: &File) -> io::Result<bool> {
+    let fs = nix::sys::statfs::fstatfs(file.as_fd()).map_err(to_io)?;
+    if fs.filesystem_type().0 != BTRFS_SUPER_MAGIC {
+        return Ok(false);
+    }
+    let fd = file.as_raw_fd();
+    let mut flags: libc::c_long = 0;
+    // SAFETY: `fd` is an open file owned by `file` for the duration of the call, and
+    // `flags` is a valid, writable c_long that FS_IOC_GETFLAGS fills in.
+    unsafe { ioctl::get_flags(fd, &mut flags) }.map_err(to_io)?;
+    flags |= FS_NOCOW_FL;
+    // SAFETY: as above; FS_IOC_SETFLAGS only reads `flags`.
+    unsafe { ioctl::set_flags(fd, &flags) }.map_err(to_io)?;
+    Ok(true)
+}

@@ -1,0 +1,179 @@
+//! Pool XML: libvirt's `<pool type='dir'>` in ([`PoolDef`]) and out ([`PoolReport`]).
+//!
+//! Owns: the subset of a dir pool definition qpool honours (name, uuid, target path and
+//! permissions) and the shape libvirt 9.0 prints for `pool-dumpxml`.
+//! Must not: touch the directory it names.
+
+use std::fmt::Write as _;
+
+use super::volume::Permissions;
+use super::{Element, Error, escape};
+
+/// A dir pool definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolDef {
+    /// `<name>`.
+    pub name: String,
+    /// `<uuid>` as written, if any (validated as a UUID).
+    pub uuid: Option<uuid::Uuid>,
+    /// `<target><path>`.
+    pub target_path: String,
+    /// `<target><permissions>`.
+    pub permissions: Permissions,
+}
+
+impl PoolDef {
+    /// Parses a `<pool type='dir'>` document.
+    pub fn parse(src: &str) -> Result<Self, Error> {
+        let root = Element::parse(src)?;
+        if root.name != "pool" || !root.is_plain() {
+            return Err(Error::WrongRoot {
+                line: root.line,
+                found: root.name,
+                expected: "pool",
+            });
+        }
+        match root.attr("type") {
+            Some("dir") => {}
+            Some(other) => {
+                return Err(root.unsupported(format!(
+                    "unsupported pool type '{other}' (qpool supports: dir)"
+                )));
+            }
+            None => {
+                return Err(Error::Missing {
+                    path: root.path.clone(),
+                    what: "attribute 'type'".into(),
+                });
+            }
+        }
+        let missing = |what: &str| Error::Missing {
+            path: root.path.clone(),
+            what: what.into(),
+        };
+        let name = root
+            .child("name")
+            .map(|n| n.trimmed().to_string())
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| missing("<name> element"))?;
+        let uuid = match root.child("uuid") {
+            Some(u) => Some(
+                uuid::Uuid::parse_str(u.trimmed())
+                    .map_err(|_| u.bad_value(format!("malformed uuid '{}'", u.trimmed())))?,
+            ),
+            None => None,
+        };
+        let target = root
+            .child("target")
+            .ok_or_else(|| missing("<target> element"))?;
+        let target_path = target
+            .child("path")
+            .map(|p| p.trimmed().to_string())
+            .filter(|p| p.starts_with('/'))
+            .ok_or_else(|| Error::Missing {
+                path: target.path.clone(),
+                what: "<path> element with an absolute path".into(),
+            })?;
+        let permissions = match target.child("permissions") {
+            Some(p) => super::volume::parse_permissions(p)?,
+            None => Permissions::default(),
+        };
+        Ok(Self {
+            name,
+            uuid,
+            target_path,
+            permissions,
+        })
+    }
+}
+
+/// A pool as it exists, for `pool-dumpxml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolReport {
+    /// Pool name.
+    pub name: String,
+    /// Pool UUID.
+    pub uuid: uuid::Uuid,
+    /// Filesystem size (statvfs).
+    pub capacity: u64,
+    /// Filesystem bytes in use.
+    pub allocation: u64,
+    /// Filesystem bytes available to unprivileged users.
+    pub available: u64,
+    /// Absolute target directory.
+    pub path: String,
+    /// Directory mode bits.
+    pub mode: u32,
+    /// Directory owner.
+    pub owner: u32,
+    /// Directory group.
+    pub group: u32,
+}
+
+impl PoolReport {
+    /// Formats the pool the way libvirt 9.0 prints a running dir pool.
+    pub fn to_xml(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "<pool type='dir'>");
+        let _ = writeln!(out, "  <name>{}</name>", escape(&self.name));
+        let _ = writeln!(out, "  <uuid>{}</uuid>", self.uuid.hyphenated());
+        let _ = writeln!(out, "  <capacity unit='bytes'>{}</capacity>", self.capacity);
+        let _ = writeln!(
+            out,
+            "  <allocation unit='bytes'>{}</allocation>",
+            self.allocation
+        );
+        let _ = writeln!(
+            out,
+            "  <available unit='bytes'>{}</available>",
+            self.available
+        );
+        let _ = writeln!(out, "  <source>");
+        let _ = writeln!(out, "  </source>");
+        let _ = writeln!(out, "  <target>");
+        let _ = writeln!(out, "    <path>{}</path>", escape(&self.path));
+        let _ = writeln!(out, "    <permissions>");
+        let _ = writeln!(out, "      <mode>0{:o}</mode>", self.mode);
+        let _ = writeln!(out, "      <owner>{}</owner>", self.owner);
+        let _ = writeln!(out, "      <group>{}</group>", self.group);
+        let _ = writeln!(out, "    </permissions>");
+        let _ = writeln!(out, "  </target>");
+        let _ = writeln!(out, "</pool>");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_pool_is_read() {
+        let def = PoolDef::parse(
+            "<pool type='dir'><name>lv</name><uuid>298b18be-8fe0-4134-8044-8b5e03b856c4</uuid><target><path>/srv/lvpool</path><permissions><mode>0755</mode></permissions></target></pool>",
+        )
+        .unwrap();
+        assert_eq!(def.name, "lv");
+        assert_eq!(def.target_path, "/srv/lvpool");
+        assert_eq!(def.permissions.mode, Some(0o755));
+        assert!(def.uuid.is_some());
+    }
+
+    #[test]
+    fn other_pool_types_are_refused() {
+        let err = PoolDef::parse("<pool type='logical'><name>x</name></pool>").unwrap_err();
+        assert!(
+            err.to_string().contains("unsupported pool type 'logical'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn relative_target_is_refused() {
+        let err = PoolDef::parse(
+            "<pool type='dir'><name>x</name><target><path>rel</path></target></pool>",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("absolute path"), "{err}");
+    }
+}

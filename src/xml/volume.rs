@@ -1,0 +1,677 @@
+//! Volume XML: libvirt's `<volume>` document in ([`VolumeDef`]) and out ([`VolumeReport`]).
+//!
+//! Owns: which elements are read on create and what each may contain, and the exact shape
+//! libvirt 9.0 prints for a dir-pool file volume.
+//! Must not: check names against a pool, read files, or pick a preallocation mode.
+//!
+//! Elements that a `vol-dumpxml` carries but a create ignores (`key`, `source`, `physical`,
+//! `target/path`, `timestamps`, `permissions/label`) are accepted and ignored, so the output of
+//! `vol-dumpxml` can be fed back to `vol-create` (this is what `virsh vol-clone` sends).
+
+use std::fmt::Write as _;
+
+use super::ext::{self, TargetExt};
+use super::{Element, Error, escape};
+
+/// Volume formats qpool creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VolFormat {
+    /// Plain file.
+    Raw,
+    /// qcow2 image.
+    Qcow2,
+}
+
+impl VolFormat {
+    /// libvirt's name for the format.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Qcow2 => "qcow2",
+        }
+    }
+
+    /// Parses a format name; anything but raw and qcow2 is refused with the supported list.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "raw" => Ok(Self::Raw),
+            "qcow2" => Ok(Self::Qcow2),
+            other => Err(format!(
+                "unsupported volume format '{other}' (qpool supports: raw, qcow2)"
+            )),
+        }
+    }
+}
+
+/// qcow2 compatibility level, as libvirt's `<compat>` writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compat {
+    /// `0.10`: qcow2 version 2.
+    V0_10,
+    /// `1.1`: qcow2 version 3 (qemu's and qpool's default).
+    V1_1,
+}
+
+impl Compat {
+    /// The `<compat>` text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V0_10 => "0.10",
+            Self::V1_1 => "1.1",
+        }
+    }
+}
+
+/// `<target><features>`: qcow2 features libvirt knows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    /// `<lazy_refcounts/>`.
+    pub lazy_refcounts: bool,
+    /// `<extended_l2/>`.
+    pub extended_l2: bool,
+}
+
+/// `<permissions>`: `None` means "not given" (libvirt's -1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Permissions {
+    /// File mode, at most 0777.
+    pub mode: Option<u32>,
+    /// Numeric owner.
+    pub owner: Option<u32>,
+    /// Numeric group.
+    pub group: Option<u32>,
+}
+
+/// libvirt's default mode for a new volume.
+pub const DEFAULT_VOLUME_MODE: u32 = 0o600;
+
+/// `<target>` of a volume definition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetDef {
+    /// `<format type=…>`; absent means raw in a dir pool.
+    pub format: Option<VolFormat>,
+    /// `<permissions>`.
+    pub permissions: Permissions,
+    /// `<compat>`.
+    pub compat: Option<Compat>,
+    /// `<clusterSize>` in bytes.
+    pub cluster_size: Option<u64>,
+    /// `<features>`; `None` when the element is absent.
+    pub features: Option<Features>,
+    /// `<nocow/>`.
+    pub nocow: bool,
+    /// qpool extension elements.
+    pub ext: TargetExt,
+}
+
+/// `<backingStore>`: the image an overlay reads through to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackingStoreDef {
+    /// Path as written (stored in the qcow2 header exactly like this).
+    pub path: String,
+    /// `<format type=…>`; probed from the file when absent.
+    pub format: Option<VolFormat>,
+}
+
+/// What a volume XML asks for (libvirt's `virStorageVolDef` on create).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeDef {
+    /// `<name>`, not yet checked against pool naming rules.
+    pub name: String,
+    /// `<capacity>` in bytes; may be absent for an overlay.
+    pub capacity: Option<u64>,
+    /// `<allocation>` in bytes, `None` when absent.
+    pub allocation: Option<u64>,
+    /// `<target>`.
+    pub target: TargetDef,
+    /// `<backingStore>`.
+    pub backing_store: Option<BackingStoreDef>,
+}
+
+impl VolumeDef {
+    /// A definition with just a name and capacity (what `vol-create-as` starts from).
+    pub fn new(name: impl Into<String>, capacity: u64) -> Self {
+        Self {
+            name: name.into(),
+            capacity: Some(capacity),
+            allocation: None,
+            target: TargetDef::default(),
+            backing_store: None,
+        }
+    }
+
+    /// The format, with libvirt's dir-pool default (raw).
+    pub fn format(&self) -> VolFormat {
+        self.target.format.unwrap_or(VolFormat::Raw)
+    }
+
+    /// Parses a `<volume>` document.
+    pub fn parse(src: &str) -> Result<Self, Error> {
+        let root = Element::parse(src)?;
+        if root.name != "volume" || !root.is_plain() {
+            return Err(Error::WrongRoot {
+                line: root.line,
+                found: root.name,
+                expected: "volume",
+            });
+        }
+        if let Some(kind) = root.attr("type")
+            && !["file", "block", "dir", "network", "netdir", "ploop"].contains(&kind)
+        {
+            return Err(root.bad_attr("type", format!("unknown volume type '{kind}'")));
+        }
+        if let Some(stray) = root.children_in(ext::NAMESPACE).next() {
+            return Err(stray.unsupported("qpool extension elements belong inside <target>"));
+        }
+        let name = root
+            .child("name")
+            .map(|n| n.text.clone())
+            .ok_or_else(|| Error::Missing {
+                path: root.path.clone(),
+                what: "<name> element".into(),
+            })?;
+        let capacity = root.child("capacity").map(Element::scaled).transpose()?;
+        let allocation = root.child("allocation").map(Element::scaled).transpose()?;
+        let target = match root.child("target") {
+            Some(t) => parse_target(t)?,
+            None => TargetDef::default(),
+        };
+        let backing_store = root.child("backingStore").map(parse_backing).transpose()?;
+        if capacity.is_none() && backing_store.is_none() {
+            return Err(Error::Missing {
+                path: root.path.clone(),
+                what: "<capacity> element (only an overlay with <backingStore> may omit it)".into(),
+            });
+        }
+        Ok(Self {
+            name,
+            capacity,
+            allocation,
+            target,
+            backing_store,
+        })
+    }
+}
+
+fn parse_format(el: &Element) -> Result<VolFormat, Error> {
+    let kind = el.attr("type").ok_or_else(|| Error::Missing {
+        path: el.path.clone(),
+        what: "attribute 'type'".into(),
+    })?;
+    VolFormat::parse(kind).map_err(|m| el.bad_attr("type", m))
+}
+
+fn parse_id(el: &Element, what: &str) -> Result<Option<u32>, Error> {
+    match el.trimmed() {
+        "-1" => Ok(None),
+        text => text
+            .parse::<u32>()
+            .map(Some)
+            .map_err(|_| el.bad_value(format!("malformed {what} '{text}'"))),
+    }
+}
+
+pub(super) fn parse_permissions(el: &Element) -> Result<Permissions, Error> {
+    let mut perms = Permissions::default();
+    if let Some(mode) = el.child("mode") {
+        let text = mode.trimmed();
+        let value = u32::from_str_radix(text, 8)
+            .ok()
+            .filter(|m| m & !0o777 == 0)
+            .ok_or_else(|| {
+                mode.bad_value(format!(
+                    "malformed octal mode '{text}' (expected 0000 to 0777)"
+                ))
+            })?;
+        perms.mode = Some(value);
+    }
+    if let Some(owner) = el.child("owner") {
+        perms.owner = parse_id(owner, "owner")?;
+    }
+    if let Some(group) = el.child("group") {
+        perms.group = parse_id(group, "group")?;
+    }
+    Ok(perms)
+}
+
+fn parse_target(target: &Element) -> Result<TargetDef, Error> {
+    let mut def = TargetDef {
+        format: target.child("format").map(parse_format).transpose()?,
+        ..TargetDef::default()
+    };
+    if let Some(perms) = target.child("permissions") {
+        def.permissions = parse_permissions(perms)?;
+    }
+    if let Some(compat) = target.child("compat") {
+        def.compat = Some(match compat.trimmed() {
+            "0.10" => Compat::V0_10,
+            "1.1" => Compat::V1_1,
+            other => {
+                return Err(compat.bad_value(format!(
+                    "unsupported compat level '{other}' (expected 0.10 or 1.1)"
+                )));
+            }
+        });
+    }
+    if let Some(cluster) = target.child("clusterSize") {
+        def.cluster_size = Some(cluster.scaled()?);
+    }
+    if let Some(features) = target.child("features") {
+        let mut f = Features::default();
+        for feature in features.children.iter() {
+            match (feature.is_plain(), feature.name.as_str()) {
+                (true, "lazy_refcounts") => f.lazy_refcounts = true,
+                (true, "extended_l2") => f.extended_l2 = true,
+                _ => {
+                    return Err(feature.unsupported(format!(
+                        "unsupported feature '{}' (expected lazy_refcounts or extended_l2)",
+                        feature.name
+                    )));
+                }
+            }
+        }
+        def.features = Some(f);
+    }
+    if let Some(enc) = target.child("encryption") {
+        return Err(enc.unsupported("encrypted volumes are not supported"));
+    }
+    def.nocow = target.child("nocow").is_some();
+    def.ext = ext::parse_target_ext(target)?;
+    Ok(def)
+}
+
+fn parse_backing(el: &Element) -> Result<BackingStoreDef, Error> {
+    let path = el
+        .child("path")
+        .map(|p| p.trimmed().to_string())
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| Error::Missing {
+            path: el.path.clone(),
+            what: "<path> element".into(),
+        })?;
+    if path.len() > 1023 {
+        return Err(el.bad_value("backing store path is longer than qcow2's 1023 bytes"));
+    }
+    Ok(BackingStoreDef {
+        path,
+        format: el.child("format").map(parse_format).transpose()?,
+    })
+}
+
+/// A file's timestamp: seconds and nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timestamp {
+    /// Seconds since the epoch.
+    pub sec: i64,
+    /// Nanoseconds.
+    pub nsec: i64,
+}
+
+/// What qcow2 reports beyond the common fields (libvirt prints these after a refresh).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Qcow2Report {
+    /// Compatibility level (version 2 → 0.10, 3 → 1.1).
+    pub compat: Compat,
+    /// Cluster size in bytes.
+    pub cluster_size: u64,
+    /// Features (v3 only).
+    pub features: Features,
+}
+
+/// A volume as it exists, for `vol-dumpxml` (libvirt's formatted `virStorageVolDef`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeReport {
+    /// Volume name.
+    pub name: String,
+    /// Absolute path; also the key.
+    pub path: String,
+    /// Guest-visible size.
+    pub capacity: u64,
+    /// `st_blocks * 512`.
+    pub allocation: u64,
+    /// `st_size`.
+    pub physical: u64,
+    /// Detected format.
+    pub format: VolFormat,
+    /// File mode bits (permission bits only).
+    pub mode: u32,
+    /// Owner uid.
+    pub owner: u32,
+    /// Group gid.
+    pub group: u32,
+    /// atime, mtime, ctime.
+    pub times: [Timestamp; 3],
+    /// qcow2 details, when the volume is qcow2.
+    pub qcow2: Option<Qcow2Report>,
+    /// Backing store (absolute path, format) of an overlay.
+    pub backing: Option<(String, Option<VolFormat>)>,
+}
+
+fn write_timestamp(out: &mut String, name: &str, ts: Timestamp) {
+    let _ = write!(out, "      <{name}>{}", ts.sec);
+    if ts.nsec != 0 {
+        let _ = write!(out, ".{:09}", ts.nsec);
+    }
+    let _ = writeln!(out, "</{name}>");
+}
+
+impl VolumeReport {
+    /// Formats the volume the way libvirt 9.0's `virStorageVolDefFormat` does for a dir pool.
+    pub fn to_xml(&self) -> String {
+        let mut out = String::new();
+        let path = escape(&self.path);
+        let _ = writeln!(out, "<volume type='file'>");
+        let _ = writeln!(out, "  <name>{}</name>", escape(&self.name));
+        let _ = writeln!(out, "  <key>{path}</key>");
+        let _ = writeln!(out, "  <capacity unit='bytes'>{}</capacity>", self.capacity);
+        let _ = writeln!(
+            out,
+            "  <allocation unit='bytes'>{}</allocation>",
+            self.allocation
+        );
+        if self.physical != 0 {
+            let _ = writeln!(out, "  <physical unit='bytes'>{}</physical>", self.physical);
+        }
+        let _ = writeln!(out, "  <target>");
+        let _ = writeln!(out, "    <path>{path}</path>");
+        let _ = writeln!(out, "    <format type='{}'/>", self.format.as_str());
+        let _ = writeln!(out, "    <permissions>");
+        let _ = writeln!(out, "      <mode>0{:o}</mode>", self.mode);
+        let _ = writeln!(out, "      <owner>{}</owner>", self.owner);
+        let _ = writeln!(out, "      <group>{}</group>", self.group);
+        let _ = writeln!(out, "    </permissions>");
+        let _ = writeln!(out, "    <timestamps>");
+        write_timestamp(&mut out, "atime", self.times[0]);
+        write_timestamp(&mut out, "mtime", self.times[1]);
+        write_timestamp(&mut out, "ctime", self.times[2]);
+        write_timestamp(&mut out, "btime", Timestamp::default());
+        let _ = writeln!(out, "    </timestamps>");
+        if let Some(q) = &self.qcow2 {
+            if q.compat == Compat::V1_1 {
+                let _ = writeln!(out, "    <compat>1.1</compat>");
+            }
+            let _ = writeln!(
+                out,
+                "    <clusterSize unit='B'>{}</clusterSize>",
+                q.cluster_size
+            );
+            if q.compat == Compat::V1_1 {
+                if q.features == Features::default() {
+                    let _ = writeln!(out, "    <features/>");
+                } else {
+                    let _ = writeln!(out, "    <features>");
+                    if q.features.lazy_refcounts {
+                        let _ = writeln!(out, "      <lazy_refcounts/>");
+                    }
+                    if q.features.extended_l2 {
+                        let _ = writeln!(out, "      <extended_l2/>");
+                    }
+                    let _ = writeln!(out, "    </features>");
+                }
+            }
+        }
+        let _ = writeln!(out, "  </target>");
+        if let Some((backing_path, backing_format)) = &self.backing {
+            let _ = writeln!(out, "  <backingStore>");
+            let _ = writeln!(out, "    <path>{}</path>", escape(backing_path));
+            if let Some(f) = backing_format {
+                let _ = writeln!(out, "    <format type='{}'/>", f.as_str());
+            }
+            let _ = writeln!(out, "  </backingStore>");
+        }
+        let _ = writeln!(out, "</volume>");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::ext::{CompressionType, PreallocMode};
+
+    #[test]
+    fn minimal_volume_defaults_to_raw() {
+        let def =
+            VolumeDef::parse("<volume><name>a.img</name><capacity unit='M'>8</capacity></volume>")
+                .unwrap();
+        assert_eq!(def.name, "a.img");
+        assert_eq!(def.capacity, Some(8 << 20));
+        assert_eq!(def.allocation, None);
+        assert_eq!(def.format(), VolFormat::Raw);
+    }
+
+    #[test]
+    fn full_target_is_read() {
+        let def = VolumeDef::parse(
+            "<volume type='file' xmlns:qpool='urn:qpool:volume:1'>
+               <name>d.qcow2</name>
+               <capacity unit='GiB'>5</capacity>
+               <allocation unit='KB'>3</allocation>
+               <target>
+                 <format type='qcow2'/>
+                 <permissions><mode>0640</mode><owner>107</owner><group>-1</group><label>x</label></permissions>
+                 <compat>0.10</compat>
+                 <clusterSize unit='KiB'>2048</clusterSize>
+                 <features><lazy_refcounts/><extended_l2/></features>
+                 <nocow/>
+                 <qpool:preallocation mode='falloc'/>
+                 <qpool:refcount bits='64'/>
+                 <qpool:compression type='zstd'/>
+               </target>
+             </volume>",
+        )
+        .unwrap();
+        assert_eq!(def.capacity, Some(5 << 30));
+        assert_eq!(def.allocation, Some(3000));
+        let t = &def.target;
+        assert_eq!(t.format, Some(VolFormat::Qcow2));
+        assert_eq!(
+            t.permissions,
+            Permissions {
+                mode: Some(0o640),
+                owner: Some(107),
+                group: None
+            }
+        );
+        assert_eq!(t.compat, Some(Compat::V0_10));
+        assert_eq!(t.cluster_size, Some(2 << 20));
+        assert_eq!(
+            t.features,
+            Some(Features {
+                lazy_refcounts: true,
+                extended_l2: true
+            })
+        );
+        assert!(t.nocow);
+        assert_eq!(t.ext.preallocation, Some(PreallocMode::Falloc));
+        assert_eq!(t.ext.refcount_bits, Some(64));
+        assert_eq!(t.ext.compression, Some(CompressionType::Zstd));
+    }
+
+    #[test]
+    fn other_prefix_for_the_extension_namespace_works() {
+        let def = VolumeDef::parse(
+            "<volume><name>x</name><capacity>1</capacity><target xmlns:q='urn:qpool:volume:1'><q:preallocation mode='metadata'/></target></volume>",
+        )
+        .unwrap();
+        assert_eq!(def.target.ext.preallocation, Some(PreallocMode::Metadata));
+    }
+
+    #[test]
+    fn dumpxml_only_elements_are_ignored() {
+        let def = VolumeDef::parse(
+            "<volume type='file'><name>c</name><key>/p/c</key><source></source>
+             <capacity unit='bytes'>1073741824</capacity><allocation unit='bytes'>200704</allocation>
+             <physical unit='bytes'>196624</physical>
+             <target><path>/p/c</path><format type='qcow2'/>
+             <timestamps><atime>1.5</atime><btime>0</btime></timestamps>
+             <compat>1.1</compat><clusterSize unit='B'>65536</clusterSize><features/></target></volume>",
+        )
+        .unwrap();
+        assert_eq!(def.capacity, Some(1 << 30));
+        assert_eq!(def.allocation, Some(200_704));
+        assert_eq!(def.target.features, Some(Features::default()));
+    }
+
+    #[test]
+    fn overlay_may_omit_capacity() {
+        let def = VolumeDef::parse(
+            "<volume><name>o</name><target><format type='qcow2'/></target><backingStore><path>/b.qcow2</path><format type='qcow2'/></backingStore></volume>",
+        )
+        .unwrap();
+        assert_eq!(def.capacity, None);
+        assert_eq!(
+            def.backing_store,
+            Some(BackingStoreDef {
+                path: "/b.qcow2".into(),
+                format: Some(VolFormat::Qcow2)
+            })
+        );
+    }
+
+    fn refusal(doc: &str) -> String {
+        VolumeDef::parse(doc).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn refusals_name_the_place() {
+        let cases: &[(&str, &str)] = &[
+            ("<pool/>", "root element is <pool>"),
+            (
+                "<volume><capacity>1</capacity></volume>",
+                "/volume: missing <name>",
+            ),
+            ("<volume><name>x</name></volume>", "missing <capacity>"),
+            (
+                "<volume><name>x</name><capacity>-5</capacity></volume>",
+                "/volume/capacity (line 1)",
+            ),
+            (
+                "<volume><name>x</name><capacity unit='ZiB'>1</capacity></volume>",
+                "/volume/capacity",
+            ),
+            (
+                "<volume><name>x</name><capacity>1</capacity><target><format type='vmdk'/></target></volume>",
+                "unsupported volume format 'vmdk' (qpool supports: raw, qcow2)",
+            ),
+            (
+                "<volume><name>x</name><capacity>1</capacity><target><compat>2.0</compat></target></volume>",
+                "unsupported compat level '2.0'",
+            ),
+            (
+                "<volume><name>x</name><capacity>1</capacity><target><permissions><mode>0999</mode></permissions></target></volume>",
+                "malformed octal mode",
+            ),
+            (
+                "<volume><name>x</name><capacity>1</capacity><target><permissions><owner>root</owner></permissions></target></volume>",
+                "malformed owner",
+            ),
+            (
+                "<volume><name>x</name><capacity>1</capacity><target><features><bogus/></features></target></volume>",
+                "unsupported feature 'bogus'",
+            ),
+            (
+                "<volume><name>x</name><capacity>1</capacity><target><encryption format='luks'/></target></volume>",
+                "encrypted volumes are not supported",
+            ),
+            (
+                "<volume xmlns:q='urn:qpool:volume:1'><name>x</name><capacity>1</capacity><target><q:preallocation mode='lots'/></target></volume>",
+                "/volume/target/preallocation/@mode (line 1): unknown preallocation mode 'lots'",
+            ),
+            (
+                "<volume xmlns:q='urn:qpool:volume:1'><name>x</name><capacity>1</capacity><target><q:prealloc mode='off'/></target></volume>",
+                "unknown qpool extension element 'prealloc'",
+            ),
+            (
+                "<volume xmlns:q='urn:qpool:volume:1'><name>x</name><capacity>1</capacity><q:preallocation mode='off'/></volume>",
+                "belong inside <target>",
+            ),
+            (
+                "<volume xmlns:q='urn:qpool:volume:1'><name>x</name><capacity>1</capacity><target><q:refcount bits='3'/></target></volume>",
+                "power of two",
+            ),
+            (
+                "<volume type='weird'><name>x</name><capacity>1</capacity></volume>",
+                "unknown volume type",
+            ),
+            (
+                "<volume><name>x</name><backingStore><format type='raw'/></backingStore></volume>",
+                "/volume/backingStore: missing <path>",
+            ),
+        ];
+        for (doc, expected) in cases {
+            let message = refusal(doc);
+            assert!(
+                message.contains(expected),
+                "{doc}\n  gave: {message}\n  wanted: {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn report_has_libvirts_shape() {
+        let report = VolumeReport {
+            name: "c1.qcow2".into(),
+            path: "/srv/pool/c1.qcow2".into(),
+            capacity: 1 << 30,
+            allocation: 200_704,
+            physical: 196_624,
+            format: VolFormat::Qcow2,
+            mode: 0o600,
+            owner: 0,
+            group: 0,
+            times: [
+                Timestamp {
+                    sec: 1_795_578_657,
+                    nsec: 101_721_508,
+                },
+                Timestamp {
+                    sec: 1_795_578_657,
+                    nsec: 98_947_005,
+                },
+                Timestamp {
+                    sec: 1_795_578_657,
+                    nsec: 0,
+                },
+            ],
+            qcow2: Some(Qcow2Report {
+                compat: Compat::V1_1,
+                cluster_size: 65536,
+                features: Features {
+                    lazy_refcounts: true,
+                    extended_l2: false,
+                },
+            }),
+            backing: None,
+        };
+        let expected = "<volume type='file'>
+  <name>c1.qcow2</name>
+  <key>/srv/pool/c1.qcow2</key>
+  <capacity unit='bytes'>1073741824</capacity>
+  <allocation unit='bytes'>200704</allocation>
+  <physical unit='bytes'>196624</physical>
+  <target>
+    <path>/srv/pool/c1.qcow2</path>
+    <format type='qcow2'/>
+    <permissions>
+      <mode>0600</mode>
+      <owner>0</owner>
+      <group>0</group>
+    </permissions>
+    <timestamps>
+      <atime>1795578657.101721508</atime>
+      <mtime>1795578657.098947005</mtime>
+      <ctime>1795578657</ctime>
+      <btime>0</btime>
+    </timestamps>
+    <compat>1.1</compat>
+    <clusterSize unit='B'>65536</clusterSize>
+    <features>
+      <lazy_refcounts/>
+    </features>
+  </target>
+</volume>
+";
+        assert_eq!(report.to_xml(), expected);
+    }
+}
