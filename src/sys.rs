@@ -39,7 +39,7 @@ pub fn fallocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
 }
 
 /// Alignment of O_DIRECT buffers and offsets.
-const DIRECT_ALIGN: u64 = 4096;
+const DIRECT_ALIGN: usize = 4096;
 /// Size of one O_DIRECT zero write.
 const DIRECT_CHUNK: usize = 8 << 20;
 
@@ -58,19 +58,20 @@ fn set_direct(file: &File, on: bool) -> io::Result<()> {
 /// Falls back to buffered writes where O_DIRECT is refused (tmpfs, some FUSE).
 pub fn write_zeroes_direct(file: &File, offset: u64, len: u64) -> io::Result<()> {
     let end = offset + len;
-    let mid_start = offset.next_multiple_of(DIRECT_ALIGN).min(end);
-    let mid_end = (end / DIRECT_ALIGN * DIRECT_ALIGN).max(mid_start);
+    let align = DIRECT_ALIGN as u64;
+    let mid_start = offset.next_multiple_of(align).min(end);
+    let mid_end = (end / align * align).max(mid_start);
     if mid_end - mid_start < DIRECT_CHUNK as u64 || set_direct(file, true).is_err() {
         return crate::image::write_zeroes_buffered(file, offset, len);
     }
     // An aligned window into a zeroed buffer: no allocator tricks, no unsafe.
-    let backing = vec![0u8; DIRECT_CHUNK + DIRECT_ALIGN as usize];
-    let skew = backing.as_ptr().align_offset(DIRECT_ALIGN as usize);
+    let backing = vec![0u8; DIRECT_CHUNK + DIRECT_ALIGN];
+    let skew = backing.as_ptr().align_offset(DIRECT_ALIGN);
     let zeros = &backing[skew..skew + DIRECT_CHUNK];
     let mut at = mid_start;
     let result = (|| {
         while at < mid_end {
-            let n = (mid_end - at).min(DIRECT_CHUNK as u64) as usize;
+            let n = usize::try_from(mid_end - at).map_or(DIRECT_CHUNK, |left| left.min(DIRECT_CHUNK));
             match file.write_all_at(&zeros[..n], at) {
                 Ok(()) => at += n as u64,
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -175,8 +176,9 @@ pub fn rename_noreplace_at(dir: BorrowedFd<'_>, from: &OsStr, to: &OsStr) -> io:
 /// open file description holds a lock (a create in progress).
 pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
     let lock = libc::flock {
-        l_type: libc::F_WRLCK as libc::c_short,
-        l_whence: libc::SEEK_SET as libc::c_short,
+        // F_WRLCK (1) and SEEK_SET (0) fit any c_short.
+        l_type: libc::c_short::try_from(libc::F_WRLCK).unwrap_or(1),
+        l_whence: libc::c_short::try_from(libc::SEEK_SET).unwrap_or(0),
         l_start: 0,
         l_len: 0,
         l_pid: 0,

@@ -253,6 +253,31 @@ mod tests {
         assert_eq!(format_pretty(1024 + 128), "1.12 KiB");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn scaled_values_round_trip(value in 0u64..(1 << 30), unit in proptest::sample::select(vec!["", "b", "K", "KiB", "KB", "M", "MB", "G", "GiB"])) {
+            let multiplier = unit_multiplier(unit).unwrap();
+            let parsed = parse_scaled(&value.to_string(), Some(unit));
+            proptest::prop_assert_eq!(parsed, Ok(value * multiplier));
+        }
+
+        #[test]
+        fn any_text_parses_or_errors_without_panicking(text in ".{0,24}", unit in ".{0,6}") {
+            let _ = parse_scaled(&text, Some(&unit));
+            let _ = parse_virsh_size(&text);
+        }
+
+        #[test]
+        fn scaling_never_wraps(value: u64, unit in proptest::sample::select(vec!["K", "M", "G", "T", "P", "E", "KB", "EB"])) {
+            let multiplier = unit_multiplier(unit).unwrap();
+            match parse_scaled(&value.to_string(), Some(unit)) {
+                Ok(v) => proptest::prop_assert_eq!(Some(v), value.checked_mul(multiplier)),
+                Err(SizeError::Overflow { .. }) => proptest::prop_assert!(value.checked_mul(multiplier).is_none()),
+                Err(e) => proptest::prop_assert!(false, "unexpected {e}"),
+            }
+        }
+    }
+
     #[test]
     fn round_up_handles_overflow() {
         assert_eq!(round_up(1, 512), Some(512));

@@ -81,10 +81,9 @@ pub fn write_zeroes_buffered<F: ImageFile + ?Sized>(
     let zeros = vec![0u8; ZERO_CHUNK];
     let mut done = 0u64;
     while done < len {
-        let n = (len - done).min(ZERO_CHUNK as u64);
-        // n <= ZERO_CHUNK, so the cast cannot truncate.
-        file.write_all_at(&zeros[..n as usize], offset + done)?;
-        done += n;
+        let n = usize::try_from(len - done).map_or(ZERO_CHUNK, |left| left.min(ZERO_CHUNK));
+        file.write_all_at(&zeros[..n], offset + done)?;
+        done += n as u64;
     }
     Ok(())
 }

@@ -608,6 +608,21 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics_on_mutated_documents(
+            cut in 0usize..400,
+            insert in ".{0,12}",
+        ) {
+            let doc = "<volume type='file' xmlns:q='urn:qpool:volume:1'><name>d.qcow2</name><capacity unit='G'>5</capacity><allocation>0</allocation><target><format type='qcow2'/><permissions><mode>0640</mode></permissions><compat>1.1</compat><features><lazy_refcounts/></features><q:preallocation mode='off'/></target><backingStore><path>/b</path></backingStore></volume>";
+            let at = doc.char_indices().map(|(i, _)| i).nth(cut % doc.len()).unwrap_or(0);
+            let mutated = format!("{}{}{}", &doc[..at], insert, &doc[at..]);
+            let _ = VolumeDef::parse(&mutated);
+            let truncated = &doc[..at];
+            let _ = VolumeDef::parse(truncated);
+        }
+    }
+
     #[test]
     fn report_has_libvirts_shape() {
         let report = VolumeReport {

@@ -507,9 +507,9 @@ impl Layout {
 
         let backing_name = opts.backing.as_ref().map(|(name, _)| name.clone());
         let (header_length, incompatible, compatible) = match opts.version {
-            Version::V2 => (spec::V2_HEADER_LENGTH, 0, 0),
+            Version::V2 => (spec::V2_HEADER_LENGTH_U32, 0, 0),
             Version::V3 => (
-                spec::V3_HEADER_LENGTH,
+                spec::V3_HEADER_LENGTH_U32,
                 if opts.extended_l2 {
                     spec::INCOMPAT_EXTL2
                 } else {
@@ -528,7 +528,7 @@ impl Layout {
         };
         let ext_len = spec::encode_extensions(&g.extensions).len();
         let backing_offset = if backing_name.is_some() {
-            (header_length + ext_len) as u64
+            u64::from(header_length) + ext_len as u64
         } else {
             0
         };
@@ -551,7 +551,7 @@ impl Layout {
             compatible_features: compatible,
             autoclear_features: 0,
             refcount_order: g.refcount_order,
-            header_length: header_length as u32,
+            header_length,
             compression_type: u8::from(opts.compression_zstd),
         };
         Ok(Layout {
@@ -785,7 +785,7 @@ mod tests {
             for cs in [512, 4096, 65536] {
                 let l = plan(64 << 20, cs, p);
                 for c in 0..l.end_cluster {
-                    let range = (c / l.refblock_entries) as usize;
+                    let range = usize::try_from(c / l.refblock_entries).unwrap();
                     assert!(l.refblocks[range].is_some(), "{p:?} cs {cs} cluster {c}");
                 }
                 let rt_entries = (l.refcount_table.end - l.refcount_table.start) * cs / 8;

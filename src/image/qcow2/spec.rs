@@ -29,6 +29,10 @@ pub const MAX_REFCOUNT_ORDER: u32 = 6;
 pub const MAX_BACKING_FILE_NAME: usize = 1023;
 /// Size of a version 2 header.
 pub const V2_HEADER_LENGTH: usize = 72;
+/// [`V2_HEADER_LENGTH`] as the header field's type.
+pub const V2_HEADER_LENGTH_U32: u32 = 72;
+/// [`V3_HEADER_LENGTH`] as the header field's type.
+pub const V3_HEADER_LENGTH_U32: u32 = 112;
 /// Smallest version 3 header (without the compression type byte).
 pub const V3_MIN_HEADER_LENGTH: usize = 104;
 /// Size of the version 3 header qemu writes (compression type byte and padding included).
@@ -312,7 +316,7 @@ impl Header {
             compatible_features: 0,
             autoclear_features: 0,
             refcount_order: 4,
-            header_length: V2_HEADER_LENGTH as u32,
+            header_length: V2_HEADER_LENGTH_U32,
             compression_type: 0,
         };
         if version == Version::V3 {
@@ -478,10 +482,12 @@ pub fn set_refcount(block: &mut [u8], index: usize, refcount_order: u32, value: 
         block[index * width..(index + 1) * width].copy_from_slice(&bytes[8 - width..]);
     } else {
         let bit = index * bits;
-        let mask = ((1u16 << bits) - 1) as u8;
+        // bits < 8 here, so the mask and the masked value fit in a byte.
+        let mask = u8::MAX >> (8 - bits);
         let shift = bit % 8;
+        let low = value.to_le_bytes()[0] & mask;
         let byte = &mut block[bit / 8];
-        *byte = (*byte & !(mask << shift)) | (((value as u8) & mask) << shift);
+        *byte = (*byte & !(mask << shift)) | (low << shift);
     }
 }
 
@@ -495,7 +501,7 @@ pub fn get_refcount(block: &[u8], index: usize, refcount_order: u32) -> u64 {
         u64::from_be_bytes(bytes)
     } else {
         let bit = index * bits;
-        let mask = ((1u16 << bits) - 1) as u8;
+        let mask = u8::MAX >> (8 - bits);
         u64::from((block[bit / 8] >> (bit % 8)) & mask)
     }
 }
@@ -695,6 +701,32 @@ mod tests {
                 assert_eq!(get_refcount(&block, i, order), 1);
             }
             assert_eq!(get_refcount(&block, 4, order), 0);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn header_decode_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = Header::decode(&bytes);
+        }
+
+        #[test]
+        fn v3_header_round_trips(size: u64, l1_size: u32, l1: u64, rt: u64, bits in 9u32..=21, order in 0u32..=6, compat: u64, incompat: u64) {
+            let h = Header {
+                size, l1_size, l1_table_offset: l1, refcount_table_offset: rt,
+                cluster_bits: bits, refcount_order: order,
+                compatible_features: compat, incompatible_features: incompat,
+                ..default_header()
+            };
+            proptest::prop_assert_eq!(Header::decode(&h.encode()), Ok(h));
+        }
+
+        #[test]
+        fn extensions_decode_never_panics(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let mut cluster = DEFAULT_5G_V3.to_vec();
+            cluster.extend(tail);
+            let _ = decode_extensions(&default_header(), &cluster);
+            let _ = decode_backing_name(&Header { backing_file_offset: 120, backing_file_size: 50, ..default_header() }, &cluster);
         }
     }
 

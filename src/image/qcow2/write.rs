@@ -14,6 +14,12 @@ use super::spec;
 use crate::image::prealloc::{allocate_or_zero, write_zeroes};
 use crate::image::{Error, ImageFile, Preallocation, WriteReport};
 
+/// Converts a byte count bounded by the layout (clusters of at most 2 MiB, an L1 table of at
+/// most 32 MiB) to `usize`; lossless on the 64-bit targets qpool runs on.
+fn to_usize(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
 /// Largest single coalesced write.
 const MAX_WRITE: usize = 8 << 20;
 
@@ -77,9 +83,9 @@ struct Renderer<'a> {
 
 impl Renderer<'_> {
     fn new(layout: &Layout) -> Renderer<'_> {
-        let cs = layout.cluster_size() as usize;
+        let cs = to_usize(layout.cluster_size());
         let mut full_refblock = vec![0u8; cs];
-        for i in 0..layout.refblock_entries as usize {
+        for i in 0..to_usize(layout.refblock_entries) {
             spec::set_refcount(&mut full_refblock, i, layout.header.refcount_order, 1);
         }
         Renderer {
@@ -92,17 +98,17 @@ impl Renderer<'_> {
         let l = self.layout;
         let cs = l.cluster_size();
         match piece {
-            Piece::Header => (0, cs as usize),
+            Piece::Header => (0, to_usize(cs)),
             Piece::RefcountTable => (
                 l.refcount_table.start * cs,
-                ((l.refcount_table.end - l.refcount_table.start) * cs) as usize,
+                to_usize((l.refcount_table.end - l.refcount_table.start) * cs),
             ),
-            Piece::Refblock(r) => (l.refblocks[r].unwrap_or(0) * cs, cs as usize),
-            Piece::L1 => (l.l1_cluster * cs, (l.l1_size * spec::ENTRY_SIZE) as usize),
-            Piece::L2(k) => (l.l2_tables[k].cluster * cs, cs as usize),
+            Piece::Refblock(r) => (l.refblocks[r].unwrap_or(0) * cs, to_usize(cs)),
+            Piece::L1 => (l.l1_cluster * cs, to_usize(l.l1_size * spec::ENTRY_SIZE)),
+            Piece::L2(k) => (l.l2_tables[k].cluster * cs, to_usize(cs)),
             Piece::TailZeroes => {
                 let r = l.tail_zeroes.clone().unwrap_or(0..0);
-                (r.start, (r.end - r.start) as usize)
+                (r.start, to_usize(r.end - r.start))
             }
         }
     }
@@ -153,10 +159,10 @@ impl Renderer<'_> {
                 let table = l.l2_tables[k];
                 let first_guest = k as u64 * l.l2_entries;
                 let count = (l.guest_clusters - first_guest).min(l.l2_entries);
-                let step = l.l2_entry_size as usize;
+                let step = to_usize(l.l2_entry_size);
                 for i in 0..count {
                     let entry = spec::l2_entry((table.first_data_cluster + i) * cs);
-                    let at = i as usize * step;
+                    let at = to_usize(i) * step;
                     dst[at..at + 8].copy_from_slice(&entry.to_be_bytes());
                 }
             }
