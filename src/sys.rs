@@ -71,7 +71,8 @@ pub fn write_zeroes_direct(file: &File, offset: u64, len: u64) -> io::Result<()>
     let mut at = mid_start;
     let result = (|| {
         while at < mid_end {
-            let n = usize::try_from(mid_end - at).map_or(DIRECT_CHUNK, |left| left.min(DIRECT_CHUNK));
+            let n =
+                usize::try_from(mid_end - at).map_or(DIRECT_CHUNK, |left| left.min(DIRECT_CHUNK));
             match file.write_all_at(&zeros[..n], at) {
                 Ok(()) => at += n as u64,
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
