@@ -92,6 +92,27 @@ pub fn write_zeroes_direct(file: &File, offset: u64, len: u64) -> io::Result<()>
     crate::image::write_zeroes_buffered(file, mid_end, end - mid_end)
 }
 
+/// Whether the byte at `offset` of a file lies in data (`true`) or a hole, and where that
+/// extent ends (at most `size`). Uses `SEEK_DATA`/`SEEK_HOLE`.
+pub fn extent_at(file: &File, offset: u64, size: u64) -> io::Result<(bool, u64)> {
+    use nix::unistd::{Whence, lseek};
+    let off = to_off(offset)?;
+    let data = match lseek(file.as_fd(), off, Whence::SeekData) {
+        Ok(d) => u64::try_from(d).unwrap_or(size),
+        Err(Errno::ENXIO) => size,
+        Err(e) => return Err(to_io(e)),
+    };
+    if data > offset {
+        return Ok((false, data.min(size)));
+    }
+    let hole = match lseek(file.as_fd(), off, Whence::SeekHole) {
+        Ok(h) => u64::try_from(h).unwrap_or(size),
+        Err(Errno::ENXIO) => size,
+        Err(e) => return Err(to_io(e)),
+    };
+    Ok((true, hole.min(size)))
+}
+
 /// Opens a directory (following the path the user gave) for `*at` calls.
 pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     nix::fcntl::open(

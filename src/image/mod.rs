@@ -251,6 +251,27 @@ pub enum Error {
     /// The raw writer was asked for metadata preallocation.
     #[error("a raw image has no metadata to preallocate")]
     RawMetadata,
+    /// Reading an image's data or metadata.
+    #[error("failed to read the image")]
+    ReadingImage(#[source] io::Error),
+    /// The image's metadata is inconsistent.
+    #[error("corrupt image: {0}")]
+    CorruptImage(String),
+    /// The image uses something qpool cannot read.
+    #[error("unsupported image: {0}")]
+    Unsupported(String),
+    /// A backing chain that is too deep or loops.
+    #[error("backing chain deeper than {0} images")]
+    BackingChainTooDeep(usize),
+    /// Opening an image of the chain.
+    #[error("cannot open {path}")]
+    OpeningImage {
+        /// The image's path.
+        path: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -262,7 +283,9 @@ impl Error {
             | Self::WritingZeroes { source, .. }
             | Self::SettingLength { source, .. }
             | Self::Syncing(source)
-            | Self::ReadingHeader(source) => Some(source),
+            | Self::ReadingHeader(source)
+            | Self::ReadingImage(source)
+            | Self::OpeningImage { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -308,6 +331,127 @@ pub fn probe(file: &File, file_len: u64) -> Result<ImageInfo, Error> {
         Err(e) => {
             log::debug!("qcow2 magic but unreadable header ({e}); reporting the file as raw");
             Ok(raw)
+        }
+    }
+}
+
+/// What a range of guest data is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockStatus {
+    /// Holds data (which may still happen to be zeros).
+    Data,
+    /// Known to read as zeros (a hole, a zero cluster, unallocated without backing).
+    Zero,
+}
+
+/// Guest-visible content of an image: what a VM would read.
+pub trait GuestImage {
+    /// Guest-visible size in bytes.
+    fn size(&self) -> u64;
+    /// Reads `buf.len()` bytes at `offset`; the range must lie within [`GuestImage::size`].
+    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> Result<(), Error>;
+    /// Status of the bytes at `offset` and how many bytes (≥ 1, ≤ `max_len`) share it.
+    fn status(&mut self, offset: u64, max_len: u64) -> Result<(BlockStatus, u64), Error>;
+}
+
+/// A raw file as a guest image; holes report as zeros.
+pub struct RawImage {
+    file: File,
+    size: u64,
+}
+
+impl RawImage {
+    /// Wraps an open raw file.
+    pub fn new(file: File) -> Result<RawImage, Error> {
+        let size = file.metadata().map_err(Error::ReadingImage)?.len();
+        Ok(RawImage { file, size })
+    }
+}
+
+impl GuestImage for RawImage {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(Error::ReadingImage)
+    }
+
+    fn status(&mut self, offset: u64, max_len: u64) -> Result<(BlockStatus, u64), Error> {
+        let end = offset.saturating_add(max_len).min(self.size);
+        if offset >= end {
+            return Ok((BlockStatus::Zero, max_len.max(1)));
+        }
+        let (status, until) =
+            crate::sys::extent_at(&self.file, offset, self.size).map_err(Error::ReadingImage)?;
+        let status = if status {
+            BlockStatus::Data
+        } else {
+            BlockStatus::Zero
+        };
+        Ok((status, until.min(end).saturating_sub(offset).max(1)))
+    }
+}
+
+/// Deepest backing chain followed.
+pub const MAX_BACKING_CHAIN: usize = 16;
+
+/// Opens the image at `path` for reading guest data, following its backing chain.
+/// `format` is the declared format; without one the file is probed (like qemu without `-F`).
+pub fn open_guest_image(
+    path: &std::path::Path,
+    format: Option<Format>,
+) -> Result<Box<dyn GuestImage + Send>, Error> {
+    open_chain(path, format, 0)
+}
+
+fn open_chain(
+    path: &std::path::Path,
+    format: Option<Format>,
+    depth: usize,
+) -> Result<Box<dyn GuestImage + Send>, Error> {
+    if depth >= MAX_BACKING_CHAIN {
+        return Err(Error::BackingChainTooDeep(MAX_BACKING_CHAIN));
+    }
+    let opening = |source| Error::OpeningImage {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = File::open(path).map_err(opening)?;
+    let len = file.metadata().map_err(opening)?.len();
+    let info = probe(&file, len)?;
+    let format = format.unwrap_or(info.format);
+    match (format, info.qcow2) {
+        (Format::Raw, _) => Ok(Box::new(RawImage::new(file)?)),
+        (Format::Qcow2, None) => Err(Error::CorruptImage(format!(
+            "{} is not a qcow2 image",
+            path.display()
+        ))),
+        (Format::Qcow2, Some(q)) => {
+            let backing = match &q.backing_file {
+                None => None,
+                Some(name) => {
+                    let base = path.parent().unwrap_or(std::path::Path::new("/"));
+                    let backing_path = base.join(name);
+                    let backing_format = match q.backing_format.as_deref() {
+                        Some("qcow2") => Some(Format::Qcow2),
+                        Some("raw") => Some(Format::Raw),
+                        Some(other) => {
+                            return Err(Error::Unsupported(format!(
+                                "backing format '{other}' of {}",
+                                path.display()
+                            )));
+                        }
+                        None => None,
+                    };
+                    Some(open_chain(&backing_path, backing_format, depth + 1)?)
+                }
+            };
+            Ok(Box::new(qcow2::read::Qcow2Image::open(
+                file, q.header, backing,
+            )?))
         }
     }
 }

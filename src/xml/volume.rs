@@ -387,9 +387,10 @@ impl VolumeReport {
         write_timestamp(&mut out, "btime", Timestamp::default());
         let _ = writeln!(out, "    </timestamps>");
         if let Some(q) = &self.qcow2 {
-            if q.compat == Compat::V1_1 {
-                let _ = writeln!(out, "    <compat>1.1</compat>");
-            }
+            // libvirt leaves <compat> out for a version 2 image (its create default is 0.10);
+            // qpool's default is 1.1, so 0.10 is printed too, or feeding this document back
+            // to vol-create (what vol-clone does) would turn a v2 image into a v3 one.
+            let _ = writeln!(out, "    <compat>{}</compat>", q.compat.as_str());
             let _ = writeln!(
                 out,
                 "    <clusterSize unit='B'>{}</clusterSize>",

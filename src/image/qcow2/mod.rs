@@ -6,6 +6,7 @@
 //! Must not: choose options or preallocation; those come from the caller.
 
 pub mod layout;
+pub mod read;
 pub mod spec;
 pub mod write;
 
