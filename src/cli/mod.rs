@@ -230,13 +230,20 @@ pub fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
+            // clap's first paragraph says what is wrong; for a missing argument its name is
+            // on the indented line(s) after the first, so join the whole paragraph.
             let rendered = e.to_string();
-            let first = rendered
+            let paragraph: Vec<&str> = rendered
                 .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            eprintln!("error: {first} (see 'qpool --help')");
+                .map(str::trim)
+                .take_while(|l| !l.is_empty())
+                .collect();
+            let message = match paragraph.join(" ") {
+                m if m.is_empty() => "invalid arguments".to_string(),
+                m => m,
+            };
+            let message = message.trim_start_matches("error: ");
+            eprintln!("error: {message} (see 'qpool --help')");
             return ExitCode::from(1);
         }
     };

@@ -14,6 +14,11 @@
 //! | a ≥ capacity | `falloc` | `falloc` |
 //! | `<qpool:preallocation mode=…/>` | that mode | off / falloc / full |
 //!
+//! A document that is a `vol-dumpxml` report (it has `<key>` or `<physical>`, as what
+//! `virsh vol-clone` sends) reports the source's usage in `<allocation>`; for qcow2 an
+//! allocation below capacity there is not a reservation request, and the clone stays thin,
+//! as libvirt keeps it.
+//!
 //! `--prealloc-metadata` (libvirt's flag) keeps libvirt's meaning for qcow2: allocation below
 //! capacity → metadata, otherwise falloc. An overlay (backing store) without extended L2 stays
 //! thin unless a mode is asked for explicitly, because qemu refuses a backing file with
@@ -66,6 +71,8 @@ pub enum Rule {
     Qcow2Zero,
     /// qcow2 with 0 < allocation < capacity.
     Qcow2Partial,
+    /// qcow2 from a `vol-dumpxml` report with allocation below capacity.
+    Qcow2Report,
     /// qcow2 with allocation ≥ capacity.
     Qcow2AtCapacity,
     /// raw without `<allocation>`.
@@ -132,6 +139,10 @@ impl fmt::Display for Decision {
                 f,
                 "qcow2 with 0 < allocation {a} < capacity: metadata, and the first {} bytes of guest data reserved with fallocate",
                 self.reserve
+            ),
+            Rule::Qcow2Report => write!(
+                f,
+                "qcow2 from a vol-dumpxml report (it has <key> or <physical>): allocation {a} below capacity is the source's usage, not a request: off (thin, as libvirt)"
             ),
             Rule::Qcow2AtCapacity => {
                 write!(f, "qcow2 with allocation {a} at or above capacity: falloc")
@@ -245,6 +256,9 @@ pub fn decide(
     Ok(match allocation {
         None => decision(policy.qcow2_default, 0, Rule::Qcow2Absent),
         Some(0) => decision(PreallocMode::Off, 0, Rule::Qcow2Zero),
+        Some(a) if a < capacity && def.from_report => {
+            decision(PreallocMode::Off, 0, Rule::Qcow2Report)
+        }
         Some(a) if a < capacity => decision(PreallocMode::Metadata, a, Rule::Qcow2Partial),
         Some(_) => decision(PreallocMode::Falloc, 0, Rule::Qcow2AtCapacity),
     })
@@ -332,6 +346,24 @@ mod tests {
             (PreallocMode::Metadata, 2 << 30, Rule::Qcow2Partial)
         );
         assert!(d.to_string().contains("first 2147483648 bytes"), "{d}");
+    }
+
+    #[test]
+    fn qcow2_report_allocation_below_capacity_stays_thin() {
+        let mut def = qcow2(Some(200_704));
+        def.from_report = true;
+        let d = no_flags(&def).unwrap();
+        assert_eq!(
+            (d.mode, d.reserve, d.rule),
+            (PreallocMode::Off, 0, Rule::Qcow2Report)
+        );
+    }
+
+    #[test]
+    fn qcow2_report_allocation_at_capacity_stays_falloc() {
+        let mut def = qcow2(Some(CAP + 1_000_000));
+        def.from_report = true;
+        assert_eq!(no_flags(&def).unwrap().mode, PreallocMode::Falloc);
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub enum Error {
         pool: String,
     },
     /// The name exists but is not a regular file (a symlink, directory, device…).
-    #[error("'{name}' in pool '{pool}' is a {what}, not a volume (qpool never follows symlinks)")]
+    #[error("'{name}' in pool '{pool}' is a {what}, not a volume{}", if *what == "symbolic link" { " (qpool never follows symlinks)" } else { "" })]
     NotAVolume {
         /// Entry name.
         name: String,

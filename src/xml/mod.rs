@@ -145,6 +145,8 @@ impl Element {
             });
         }
         let mut reader = NsReader::from_str(src);
+        // XML forbids `--` inside comments; quick-xml checks that only when asked.
+        reader.config_mut().check_comments = true;
         let mut stack: Vec<Element> = Vec::new();
         let mut root: Option<Element> = None;
         loop {
@@ -154,6 +156,9 @@ impl Element {
                 message,
             };
             let (resolved, event) = match reader.read_resolved_event() {
+                Ok((ResolveResult::Unknown(prefix), _)) => {
+                    return Err(malformed(&reader, undeclared_prefix(&prefix)));
+                }
                 Ok((ns, ev)) => (resolve_ns(ns), ev),
                 Err(e) => return Err(malformed(&reader, e.to_string())),
             };
@@ -165,15 +170,16 @@ impl Element {
                     continue;
                 }
                 Event::Text(text) => {
+                    if text.contains("]]>") {
+                        return Err(malformed(&reader, "']]>' is not allowed in text".into()));
+                    }
                     let content = text.xml10_content();
-                    push_text(&mut stack, &content)
-                        .map_err(|m| malformed(&reader, m.to_string()))?;
+                    push_text(&mut stack, &content).map_err(|m| malformed(&reader, m))?;
                     continue;
                 }
                 Event::CData(cdata) => {
                     let content = cdata.into_inner().into_owned();
-                    push_text(&mut stack, &content)
-                        .map_err(|m| malformed(&reader, m.to_string()))?;
+                    push_text(&mut stack, &content).map_err(|m| malformed(&reader, m))?;
                     continue;
                 }
                 Event::GeneralRef(reference) => {
@@ -193,7 +199,7 @@ impl Element {
                         }
                         Err(e) => return Err(malformed(&reader, e.to_string())),
                     };
-                    push_text(&mut stack, &text).map_err(|m| malformed(&reader, m.to_string()))?;
+                    push_text(&mut stack, &text).map_err(|m| malformed(&reader, m))?;
                     continue;
                 }
                 Event::DocType(_) => {
@@ -201,6 +207,21 @@ impl Element {
                         &reader,
                         "document type declarations are not accepted".into(),
                     ));
+                }
+                Event::Decl(_)
+                    if !src[..position(pos_before, src)]
+                        .trim_start_matches('\u{feff}')
+                        .is_empty() =>
+                {
+                    return Err(malformed(
+                        &reader,
+                        "the XML declaration is allowed only at the start of the document".into(),
+                    ));
+                }
+                // quick-xml finds `--` inside a comment, not a comment that ends in `-`
+                // (`<!-- x --->`), which XML forbids as well.
+                Event::Comment(comment) if comment.ends_with('-') => {
+                    return Err(malformed(&reader, "a comment must not end with '-'".into()));
                 }
                 Event::Decl(_) | Event::PI(_) | Event::Comment(_) => continue,
                 Event::Eof => break,
@@ -214,18 +235,30 @@ impl Element {
                     format!("elements nested deeper than {MAX_DEPTH}"),
                 ));
             }
+            check_name(start.name().as_ref()).map_err(|m| malformed(&reader, m))?;
             let name = start.local_name().as_ref().to_string();
             let mut attrs = Vec::new();
             for attr in start.attributes() {
                 let attr = attr.map_err(|e| malformed(&reader, e.to_string()))?;
+                check_name(attr.key.as_ref()).map_err(|m| malformed(&reader, m))?;
+                if attr.value.contains('<') {
+                    return Err(malformed(
+                        &reader,
+                        "'<' is not allowed in attribute values".into(),
+                    ));
+                }
                 if attr.key.as_namespace_binding().is_some() {
                     continue;
                 }
                 let (ans, local) = reader.resolver().resolve_attribute(attr.key);
+                if let ResolveResult::Unknown(prefix) = ans {
+                    return Err(malformed(&reader, undeclared_prefix(&prefix)));
+                }
                 let value = attr
                     .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                     .map_err(|e| malformed(&reader, e.to_string()))?
                     .into_owned();
+                check_chars(&value).map_err(|m| malformed(&reader, m))?;
                 attrs.push(Attr {
                     ns: resolve_ns(ans),
                     name: local.as_ref().to_string(),
@@ -259,6 +292,44 @@ impl Element {
     }
 }
 
+/// `byte_pos` as an index into `src`.
+fn position(byte_pos: u64, src: &str) -> usize {
+    usize::try_from(byte_pos)
+        .unwrap_or(src.len())
+        .min(src.len())
+}
+
+fn undeclared_prefix(prefix: &str) -> String {
+    format!("namespace prefix '{prefix}' is not declared")
+}
+
+/// Checks an element or attribute name (with its prefix) against XML's Name production,
+/// approximately: every non-ASCII character is taken as a name character.
+fn check_name(name: &str) -> Result<(), String> {
+    let start_ok = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':' || !c.is_ascii();
+    let rest_ok = |c: char| start_ok(c) || c.is_ascii_digit() || c == '-' || c == '.';
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(first) if start_ok(first) && chars.all(rest_ok) => Ok(()),
+        _ => Err(format!("'{name}' is not a valid XML name")),
+    }
+}
+
+/// Refuses characters that XML 1.0 does not allow anywhere in a document (its `Char`
+/// production): control characters other than tab, newline and carriage return, and
+/// U+FFFE / U+FFFF.
+fn check_chars(text: &str) -> Result<(), String> {
+    match text.chars().find(|&c| {
+        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{fffe}' || c == '\u{ffff}'
+    }) {
+        Some(c) => Err(format!(
+            "character U+{:04X} is not allowed in XML",
+            u32::from(c)
+        )),
+        None => Ok(()),
+    }
+}
+
 fn resolve_ns(ns: ResolveResult<'_>) -> Option<String> {
     match ns {
         ResolveResult::Bound(ns) => Some(ns.as_ref().to_string()),
@@ -267,14 +338,15 @@ fn resolve_ns(ns: ResolveResult<'_>) -> Option<String> {
 }
 
 /// Appends text to the innermost open element; text outside the root must be blank.
-fn push_text(stack: &mut [Element], text: &str) -> Result<(), &'static str> {
+fn push_text(stack: &mut [Element], text: &str) -> Result<(), String> {
+    check_chars(text)?;
     match stack.last_mut() {
         Some(top) => {
             top.text.push_str(text);
             Ok(())
         }
         None if text.trim().is_empty() => Ok(()),
-        None => Err("text outside the root element"),
+        None => Err("text outside the root element".into()),
     }
 }
 
@@ -428,6 +500,50 @@ mod tests {
     fn parse_refuses_deep_nesting() {
         let doc = "<a>".repeat(100) + &"</a>".repeat(100);
         assert!(Element::parse(&doc).is_err());
+    }
+
+    #[test]
+    fn parse_refuses_ill_formed_documents_that_quick_xml_lets_through() {
+        let cases = [
+            ("double hyphen in comment", "<v><!-- a -- b --></v>"),
+            ("comment ending in a hyphen", "<v><!-- a ---></v>"),
+            ("'<' in an attribute value", "<v a='<'/>"),
+            ("']]>' in text", "<v>a]]>b</v>"),
+            ("control character in text", "<v>a\u{1}b</v>"),
+            ("control character reference", "<v>a&#1;b</v>"),
+            ("control character in an attribute", "<v a='\u{2}'/>"),
+            ("U+FFFF in text", "<v>\u{ffff}</v>"),
+            ("undeclared element prefix", "<v><q:x/></v>"),
+            ("undeclared attribute prefix", "<v q:a='1'/>"),
+            (
+                "late XML declaration",
+                "<!-- c --><?xml version='1.0'?><v/>",
+            ),
+            ("element name starting with a digit", "<v><1a/></v>"),
+            ("attribute name starting with a hyphen", "<v -a='1'/>"),
+        ];
+        for (case, doc) in cases {
+            let err = Element::parse(doc).expect_err(case);
+            assert!(matches!(err, Error::Malformed { .. }), "{case}: {err}");
+        }
+    }
+
+    #[test]
+    fn parse_accepts_what_xml_allows_near_those_limits() {
+        let cases = [
+            ("hyphens in a comment", "<v><!-- a - b - c --></v>"),
+            ("'>' and ']]' in text", "<v>a]]b > c</v>"),
+            ("tab, newline and carriage return", "<v a='\t'>\t\n\r</v>"),
+            (
+                "declaration after a byte order mark",
+                "\u{feff}<?xml version='1.0'?><v/>",
+            ),
+            ("xml: prefix, always declared", "<v xml:lang='en'/>"),
+            ("names with digits, dots and hyphens", "<v-1.a _b='1'/>"),
+        ];
+        for (case, doc) in cases {
+            assert!(Element::parse(doc).is_ok(), "{case}");
+        }
     }
 
     #[test]

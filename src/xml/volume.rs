@@ -126,6 +126,9 @@ pub struct VolumeDef {
     pub target: TargetDef,
     /// `<backingStore>`.
     pub backing_store: Option<BackingStoreDef>,
+    /// The document is a `vol-dumpxml` report (it carries `<key>` or `<physical>`, which
+    /// only libvirt's output has): its `<allocation>` describes the source's usage.
+    pub from_report: bool,
 }
 
 impl VolumeDef {
@@ -137,6 +140,7 @@ impl VolumeDef {
             allocation: None,
             target: TargetDef::default(),
             backing_store: None,
+            from_report: false,
         }
     }
 
@@ -189,6 +193,7 @@ impl VolumeDef {
             allocation,
             target,
             backing_store,
+            from_report: root.child("key").is_some() || root.child("physical").is_some(),
         })
     }
 }
@@ -512,6 +517,7 @@ mod tests {
         assert_eq!(def.capacity, Some(1 << 30));
         assert_eq!(def.allocation, Some(200_704));
         assert_eq!(def.target.features, Some(Features::default()));
+        assert!(def.from_report);
     }
 
     #[test]

@@ -93,6 +93,16 @@ pub enum Error {
     /// The image file would be larger than qcow2 offsets can address.
     #[error("the image file would be {0} bytes, beyond what qcow2 offsets can address")]
     FileTooLarge(u128),
+    /// A data range outside the image's guest clusters.
+    #[error("guest clusters {start}..{end} lie outside the image's {clusters} clusters")]
+    DataOutOfRange {
+        /// First cluster of the range.
+        start: u64,
+        /// End of the range.
+        end: u64,
+        /// Guest clusters of the image.
+        clusters: u64,
+    },
     /// Header, extensions and backing name do not fit in the first cluster.
     #[error(
         "header, extensions and backing file name need {needed} bytes, more than one {cluster_size}-byte cluster"
@@ -105,13 +115,24 @@ pub enum Error {
     },
 }
 
-/// One L2 table and the contiguous run of data clusters it maps.
+/// One L2 table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct L2Table {
+    /// Index of the L1 entry pointing at it.
+    pub l1_index: u64,
     /// Host cluster index of the table.
     pub cluster: u64,
-    /// Host cluster index of the data cluster its first entry maps.
-    pub first_data_cluster: u64,
+}
+
+/// Guest clusters `guest .. guest + count` stored at host clusters `host .. host + count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataRun {
+    /// First guest cluster.
+    pub guest: u64,
+    /// First host cluster.
+    pub host: u64,
+    /// Number of clusters.
+    pub count: u64,
 }
 
 /// Where everything of a fresh image goes. Cluster numbers are host cluster indices.
@@ -141,10 +162,10 @@ pub struct Layout {
     pub refcount_table: Range<u64>,
     /// Refcount block cluster for each refcount range, by range index.
     pub refblocks: Vec<Option<u64>>,
-    /// L2 tables by L1 index (empty for preallocation=off).
+    /// L2 tables in L1 order (empty for preallocation=off without data).
     pub l2_tables: Vec<L2Table>,
-    /// Data cluster runs `(first host cluster, count)` (empty for off).
-    pub data_runs: Vec<(u64, u64)>,
+    /// Mapped data clusters in guest order (empty for preallocation=off without data).
+    pub data_runs: Vec<DataRun>,
     /// How the data runs are filled.
     pub preallocation: Preallocation,
     /// Clusters below `end_cluster` whose refcount is 0 (qemu's freed old refcount table).
@@ -315,7 +336,7 @@ struct Placement {
     refblocks: Vec<Option<u64>>,
     l1_cluster: u64,
     l2_tables: Vec<L2Table>,
-    data_runs: Vec<(u64, u64)>,
+    data_runs: Vec<DataRun>,
     free: Vec<Range<u64>>,
     end_cluster: u64,
 }
@@ -339,27 +360,36 @@ fn rt_clusters_for(g: &Geometry, ranges: usize) -> u64 {
     div_ceil(ranges as u64 * spec::ENTRY_SIZE, g.cluster_size).max(1)
 }
 
-/// off and metadata: sequential allocation; the refcount table is sized up front by
-/// re-running the placement until every refcount block fits in it.
-fn place_sequential(g: &Geometry, prealloc: Preallocation) -> Placement {
+/// off and metadata: sequential allocation in guest order, each L2 table followed by the
+/// data clusters it maps (all of them for metadata, only `data` for off). The refcount table
+/// is sized up front by re-running the placement until every refcount block fits in it.
+fn place_sequential(g: &Geometry, prealloc: Preallocation, data: &[Range<u64>]) -> Placement {
+    let full = [0..g.guest_clusters];
+    let mapped: &[Range<u64>] = if prealloc == Preallocation::Metadata {
+        &full
+    } else {
+        data
+    };
     let mut rt_clusters = 1;
     loop {
         let (mut a, l1_cluster) = base(g, rt_clusters);
         let mut l2_tables = Vec::new();
         let mut data_runs = Vec::new();
-        if prealloc == Preallocation::Metadata {
-            l2_tables.reserve(usize::try_from(g.l1_size).unwrap_or(0));
-            let mut left = g.guest_clusters;
-            while left > 0 {
-                let l2 = a.alloc(1);
-                let count = left.min(g.l2_entries);
-                let data = a.alloc(count);
-                l2_tables.push(L2Table {
-                    cluster: l2,
-                    first_data_cluster: data,
-                });
-                data_runs.push((data, count));
-                left -= count;
+        let mut current_table = None;
+        for range in mapped {
+            let mut guest = range.start;
+            while guest < range.end {
+                let l1_index = guest / g.l2_entries;
+                let table_end = (l1_index + 1) * g.l2_entries;
+                if current_table != Some(l1_index) {
+                    let cluster = a.alloc(1);
+                    l2_tables.push(L2Table { l1_index, cluster });
+                    current_table = Some(l1_index);
+                }
+                let count = range.end.min(table_end) - guest;
+                let host = a.alloc(count);
+                data_runs.push(DataRun { guest, host, count });
+                guest += count;
             }
         }
         let needed = rt_clusters_for(g, a.refblocks.len());
@@ -428,8 +458,8 @@ fn place_preallocated(g: &Geometry) -> Placement {
             c
         });
         l2_tables.push(L2Table {
+            l1_index: k,
             cluster,
-            first_data_cluster: data_start + k * g.l2_entries,
         });
     }
     free.reverse();
@@ -440,7 +470,11 @@ fn place_preallocated(g: &Geometry) -> Placement {
         l1_cluster,
         l2_tables,
         data_runs: if n > 0 {
-            vec![(data_start, n)]
+            vec![DataRun {
+                guest: 0,
+                host: data_start,
+                count: n,
+            }]
         } else {
             Vec::new()
         },
@@ -452,9 +486,31 @@ fn place_preallocated(g: &Geometry) -> Placement {
 impl Layout {
     /// Plans a fresh image: checks the options like qemu-img does, then places every cluster.
     pub fn plan(opts: &Options, prealloc: Preallocation) -> Result<Layout, Error> {
+        Self::plan_with_data(opts, prealloc, &[])
+    }
+
+    /// Plans a fresh image that will receive guest data in the guest cluster ranges `data`
+    /// (sorted, disjoint): with preallocation=off those clusters, and only those, are mapped,
+    /// in guest order, like `qemu-img convert` lays them out. The other modes map every
+    /// cluster anyway.
+    pub fn plan_with_data(
+        opts: &Options,
+        prealloc: Preallocation,
+        data: &[Range<u64>],
+    ) -> Result<Layout, Error> {
         let g = check(opts, prealloc)?;
+        if let Some(bad) = data
+            .iter()
+            .find(|r| r.start >= r.end || r.end > g.guest_clusters)
+        {
+            return Err(Error::DataOutOfRange {
+                start: bad.start,
+                end: bad.end,
+                clusters: g.guest_clusters,
+            });
+        }
         let p = match prealloc {
-            Preallocation::Off | Preallocation::Metadata => place_sequential(&g, prealloc),
+            Preallocation::Off | Preallocation::Metadata => place_sequential(&g, prealloc, data),
             Preallocation::Falloc | Preallocation::Full => place_preallocated(&g),
         };
         let rt_clusters = p.refcount_table.end - p.refcount_table.start;
@@ -492,14 +548,14 @@ impl Layout {
         let data_end = p
             .data_runs
             .iter()
-            .map(|&(start, count)| (start + count) * cs)
+            .map(|r| (r.host + r.count) * cs)
             .max()
             .unwrap_or(0);
         let file_length = metadata_end.max(data_end);
         let tail = g.size % cs;
         let tail_zeroes = match (prealloc, p.data_runs.last()) {
-            (Preallocation::Metadata, Some(&(start, count))) if tail != 0 => {
-                let last = (start + count - 1) * cs;
+            (Preallocation::Metadata, Some(run)) if tail != 0 => {
+                let last = (run.host + run.count - 1) * cs;
                 Some(last + tail..last + cs)
             }
             _ => None,
@@ -588,26 +644,44 @@ impl Layout {
     }
 
     /// Host byte ranges holding the first `bytes` of guest data (rounded up to whole
-    /// clusters), for the partial-allocation reservation.
+    /// clusters, mapped clusters only), for the partial-allocation reservation.
     pub fn guest_prefix_extents(&self, bytes: u64) -> Vec<Range<u64>> {
         let cs = self.cluster_size();
-        let mut left = div_ceil(bytes, cs).min(self.guest_clusters);
+        let limit = div_ceil(bytes, cs);
         let mut out: Vec<Range<u64>> = Vec::new();
-        let mut guest = 0u64;
-        for table in &self.l2_tables {
-            if left == 0 {
+        for run in &self.data_runs {
+            if run.guest >= limit {
                 break;
             }
-            let count = left.min(self.l2_entries).min(self.guest_clusters - guest);
-            let start = table.first_data_cluster * cs;
+            let count = run.count.min(limit - run.guest);
+            let start = run.host * cs;
             match out.last_mut() {
                 Some(prev) if prev.end == start => prev.end = start + count * cs,
                 _ => out.push(start..start + count * cs),
             }
-            left -= count;
-            guest += count;
         }
         out
+    }
+
+    /// The data runs that map guest clusters of L2 table `l1_index`, clipped to it.
+    pub fn runs_in_table(&self, l1_index: u64) -> impl Iterator<Item = DataRun> + '_ {
+        let first = l1_index * self.l2_entries;
+        let last = first + self.l2_entries;
+        let start = self
+            .data_runs
+            .partition_point(|r| r.guest + r.count <= first);
+        self.data_runs[start..]
+            .iter()
+            .take_while(move |r| r.guest < last)
+            .map(move |r| {
+                let guest = r.guest.max(first);
+                let end = (r.guest + r.count).min(last);
+                DataRun {
+                    guest,
+                    host: r.host + (guest - r.guest),
+                    count: end - guest,
+                }
+            })
     }
 
     /// Bytes of metadata the writer writes (whole clusters for header, refcount structures
@@ -629,7 +703,7 @@ impl Layout {
 
     /// Bytes in the data runs.
     pub fn data_bytes(&self) -> u64 {
-        self.data_runs.iter().map(|&(_, n)| n).sum::<u64>() * self.cluster_size()
+        self.data_runs.iter().map(|r| r.count).sum::<u64>() * self.cluster_size()
     }
 }
 
@@ -689,8 +763,16 @@ mod tests {
         assert_eq!(
             l.l2_tables[0],
             L2Table {
-                cluster: 4,
-                first_data_cluster: 5
+                l1_index: 0,
+                cluster: 4
+            }
+        );
+        assert_eq!(
+            l.data_runs[0],
+            DataRun {
+                guest: 0,
+                host: 5,
+                count: 8192
             }
         );
         assert_eq!(l.l2_tables[1].cluster, 8197);
@@ -725,7 +807,14 @@ mod tests {
         assert_eq!(l.l2_tables[0].cluster, 1);
         assert_eq!(l.refblocks, vec![Some(2), Some(4), Some(5)]);
         assert_eq!(l.refcount_table, 6..7);
-        assert_eq!(l.data_runs, vec![(7, 81920)]);
+        assert_eq!(
+            l.data_runs,
+            vec![DataRun {
+                guest: 0,
+                host: 7,
+                count: 81920
+            }]
+        );
         assert_eq!(l.l2_tables[1].cluster, 81927);
         assert_eq!(l.l2_tables[9].cluster, 81935);
         assert_eq!(l.file_length, 5_369_757_696);
@@ -739,7 +828,14 @@ mod tests {
         assert_eq!(l.refblocks[1], Some(4));
         assert_eq!(l.refblocks[512], Some(515));
         assert_eq!(l.refcount_table, 516..517);
-        assert_eq!(l.data_runs, vec![(517, 16_777_216)]);
+        assert_eq!(
+            l.data_runs,
+            vec![DataRun {
+                guest: 0,
+                host: 517,
+                count: 16_777_216
+            }]
+        );
         assert_eq!(l.l2_tables[2047].cluster, 16_779_779);
         assert_eq!(l.file_length, 1_099_679_662_080);
     }
@@ -749,7 +845,14 @@ mod tests {
         let l = plan(5 * GIB, 2 << 20, Preallocation::Falloc);
         assert_eq!(l.l2_tables[0].cluster, 1);
         assert_eq!(l.refcount_table, 4..5);
-        assert_eq!(l.data_runs, vec![(5, 2560)]);
+        assert_eq!(
+            l.data_runs,
+            vec![DataRun {
+                guest: 0,
+                host: 5,
+                count: 2560
+            }]
+        );
         assert_eq!(l.file_length, 5_379_194_880);
     }
 
@@ -940,6 +1043,58 @@ mod tests {
             Layout::plan(&o, Preallocation::Metadata),
             Err(Error::RefcountTableTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn off_with_data_maps_only_the_data_like_qemu_img_convert() {
+        // 64 MiB at 64 KiB: 1024 clusters, one L2 table covers 8192.
+        let l = Layout::plan_with_data(&opts(64 << 20, 65536), Preallocation::Off, &[2..4, 10..11])
+            .unwrap();
+        assert_eq!(
+            l.l2_tables,
+            vec![L2Table {
+                l1_index: 0,
+                cluster: 4
+            }]
+        );
+        assert_eq!(
+            l.data_runs,
+            vec![
+                DataRun {
+                    guest: 2,
+                    host: 5,
+                    count: 2
+                },
+                DataRun {
+                    guest: 10,
+                    host: 7,
+                    count: 1
+                }
+            ]
+        );
+        assert_eq!(l.file_length, 8 * 65536);
+    }
+
+    #[test]
+    fn data_spanning_tables_gets_one_table_each() {
+        // 512 B clusters: 64 entries per L2 table.
+        let l = Layout::plan_with_data(&opts(1 << 20, 512), Preallocation::Off, &[60..70]).unwrap();
+        assert_eq!(
+            l.l2_tables.iter().map(|t| t.l1_index).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        let in_first: Vec<DataRun> = l.runs_in_table(0).collect();
+        assert_eq!(in_first.len(), 1);
+        assert_eq!((in_first[0].guest, in_first[0].count), (60, 4));
+        let in_second: Vec<DataRun> = l.runs_in_table(1).collect();
+        assert_eq!((in_second[0].guest, in_second[0].count), (64, 6));
+    }
+
+    #[test]
+    fn data_outside_the_image_is_refused() {
+        let err = Layout::plan_with_data(&opts(1 << 20, 65536), Preallocation::Off, &[10..20])
+            .unwrap_err();
+        assert!(matches!(err, Error::DataOutOfRange { .. }), "{err}");
     }
 
     #[test]

@@ -148,7 +148,7 @@ impl Qcow2Image {
     fn l2_table(&mut self, offset: u64) -> Result<&[u64], Error> {
         if !self.l2_cache.contains_key(&offset) {
             let cs = self.cluster_size();
-            if offset % cs != 0 || offset.saturating_add(cs) > self.file_len {
+            if !offset.is_multiple_of(cs) || offset.saturating_add(cs) > self.file_len {
                 return Err(corrupt(format!("L2 table at {offset:#x} is out of place")));
             }
             if (self.l2_cache.len() as u64 + 1) * cs > L2_CACHE_BYTES {

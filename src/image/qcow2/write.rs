@@ -150,20 +150,22 @@ impl Renderer<'_> {
                 }
             }
             Piece::L1 => {
-                for (k, table) in l.l2_tables.iter().enumerate() {
-                    dst[k * 8..k * 8 + 8]
+                for table in &l.l2_tables {
+                    let at = to_usize(table.l1_index) * 8;
+                    dst[at..at + 8]
                         .copy_from_slice(&spec::l1_entry(table.cluster * cs).to_be_bytes());
                 }
             }
             Piece::L2(k) => {
                 let table = l.l2_tables[k];
-                let first_guest = k as u64 * l.l2_entries;
-                let count = (l.guest_clusters - first_guest).min(l.l2_entries);
+                let first_guest = table.l1_index * l.l2_entries;
                 let step = to_usize(l.l2_entry_size);
-                for i in 0..count {
-                    let entry = spec::l2_entry((table.first_data_cluster + i) * cs);
-                    let at = to_usize(i) * step;
-                    dst[at..at + 8].copy_from_slice(&entry.to_be_bytes());
+                for run in l.runs_in_table(table.l1_index) {
+                    for i in 0..run.count {
+                        let entry = spec::l2_entry((run.host + i) * cs);
+                        let at = to_usize(run.guest - first_guest + i) * step;
+                        dst[at..at + 8].copy_from_slice(&entry.to_be_bytes());
+                    }
                 }
             }
             Piece::TailZeroes => {}
@@ -221,7 +223,7 @@ pub fn write<F: ImageFile + ?Sized>(
                 Preallocation::Falloc | Preallocation::Full
             )
         })
-        .map(|&(start, n)| start * cs..(start + n) * cs);
+        .map(|run| run.host * cs..(run.host + run.count) * cs);
     let mut out = Coalescer {
         file,
         start: 0,
