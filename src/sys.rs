@@ -38,6 +38,17 @@ pub fn fallocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
     .map_err(to_io)
 }
 
+/// `fallocate(PUNCH_HOLE | KEEP_SIZE)`: the range reads as zeros, whole blocks are freed.
+pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    nix::fcntl::fallocate(
+        file.as_fd(),
+        FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        to_off(offset)?,
+        to_off(len)?,
+    )
+    .map_err(to_io)
+}
+
 /// Alignment of O_DIRECT buffers and offsets.
 const DIRECT_ALIGN: usize = 4096;
 /// Size of one O_DIRECT zero write.

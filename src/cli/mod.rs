@@ -110,6 +110,24 @@ pub enum Command {
         /// Volume name or path.
         vol: String,
     },
+    /// Resize a volume.
+    #[command(name = "vol-resize")]
+    VolResize {
+        /// Volume name or path.
+        vol: String,
+        /// New capacity as a scaled integer (default bytes); `-N` with --shrink shrinks by N.
+        #[arg(allow_hyphen_values = true)]
+        capacity: String,
+        /// Allocate the new capacity, rather than leaving it sparse.
+        #[arg(long)]
+        allocate: bool,
+        /// Use capacity as a delta to the current size, rather than the new size.
+        #[arg(long)]
+        delta: bool,
+        /// Allow the resize to shrink the volume.
+        #[arg(long)]
+        shrink: bool,
+    },
     /// Pool information.
     #[command(name = "pool-info")]
     PoolInfo {
@@ -168,6 +186,9 @@ pub enum Error {
         #[source]
         source: SizeError,
     },
+    /// A negative size without `--shrink` (virsh's rule).
+    #[error("negative size requires --shrink")]
+    NegativeSize,
     /// A format argument is not supported.
     #[error("--{option}: {message}")]
     Format {
@@ -378,6 +399,40 @@ pub fn run(args: &Args) -> Result<String, Error> {
             let name = pool.resolve_name(vol)?;
             pool.delete(name)?;
             format!("Vol {name} deleted\n")
+        }
+        Command::VolResize {
+            vol,
+            capacity,
+            allocate,
+            delta,
+            shrink,
+        } => {
+            let name = pool.resolve_name(vol)?;
+            // virsh: "+N" is absolute; "-N" needs --shrink and means "shrink by N".
+            let mut text = capacity.trim_start();
+            let mut delta = *delta;
+            if let Some(rest) = text.strip_prefix('-') {
+                if !*shrink {
+                    return Err(Error::NegativeSize);
+                }
+                text = rest;
+                delta = true;
+            }
+            let value = size_arg("size", text.strip_prefix('+').unwrap_or(text))?;
+            pool.resize_volume(
+                name,
+                pool::ResizeRequest {
+                    capacity: value,
+                    delta,
+                    shrink: *shrink,
+                    allocate: *allocate,
+                },
+            )?;
+            if delta {
+                format!("Size of volume '{name}' successfully changed by {text}\n")
+            } else {
+                format!("Size of volume '{name}' successfully changed to {text}\n")
+            }
         }
         Command::PoolInfo { bytes } => output::pool_info(&pool.info()?, *bytes),
         Command::PoolRefresh => {

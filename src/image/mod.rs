@@ -260,6 +260,12 @@ pub enum Error {
     /// The image uses something qpool cannot read.
     #[error("unsupported image: {0}")]
     Unsupported(String),
+    /// A shrink would drop clusters that hold guest data.
+    #[error("guest data is allocated at offset {offset}, beyond the new size")]
+    ShrinkWouldDropData {
+        /// Guest offset of the first allocated cluster past the new end.
+        offset: u64,
+    },
     /// A backing chain that is too deep or loops.
     #[error("backing chain deeper than {0} images")]
     BackingChainTooDeep(usize),

@@ -35,6 +35,26 @@ pub fn create<F: ImageFile + ?Sized>(
     Ok(report)
 }
 
+/// Resizes a raw volume to `new_len` bytes: grows sparse, or with the new area reserved
+/// when `allocate` is set; shrinks by truncating.
+pub fn resize<F: ImageFile + ?Sized>(
+    file: &F,
+    new_len: u64,
+    allocate: bool,
+) -> Result<WriteReport, Error> {
+    let mut report = WriteReport::default();
+    let old_len = file.file_length().map_err(|source| Error::SettingLength {
+        len: new_len,
+        source,
+    })?;
+    set_len(file, new_len)?;
+    if allocate && new_len > old_len {
+        allocate_or_zero(file, old_len, new_len - old_len, &mut report)?;
+    }
+    file.sync().map_err(Error::Syncing)?;
+    Ok(report)
+}
+
 fn set_len<F: ImageFile + ?Sized>(file: &F, len: u64) -> Result<(), Error> {
     file.set_len(len)
         .map_err(|source| Error::SettingLength { len, source })

@@ -95,6 +95,15 @@ impl PoolDir {
         sys::open_read_at(self.fd.as_fd(), OsStr::new(name))
     }
 
+    /// Opens a regular-file entry read-write without following symlinks.
+    pub fn open_rw(&self, name: &str) -> io::Result<File> {
+        let file = sys::open_rw_at(self.fd.as_fd(), OsStr::new(name))?;
+        if kind_of(&sys::fstat(file.as_fd())?) != EntryKind::File {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        Ok(file)
+    }
+
     /// Removes an entry (a symlink itself, never its target).
     pub fn unlink(&self, name: &str) -> io::Result<()> {
         sys::unlink_at(self.fd.as_fd(), OsStr::new(name))

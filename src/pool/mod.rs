@@ -191,6 +191,23 @@ pub enum Error {
         #[source]
         source: image::Error,
     },
+    /// A resize the request itself rules out (libvirt's rules).
+    #[error("cannot resize volume '{name}': {reason}")]
+    InvalidResize {
+        /// Volume name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// Resizing the image failed or was refused by the image layer.
+    #[error("cannot resize volume '{name}'")]
+    ResizingVolume {
+        /// Volume name.
+        name: String,
+        /// Why.
+        #[source]
+        source: image::Error,
+    },
     /// Deleting a volume failed.
     #[error("cannot delete volume '{name}'")]
     DeletingVolume {
@@ -231,6 +248,17 @@ impl Error {
             Self::NoVolume { .. } | Self::NotAVolume { .. } => ErrorKind::NoVolume,
             Self::NoSpace { .. } => ErrorKind::NoSpace,
             Self::OpeningPool { .. } => ErrorKind::NoPool,
+            Self::InvalidResize { .. } => ErrorKind::InvalidArg,
+            Self::ResizingVolume { source, .. } => match source {
+                image::Error::ShrinkWouldDropData { .. } | image::Error::Options(_) => {
+                    ErrorKind::InvalidArg
+                }
+                image::Error::Unsupported(_) => ErrorKind::Unsupported,
+                _ => match source.io_error() {
+                    Some(e) if is_no_space(e) => ErrorKind::NoSpace,
+                    _ => ErrorKind::Io,
+                },
+            },
             Self::WritingVolume { source, .. } | Self::InspectingVolume { source, .. } => {
                 match source.io_error() {
                     Some(e) if is_no_space(e) => ErrorKind::NoSpace,
@@ -333,6 +361,19 @@ pub struct VolumeInfo {
     pub gid: u32,
     /// atime, mtime, ctime.
     pub times: [Timestamp; 3],
+}
+
+/// A `vol-resize` request, with virsh's flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResizeRequest {
+    /// The size, or the change with `delta`.
+    pub capacity: u64,
+    /// `--delta`: change by `capacity` (down with `shrink`) instead of to it.
+    pub delta: bool,
+    /// `--shrink`: a smaller size is allowed.
+    pub shrink: bool,
+    /// `--allocate`: reserve the new area.
+    pub allocate: bool,
 }
 
 /// The numbers `pool-info` shows.
@@ -816,6 +857,105 @@ impl Pool {
         }
         out.sort_by_cached_key(|v| (v.name.to_lowercase(), v.name.clone()));
         Ok(out)
+    }
+
+    /// Resizes a volume (virsh's `vol-resize`): raw grows sparse or reserved and shrinks by
+    /// truncation; qcow2 grows natively with the volume's preallocation for the new area
+    /// (falloc with `allocate`) and shrinks only when no allocated cluster lies past the end.
+    /// Every refusal leaves the file byte-identical.
+    pub fn resize_volume(&self, name: &str, req: ResizeRequest) -> Result<VolumeInfo, Error> {
+        let info = self.volume(name)?;
+        let old = info.capacity;
+        let invalid = |reason: String| Error::InvalidResize {
+            name: name.to_string(),
+            reason,
+        };
+        let new = match (req.delta, req.shrink) {
+            (true, true) => old - req.capacity.min(old),
+            (true, false) => old
+                .checked_add(req.capacity)
+                .ok_or_else(|| invalid(format!("{old} + {} overflows", req.capacity)))?,
+            (false, _) => req.capacity,
+        };
+        if new < old && !req.shrink {
+            return Err(invalid(
+                "can't shrink capacity below current capacity unless shrink flag explicitly specified".into(),
+            ));
+        }
+        if new == old {
+            return Ok(info);
+        }
+        if req.allocate && new > old {
+            let (_, _, available) = self.dir.fs_sizes().map_err(|source| Error::ReadingPool {
+                path: self.dir.path().to_path_buf(),
+                source,
+            })?;
+            if new - old > available {
+                return Err(Error::NoSpace {
+                    pool: self.name.clone(),
+                    name: name.to_string(),
+                    needed: new - old,
+                    available,
+                });
+            }
+        }
+        let file = self
+            .dir
+            .open_rw(name)
+            .map_err(|source| Error::ReadingVolume {
+                name: name.to_string(),
+                source,
+            })?;
+        let resizing = |source| Error::ResizingVolume {
+            name: name.to_string(),
+            source,
+        };
+        match (info.image.format, info.image.qcow2.as_ref()) {
+            (Format::Qcow2, Some(q)) if new > old => {
+                let prealloc = if req.allocate {
+                    Preallocation::Falloc
+                } else {
+                    qcow2::resize::detect_preallocation(&file).map_err(resizing)?
+                };
+                let backing_size = match &q.backing_file {
+                    Some(b) => {
+                        let path = self.dir.path().join(b);
+                        let format = q.backing_format.as_deref().and_then(|f| match f {
+                            "qcow2" => Some(Format::Qcow2),
+                            "raw" => Some(Format::Raw),
+                            _ => None,
+                        });
+                        Some(
+                            image::open_guest_image(&path, format)
+                                .map_err(resizing)?
+                                .size(),
+                        )
+                    }
+                    None => None,
+                };
+                let no_falloc = NoFallocate(&file);
+                let fill: &dyn ImageFile = if self.fallocate_disabled {
+                    &no_falloc
+                } else {
+                    &file
+                };
+                qcow2::resize::grow(&file, fill, new, prealloc, backing_size).map_err(resizing)?;
+            }
+            (Format::Qcow2, Some(_)) => qcow2::resize::shrink(&file, new).map_err(resizing)?,
+            _ => {
+                if self.fallocate_disabled {
+                    image::raw::resize(&NoFallocate(&file), new, req.allocate)
+                } else {
+                    image::raw::resize(&file, new, req.allocate)
+                }
+                .map_err(resizing)?;
+            }
+        }
+        log::info!(
+            "resized volume '{name}' in pool '{}' from {old} to {new} bytes",
+            self.name
+        );
+        self.volume(name)
     }
 
     /// Deletes a volume. Symlinks and directories are refused, never followed.

@@ -5,8 +5,10 @@
 //! file.
 //! Must not: choose options or preallocation; those come from the caller.
 
+pub mod edit;
 pub mod layout;
 pub mod read;
+pub mod resize;
 pub mod spec;
 pub mod write;
 
