@@ -110,6 +110,15 @@ pub enum Command {
         /// Volume name or path.
         vol: String,
     },
+    /// Wipe a volume's data.
+    #[command(name = "vol-wipe")]
+    VolWipe {
+        /// Volume name or path.
+        vol: String,
+        /// Wipe algorithm: zero, trim or random.
+        #[arg(long, default_value = "zero")]
+        algorithm: String,
+    },
     /// Resize a volume.
     #[command(name = "vol-resize")]
     VolResize {
@@ -185,6 +194,12 @@ pub enum Error {
         /// Why.
         #[source]
         source: SizeError,
+    },
+    /// An unsupported wipe algorithm.
+    #[error("{message}")]
+    Algorithm {
+        /// What is wrong and what is supported.
+        message: String,
     },
     /// A negative size without `--shrink` (virsh's rule).
     #[error("negative size requires --shrink")]
@@ -399,6 +414,13 @@ pub fn run(args: &Args) -> Result<String, Error> {
             let name = pool.resolve_name(vol)?;
             pool.delete(name)?;
             format!("Vol {name} deleted\n")
+        }
+        Command::VolWipe { vol, algorithm } => {
+            let name = pool.resolve_name(vol)?;
+            let algorithm = crate::image::wipe::WipeAlgorithm::parse(algorithm)
+                .map_err(|message| Error::Algorithm { message })?;
+            pool.wipe_volume(name, algorithm)?;
+            format!("Vol {name} wiped\n")
         }
         Command::VolResize {
             vol,

@@ -10,6 +10,7 @@
 pub mod prealloc;
 pub mod qcow2;
 pub mod raw;
+pub mod wipe;
 
 use std::fmt;
 use std::fs::File;

@@ -208,6 +208,15 @@ pub enum Error {
         #[source]
         source: image::Error,
     },
+    /// Wiping a volume failed.
+    #[error("cannot wipe volume '{name}'")]
+    WipingVolume {
+        /// Volume name.
+        name: String,
+        /// Why.
+        #[source]
+        source: image::Error,
+    },
     /// Deleting a volume failed.
     #[error("cannot delete volume '{name}'")]
     DeletingVolume {
@@ -249,7 +258,8 @@ impl Error {
             Self::NoSpace { .. } => ErrorKind::NoSpace,
             Self::OpeningPool { .. } => ErrorKind::NoPool,
             Self::InvalidResize { .. } => ErrorKind::InvalidArg,
-            Self::ResizingVolume { source, .. } => match source {
+            Self::ResizingVolume { source, .. } | Self::WipingVolume { source, .. } => match source
+            {
                 image::Error::ShrinkWouldDropData { .. } | image::Error::Options(_) => {
                     ErrorKind::InvalidArg
                 }
@@ -611,7 +621,7 @@ impl Pool {
                     compression_zstd: def.target.ext.compression == Some(CompressionType::Zstd),
                     backing: backing
                         .as_ref()
-                        .map(|b| (b.path.clone(), b.format.as_str().to_string())),
+                        .map(|b| (b.path.clone(), Some(b.format.as_str().to_string()))),
                 };
                 let layout =
                     Layout::plan(&opts, preallocation).map_err(|source| Error::Options {
@@ -956,6 +966,34 @@ impl Pool {
             self.name
         );
         self.volume(name)
+    }
+
+    /// Wipes a volume in place (virsh's `vol-wipe`); see [`image::wipe`].
+    pub fn wipe_volume(
+        &self,
+        name: &str,
+        algorithm: image::wipe::WipeAlgorithm,
+    ) -> Result<(), Error> {
+        let info = self.volume(name)?;
+        let file = self
+            .dir
+            .open_rw(name)
+            .map_err(|source| Error::ReadingVolume {
+                name: name.to_string(),
+                source,
+            })?;
+        image::wipe::wipe(&file, info.image.format, algorithm).map_err(|source| {
+            Error::WipingVolume {
+                name: name.to_string(),
+                source,
+            }
+        })?;
+        log::info!(
+            "wiped volume '{name}' in pool '{}' ({})",
+            self.name,
+            algorithm.as_str()
+        );
+        Ok(())
     }
 
     /// Deletes a volume. Symlinks and directories are refused, never followed.

@@ -32,8 +32,9 @@ pub struct Options {
     pub extended_l2: bool,
     /// `compression_type=zstd` (v3 only).
     pub compression_zstd: bool,
-    /// Backing file name (stored as given) and format name.
-    pub backing: Option<(String, String)>,
+    /// Backing file name (stored as given) and format name (the backing-format header
+    /// extension; qemu-img always writes it, older images may lack it).
+    pub backing: Option<(String, Option<String>)>,
 }
 
 impl Default for Options {
@@ -296,7 +297,7 @@ fn check(opts: &Options, prealloc: Preallocation) -> Result<Geometry, Error> {
     let rb_bits = cluster_bits + 3 - refcount_order;
 
     let mut extensions = Vec::new();
-    if let Some((_, format)) = &opts.backing {
+    if let Some((_, Some(format))) = &opts.backing {
         extensions.push(Extension::BackingFormat(format.clone()));
     }
     if opts.version == Version::V3 && cs > 4096 {
@@ -989,7 +990,7 @@ mod tests {
             Error::ExtendedL2ClusterSize(8192)
         );
         let overlay = Options {
-            backing: Some(("/b".into(), "qcow2".into())),
+            backing: Some(("/b".into(), Some("qcow2".into()))),
             ..opts(GIB, 65536)
         };
         assert_eq!(
@@ -1011,7 +1012,7 @@ mod tests {
     #[test]
     fn long_backing_name_does_not_fit_a_512_byte_cluster() {
         let o = Options {
-            backing: Some(("/".repeat(600), "qcow2".into())),
+            backing: Some(("/".repeat(600), Some("qcow2".into()))),
             ..opts(GIB, 512)
         };
         assert!(matches!(
@@ -1023,7 +1024,7 @@ mod tests {
     #[test]
     fn backing_name_goes_after_the_extensions() {
         let o = Options {
-            backing: Some(("base.qcow2".into(), "qcow2".into())),
+            backing: Some(("base.qcow2".into(), Some("qcow2".into()))),
             ..opts(GIB, 65536)
         };
         let l = Layout::plan(&o, Preallocation::Off).unwrap();
