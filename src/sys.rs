@@ -38,6 +38,96 @@ pub fn fallocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
     .map_err(to_io)
 }
 
+/// `struct fiemap_extent` of linux/fiemap.h.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct FiemapExtent {
+    fe_logical: u64,
+    fe_physical: u64,
+    fe_length: u64,
+    fe_reserved64: [u64; 2],
+    fe_flags: u32,
+    fe_reserved: [u32; 3],
+}
+
+/// Extents asked for per FS_IOC_FIEMAP call.
+const FIEMAP_BATCH: usize = 128;
+/// [`FIEMAP_BATCH`] as the field's type.
+const FIEMAP_BATCH_U32: u32 = 128;
+
+/// `struct fiemap` of linux/fiemap.h with room for [`FIEMAP_BATCH`] extents.
+#[repr(C)]
+struct Fiemap {
+    fm_start: u64,
+    fm_length: u64,
+    fm_flags: u32,
+    fm_mapped_extents: u32,
+    fm_extent_count: u32,
+    fm_reserved: u32,
+    fm_extents: [FiemapExtent; FIEMAP_BATCH],
+}
+
+const FIEMAP_FLAG_SYNC: u32 = 0x1;
+const FIEMAP_EXTENT_LAST: u32 = 0x1;
+
+/// The byte ranges of `file` that have blocks allocated (written or unwritten), merged, from
+/// FS_IOC_FIEMAP. `Ok(None)` where the filesystem cannot tell (then SEEK_DATA is the best
+/// one can do).
+pub fn allocated_extents(file: &File, len: u64) -> io::Result<Option<Vec<(u64, u64)>>> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut start = 0u64;
+    loop {
+        let mut map = Fiemap {
+            fm_start: start,
+            fm_length: u64::MAX - start,
+            fm_flags: FIEMAP_FLAG_SYNC,
+            fm_mapped_extents: 0,
+            fm_extent_count: FIEMAP_BATCH_U32,
+            fm_reserved: 0,
+            fm_extents: [FiemapExtent::default(); FIEMAP_BATCH],
+        };
+        // SAFETY: `map` is a properly laid out `struct fiemap` with `fm_extent_count`
+        // entries of writable space after its header, and the fd is open for the call.
+        match unsafe { ioctl::fiemap(file.as_raw_fd(), &mut map) } {
+            Ok(_) => {}
+            Err(Errno::EOPNOTSUPP | Errno::ENOTTY | Errno::EINVAL) => return Ok(None),
+            Err(e) => return Err(to_io(e)),
+        }
+        let n = (map.fm_mapped_extents as usize).min(FIEMAP_BATCH);
+        if n == 0 {
+            break;
+        }
+        let mut last = false;
+        for e in &map.fm_extents[..n] {
+            let begin = e.fe_logical.min(len);
+            let end = e.fe_logical.saturating_add(e.fe_length).min(len);
+            if begin < end {
+                match out.last_mut() {
+                    Some(prev) if prev.1 >= begin => prev.1 = prev.1.max(end),
+                    _ => out.push((begin, end)),
+                }
+            }
+            start = e.fe_logical.saturating_add(e.fe_length);
+            last |= e.fe_flags & FIEMAP_EXTENT_LAST != 0;
+        }
+        if last || start >= len {
+            break;
+        }
+    }
+    Ok(Some(out))
+}
+
+/// `fallocate(KEEP_SIZE)`: allocates without changing the file length.
+pub fn fallocate_keep_size(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    nix::fcntl::fallocate(
+        file.as_fd(),
+        FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        to_off(offset)?,
+        to_off(len)?,
+    )
+    .map_err(to_io)
+}
+
 /// `fallocate(PUNCH_HOLE | KEEP_SIZE)`: the range reads as zeros, whole blocks are freed.
 pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
     nix::fcntl::fallocate(
@@ -47,6 +137,56 @@ pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
         to_off(len)?,
     )
     .map_err(to_io)
+}
+
+/// Copies `len` bytes from `src` at `offset` to `dst` at the same offset in the kernel
+/// (`copy_file_range`), falling back to read/write where the kernel or filesystem cannot.
+pub fn copy_range(src: &File, dst: &File, offset: u64, len: u64) -> io::Result<()> {
+    let mut done = 0u64;
+    while done < len {
+        let mut off_in = to_off(offset + done)?;
+        let mut off_out = off_in;
+        let chunk = usize::try_from(len - done)
+            .unwrap_or(usize::MAX)
+            .min(1 << 30);
+        match nix::fcntl::copy_file_range(
+            src.as_fd(),
+            Some(&mut off_in),
+            dst.as_fd(),
+            Some(&mut off_out),
+            chunk,
+        ) {
+            Ok(0) => break,
+            Ok(n) => done += n as u64,
+            Err(Errno::EINTR) => {}
+            Err(Errno::EXDEV | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EINVAL) => {
+                return copy_range_buffered(src, dst, offset + done, len - done);
+            }
+            Err(e) => return Err(to_io(e)),
+        }
+    }
+    Ok(())
+}
+
+fn copy_range_buffered(src: &File, dst: &File, offset: u64, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    while done < len {
+        let n = usize::try_from(len - done).map_or(buf.len(), |l| l.min(buf.len()));
+        src.read_exact_at(&mut buf[..n], offset + done)?;
+        dst.write_all_at(&buf[..n], offset + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// `ioctl(FICLONE)`: makes `dst` share all of `src`'s blocks (btrfs, XFS with reflink).
+pub fn reflink(src: &File, dst: &File) -> io::Result<()> {
+    // SAFETY: both descriptors are open files owned by their `File`s for the duration of
+    // the call; FICLONE takes the source descriptor as its integer argument.
+    unsafe { ioctl::ficlone(dst.as_raw_fd(), src.as_raw_fd() as libc::c_ulong) }
+        .map(|_| ())
+        .map_err(to_io)
 }
 
 /// Alignment of O_DIRECT buffers and offsets.
@@ -294,6 +434,13 @@ pub fn os(name: &[u8]) -> &OsStr {
 mod ioctl {
     nix::ioctl_read!(get_flags, b'f', 1, libc::c_long);
     nix::ioctl_write_ptr!(set_flags, b'f', 2, libc::c_long);
+    nix::ioctl_write_int!(ficlone, 0x94, 9);
+    // FS_IOC_FIEMAP is _IOWR('f', 11, struct fiemap) with the 32-byte header as its size.
+    nix::ioctl_readwrite_bad!(
+        fiemap,
+        nix::request_code_readwrite!(b'f', 11, 32),
+        super::Fiemap
+    );
 }
 
 /// `FS_NOCOW_FL`.

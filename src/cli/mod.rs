@@ -73,6 +73,34 @@ pub enum Command {
         #[arg(long)]
         prealloc_metadata: bool,
     },
+    /// Clone a volume.
+    #[command(name = "vol-clone")]
+    VolClone {
+        /// Source volume name or path.
+        vol: String,
+        /// Name of the new volume.
+        newname: String,
+        /// libvirt's VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA.
+        #[arg(long)]
+        prealloc_metadata: bool,
+        /// Share the source's blocks (FICLONE) instead of copying them.
+        #[arg(long)]
+        reflink: bool,
+    },
+    /// Create a volume from an XML file, using another volume as input.
+    #[command(name = "vol-create-from")]
+    VolCreateFrom {
+        /// Volume XML file.
+        file: PathBuf,
+        /// Input volume name or path.
+        vol: String,
+        /// libvirt's VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA.
+        #[arg(long)]
+        prealloc_metadata: bool,
+        /// Share the input volume's blocks (FICLONE) instead of copying them.
+        #[arg(long)]
+        reflink: bool,
+    },
     /// List volumes.
     #[command(name = "vol-list")]
     VolList {
@@ -395,6 +423,33 @@ pub fn run(args: &Args) -> Result<String, Error> {
             };
             let (info, _, _) = pool.create_volume(&def, flags)?;
             format!("Vol {} created\n", info.name)
+        }
+        Command::VolClone {
+            vol,
+            newname,
+            prealloc_metadata,
+            reflink,
+        } => {
+            let source = pool.resolve_name(vol)?;
+            let flags = CreateFlags {
+                prealloc_metadata: *prealloc_metadata,
+            };
+            let (info, _, _) = pool.clone_volume(source, newname, flags, *reflink)?;
+            format!("Vol {} cloned from {source}\n", info.name)
+        }
+        Command::VolCreateFrom {
+            file,
+            vol,
+            prealloc_metadata,
+            reflink,
+        } => {
+            let def = read_volume_xml(file)?;
+            let source = pool.resolve_name(vol)?;
+            let flags = CreateFlags {
+                prealloc_metadata: *prealloc_metadata,
+            };
+            let (info, _, _) = pool.create_volume_from(&def, source, flags, *reflink)?;
+            format!("Vol {} created from input vol {source}\n", info.name)
         }
         Command::VolList { details } => output::vol_list(&pool.list()?, *details),
         Command::VolInfo {

@@ -7,6 +7,7 @@
 //! Must not: choose a preallocation (that is `policy`), name or place files in a pool (that
 //! is `pool`), or know byte offsets (only `qcow2::spec` does).
 
+pub mod copy;
 pub mod prealloc;
 pub mod qcow2;
 pub mod raw;
@@ -411,10 +412,25 @@ pub fn open_guest_image(
     path: &std::path::Path,
     format: Option<Format>,
 ) -> Result<Box<dyn GuestImage + Send>, Error> {
-    open_chain(path, format, 0)
+    let file = File::open(path).map_err(|source| Error::OpeningImage {
+        path: path.display().to_string(),
+        source,
+    })?;
+    open_chain(file, path, format, 0)
+}
+
+/// Like [`open_guest_image`] for an already open file; `path` names it (relative backing
+/// file names are resolved against its directory).
+pub fn open_guest_file(
+    file: File,
+    path: &std::path::Path,
+    format: Option<Format>,
+) -> Result<Box<dyn GuestImage + Send>, Error> {
+    open_chain(file, path, format, 0)
 }
 
 fn open_chain(
+    file: File,
     path: &std::path::Path,
     format: Option<Format>,
     depth: usize,
@@ -426,7 +442,6 @@ fn open_chain(
         path: path.display().to_string(),
         source,
     };
-    let file = File::open(path).map_err(opening)?;
     let len = file.metadata().map_err(opening)?.len();
     let info = probe(&file, len)?;
     let format = format.unwrap_or(info.format);
@@ -453,7 +468,17 @@ fn open_chain(
                         }
                         None => None,
                     };
-                    Some(open_chain(&backing_path, backing_format, depth + 1)?)
+                    let backing_file =
+                        File::open(&backing_path).map_err(|source| Error::OpeningImage {
+                            path: backing_path.display().to_string(),
+                            source,
+                        })?;
+                    Some(open_chain(
+                        backing_file,
+                        &backing_path,
+                        backing_format,
+                        depth + 1,
+                    )?)
                 }
             };
             Ok(Box::new(qcow2::read::Qcow2Image::open(

@@ -191,6 +191,14 @@ pub enum Error {
         #[source]
         source: image::Error,
     },
+    /// A copy the request rules out.
+    #[error("cannot create volume '{name}': {reason}")]
+    InvalidCopy {
+        /// Volume name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// A resize the request itself rules out (libvirt's rules).
     #[error("cannot resize volume '{name}': {reason}")]
     InvalidResize {
@@ -257,7 +265,7 @@ impl Error {
             Self::NoVolume { .. } | Self::NotAVolume { .. } => ErrorKind::NoVolume,
             Self::NoSpace { .. } => ErrorKind::NoSpace,
             Self::OpeningPool { .. } => ErrorKind::NoPool,
-            Self::InvalidResize { .. } => ErrorKind::InvalidArg,
+            Self::InvalidResize { .. } | Self::InvalidCopy { .. } => ErrorKind::InvalidArg,
             Self::ResizingVolume { source, .. } | Self::WipingVolume { source, .. } => match source
             {
                 image::Error::ShrinkWouldDropData { .. } | image::Error::Options(_) => {
@@ -685,6 +693,23 @@ impl Pool {
         flags: CreateFlags,
     ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
         let plan = self.plan(def, flags)?;
+        let (info, report) = self.publish(&plan, |file| {
+            if self.fallocate_disabled {
+                self.write_image(&plan, &NoFallocate(file))
+            } else {
+                self.write_image(&plan, file)
+            }
+        })?;
+        Ok((info, plan, report))
+    }
+
+    /// Checks space, builds the volume in a hidden locked file (attributes first, then
+    /// `fill`), publishes it under its name, and removes the file on any failure.
+    fn publish(
+        &self,
+        plan: &Plan,
+        fill: impl FnOnce(&File) -> Result<WriteReport, Error>,
+    ) -> Result<(VolumeInfo, WriteReport), Error> {
         let (_, _, available) = self.dir.fs_sizes().map_err(|source| Error::ReadingPool {
             path: self.dir.path().to_path_buf(),
             source,
@@ -703,15 +728,17 @@ impl Pool {
             source,
         };
         let temp = self.dir.create_temp().map_err(creating)?;
-        let result = self.build(&plan, &temp);
-        let result = result.and_then(|report| match self.dir.commit(&temp, &plan.name) {
-            Ok(()) => Ok(report),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Error::VolumeExists {
-                name: plan.name.clone(),
-                pool: self.name.clone(),
-            }),
-            Err(e) => Err(creating(e)),
-        });
+        let result = self
+            .set_attributes(plan, &temp)
+            .and_then(|()| fill(&temp.file))
+            .and_then(|report| match self.dir.commit(&temp, &plan.name) {
+                Ok(()) => Ok(report),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Error::VolumeExists {
+                    name: plan.name.clone(),
+                    pool: self.name.clone(),
+                }),
+                Err(e) => Err(creating(e)),
+            });
         let report = match result {
             Ok(report) => report,
             Err(cause) => {
@@ -736,11 +763,11 @@ impl Pool {
             plan.capacity
         );
         let info = self.volume(&plan.name)?;
-        Ok((info, plan, report))
+        Ok((info, report))
     }
 
-    /// Writes the image into the temporary file and applies attributes.
-    fn build(&self, plan: &Plan, temp: &TempVolume) -> Result<WriteReport, Error> {
+    /// Sets no-copy-on-write, mode and ownership on the new, still empty file.
+    fn set_attributes(&self, plan: &Plan, temp: &TempVolume) -> Result<(), Error> {
         let file = &temp.file;
         let creating = |source| Error::CreatingVolume {
             name: plan.name.clone(),
@@ -762,11 +789,220 @@ impl Pool {
         if owner.is_some() || group.is_some() {
             crate::sys::fchown(file, owner, group).map_err(creating)?;
         }
-        if self.fallocate_disabled {
-            self.write_image(plan, &NoFallocate(file))
-        } else {
-            self.write_image(plan, file)
+        Ok(())
+    }
+
+    /// A definition that reproduces `source`: its name replaced, capacity, format, qcow2
+    /// options and permissions kept, and its allocation as a `vol-dumpxml` report carries it
+    /// (what `virsh vol-clone` sends).
+    pub fn clone_definition(&self, source: &VolumeInfo, new_name: &str) -> VolumeDef {
+        let mut def = VolumeDef::new(new_name, source.capacity);
+        def.allocation = Some(source.allocation);
+        def.from_report = true;
+        def.target.permissions = crate::xml::Permissions {
+            mode: Some(source.mode),
+            owner: Some(source.uid),
+            group: Some(source.gid),
+        };
+        match &source.image.qcow2 {
+            None => def.target.format = Some(VolFormat::Raw),
+            Some(q) => {
+                let h = &q.header;
+                def.target.format = Some(VolFormat::Qcow2);
+                def.target.compat = Some(match h.version {
+                    qcow2::Version::V2 => Compat::V0_10,
+                    qcow2::Version::V3 => Compat::V1_1,
+                });
+                def.target.cluster_size = Some(h.cluster_size());
+                def.target.features = Some(Features {
+                    lazy_refcounts: q.lazy_refcounts(),
+                    extended_l2: q.extended_l2(),
+                });
+                def.target.ext.refcount_bits = Some(1 << h.refcount_order);
+                if h.version == qcow2::Version::V3 && h.compression_type == 1 {
+                    def.target.ext.compression = Some(CompressionType::Zstd);
+                }
+                if let Some(b) = &q.backing_file {
+                    def.backing_store = Some(crate::xml::BackingStoreDef {
+                        path: b.clone(),
+                        format: q
+                            .backing_format
+                            .as_deref()
+                            .and_then(|f| VolFormat::parse(f).ok()),
+                    });
+                }
+            }
         }
+        def
+    }
+
+    /// `vol-clone`: a copy of `source` named `new_name`. Without `prealloc_metadata` it is
+    /// an exact copy (same format, options and preallocation; holes kept, or shared blocks
+    /// with `reflink`); with it, the new volume gets libvirt's metadata/falloc rule.
+    pub fn clone_volume(
+        &self,
+        source: &str,
+        new_name: &str,
+        flags: CreateFlags,
+        reflink: bool,
+    ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
+        let src = self.volume(source)?;
+        let def = self.clone_definition(&src, new_name);
+        self.create_from(&def, &src, flags, reflink, !flags.prealloc_metadata)
+    }
+
+    /// `vol-create-from`: a new volume described by `def` holding the data of `source`.
+    /// The new XML is honoured (format, capacity — raised to the source's if smaller, as
+    /// libvirt does —, permissions, and preallocation by the policy).
+    pub fn create_volume_from(
+        &self,
+        def: &VolumeDef,
+        source: &str,
+        flags: CreateFlags,
+        reflink: bool,
+    ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
+        let src = self.volume(source)?;
+        self.create_from(def, &src, flags, reflink, false)
+    }
+
+    fn create_from(
+        &self,
+        def: &VolumeDef,
+        src: &VolumeInfo,
+        flags: CreateFlags,
+        reflink: bool,
+        exact: bool,
+    ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
+        let mut def = def.clone();
+        let capacity = def.capacity.unwrap_or(0).max(src.capacity);
+        def.capacity = Some(capacity);
+        let mut plan = self.plan(&def, flags)?;
+        let name = plan.name.clone();
+        let reading = |source| Error::ReadingVolume {
+            name: src.name.clone(),
+            source,
+        };
+        let src_file = self.dir.open_read(&src.name).map_err(reading)?;
+        let copying = |source| Error::WritingVolume {
+            name: name.clone(),
+            source,
+        };
+        let same_format = match (plan.format, src.image.format) {
+            (VolFormat::Raw, Format::Raw) => true,
+            (VolFormat::Qcow2, Format::Qcow2) => {
+                let src_prealloc =
+                    qcow2::resize::detect_preallocation(&src_file).map_err(|source| {
+                        Error::InspectingVolume {
+                            name: src.name.clone(),
+                            source,
+                        }
+                    })?;
+                let same_options = match (&plan.qcow2, &src.image.qcow2) {
+                    (Some((opts, _)), Some(q)) => same_qcow2_options(opts, q),
+                    _ => false,
+                };
+                same_options
+                    && plan.capacity == src.capacity
+                    && (exact || (plan.preallocation == src_prealloc && plan.decision.reserve == 0))
+            }
+            _ => false,
+        };
+        if reflink
+            && !(same_format && (plan.format == VolFormat::Qcow2 || plan.capacity == src.capacity))
+        {
+            return Err(Error::InvalidCopy {
+                name: name.clone(),
+                reason: "--reflink needs a copy in the same format with the same size and options; this one converts".into(),
+            });
+        }
+        let no_falloc = self.fallocate_disabled;
+        let mut report = WriteReport::default();
+        if same_format {
+            // A file copy keeps the source's layout; the estimate is the source's usage.
+            plan.expected_allocation = if reflink { 0 } else { src.allocation };
+            let (info, _) = self.publish(&plan, |file| {
+                if reflink {
+                    image::copy::reflink(&src_file, file).map_err(copying)?;
+                } else {
+                    image::copy::copy_sparse(&src_file, file).map_err(copying)?;
+                }
+                if plan.format == VolFormat::Raw && !exact {
+                    raw_finish(file, &plan, src.capacity, no_falloc, &mut report)
+                        .map_err(copying)?;
+                }
+                file.sync_all()
+                    .map_err(|e| copying(image::Error::Syncing(e)))?;
+                Ok(report)
+            })?;
+            return Ok((info, plan, report));
+        }
+        // Conversion: read the guest data, lay the new image out around it.
+        let src_format = src.image.format;
+        let mut guest =
+            image::open_guest_file(src_file, &src.path, Some(src_format)).map_err(|source| {
+                Error::InspectingVolume {
+                    name: src.name.clone(),
+                    source,
+                }
+            })?;
+        let extents =
+            image::copy::data_extents(guest.as_mut(), plan.capacity).map_err(|source| {
+                Error::InspectingVolume {
+                    name: src.name.clone(),
+                    source,
+                }
+            })?;
+        let data_bytes: u64 = extents.iter().map(|e| e.end - e.start).sum();
+        if let Some((opts, _)) = &plan.qcow2 {
+            let cs = opts.cluster_size;
+            let clusters = image::copy::clusters_of(&extents, cs);
+            let layout =
+                Layout::plan_with_data(opts, plan.preallocation, &clusters).map_err(|source| {
+                    Error::Options {
+                        name: name.clone(),
+                        source,
+                    }
+                })?;
+            plan.expected_physical = layout.file_length;
+            plan.expected_allocation = plan.expected_allocation.max(
+                layout.metadata_allocation(4096)
+                    + clusters.iter().map(|r| r.end - r.start).sum::<u64>() * cs,
+            );
+            plan.qcow2 = Some((opts.clone(), layout));
+        } else {
+            plan.expected_allocation = plan.expected_allocation.max(data_bytes);
+        }
+        let (info, _) = self.publish(&plan, |file| {
+            match &plan.qcow2 {
+                Some((_, layout)) => {
+                    let mut r = if no_falloc {
+                        qcow2::write::write(layout, &NoFallocate(file), plan.decision.reserve)
+                    } else {
+                        qcow2::write::write(layout, &file, plan.decision.reserve)
+                    }
+                    .map_err(copying)?;
+                    image::copy::fill_qcow2(guest.as_mut(), &extents, layout, file)
+                        .map_err(copying)?;
+                    r.fell_back_to_zeroes |= report.fell_back_to_zeroes;
+                    report = r;
+                }
+                None => {
+                    file.set_len(plan.capacity).map_err(|source| {
+                        copying(image::Error::SettingLength {
+                            len: plan.capacity,
+                            source,
+                        })
+                    })?;
+                    image::copy::fill_raw(guest.as_mut(), &extents, file).map_err(copying)?;
+                    raw_finish(file, &plan, plan.capacity, no_falloc, &mut report)
+                        .map_err(copying)?;
+                }
+            }
+            file.sync_all()
+                .map_err(|e| copying(image::Error::Syncing(e)))?;
+            Ok(report)
+        })?;
+        Ok((info, plan, report))
     }
 
     fn write_image<F: ImageFile + ?Sized>(
@@ -1075,6 +1311,56 @@ impl Pool {
             group: st.st_gid,
         })
     }
+}
+
+/// Whether a new image's options equal those of an existing qcow2 image.
+fn same_qcow2_options(opts: &qcow2::Options, q: &qcow2::Qcow2Info) -> bool {
+    let h = &q.header;
+    opts.version == h.version
+        && opts.cluster_size == h.cluster_size()
+        && opts.refcount_bits == 1 << h.refcount_order
+        && opts.lazy_refcounts == q.lazy_refcounts()
+        && opts.extended_l2 == q.extended_l2()
+        && opts.compression_zstd == (h.version == qcow2::Version::V3 && h.compression_type == 1)
+        && opts.backing.as_ref().map(|(name, _)| name) == q.backing_file.as_ref()
+}
+
+/// Applies a raw volume's preallocation after its data was copied in: the first `reserve`
+/// bytes or the whole file reserved, or the holes written with zeros for `full`.
+fn raw_finish(
+    file: &File,
+    plan: &Plan,
+    copied_len: u64,
+    no_falloc: bool,
+    report: &mut WriteReport,
+) -> Result<(), image::Error> {
+    file.set_len(plan.capacity.max(copied_len))
+        .map_err(|source| image::Error::SettingLength {
+            len: plan.capacity,
+            source,
+        })?;
+    let target: &dyn ImageFile = if no_falloc { &NoFallocate(file) } else { &file };
+    match plan.preallocation {
+        Preallocation::Falloc => {
+            image::prealloc::allocate_or_zero(target, 0, plan.capacity, report)?;
+        }
+        Preallocation::Full => {
+            let mut at = 0;
+            while at < plan.capacity {
+                let (is_data, until) = crate::sys::extent_at(file, at, plan.capacity)
+                    .map_err(image::Error::ReadingImage)?;
+                if !is_data {
+                    image::prealloc::write_zeroes(target, at, until - at)?;
+                }
+                at = until.max(at + 1);
+            }
+        }
+        Preallocation::Off | Preallocation::Metadata => {
+            let reserve = plan.decision.reserve.min(plan.capacity);
+            image::prealloc::allocate_or_zero(target, 0, reserve, report)?;
+        }
+    }
+    Ok(())
 }
 
 impl VolumeInfo {

@@ -167,6 +167,9 @@ pub struct Layout {
     pub l2_tables: Vec<L2Table>,
     /// Mapped data clusters in guest order (empty for preallocation=off without data).
     pub data_runs: Vec<DataRun>,
+    /// Guest cluster ranges that will receive data (for extended L2 entries, whose
+    /// subclusters must then be marked allocated).
+    pub data_clusters: Vec<Range<u64>>,
     /// How the data runs are filled.
     pub preallocation: Preallocation,
     /// Clusters below `end_cluster` whose refcount is 0 (qemu's freed old refcount table).
@@ -626,6 +629,7 @@ impl Layout {
             refblocks: p.refblocks,
             l2_tables: p.l2_tables,
             data_runs: p.data_runs,
+            data_clusters: data.to_vec(),
             preallocation: prealloc,
             free: p.free,
             end_cluster: p.end_cluster,

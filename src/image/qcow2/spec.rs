@@ -51,6 +51,9 @@ pub const ENTRY_SIZE: u64 = 8;
 /// Size of one extended L2 entry (entry + subcluster bitmap).
 pub const EXTENDED_L2_ENTRY_SIZE: u64 = 16;
 
+/// Extended L2 subcluster bitmap with all 32 subclusters allocated (bits 0–31).
+pub const SUBCLUSTERS_ALLOCATED: u64 = 0xffff_ffff;
+
 /// Header extension: backing file format name.
 pub const EXT_BACKING_FORMAT: u32 = 0xe279_2aca;
 /// Header extension: feature name table.

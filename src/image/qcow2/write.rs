@@ -167,6 +167,18 @@ impl Renderer<'_> {
                         dst[at..at + 8].copy_from_slice(&entry.to_be_bytes());
                     }
                 }
+                if l.l2_entry_size == spec::EXTENDED_L2_ENTRY_SIZE {
+                    // Clusters that receive data have every subcluster allocated; the rest
+                    // keep qemu's all-unallocated bitmap of a fresh preallocated image.
+                    let last_guest = first_guest + l.l2_entries;
+                    for r in &l.data_clusters {
+                        for g in r.start.max(first_guest)..r.end.min(last_guest) {
+                            let at = to_usize(g - first_guest) * step + 8;
+                            dst[at..at + 8]
+                                .copy_from_slice(&spec::SUBCLUSTERS_ALLOCATED.to_be_bytes());
+                        }
+                    }
+                }
             }
             Piece::TailZeroes => {}
         }
