@@ -138,6 +138,40 @@ pub enum Command {
         /// Volume name or path.
         vol: String,
     },
+    /// Upload file contents to a volume.
+    #[command(name = "vol-upload")]
+    VolUpload {
+        /// Volume name or path.
+        vol: String,
+        /// File to read from.
+        file: PathBuf,
+        /// Volume offset to start writing at.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Amount of data to upload (0: the whole file).
+        #[arg(long, default_value_t = 0)]
+        length: u64,
+        /// Preserve the file's holes (they read as zeros in the volume).
+        #[arg(long)]
+        sparse: bool,
+    },
+    /// Download volume contents to a file.
+    #[command(name = "vol-download")]
+    VolDownload {
+        /// Volume name or path.
+        vol: String,
+        /// File to write to.
+        file: PathBuf,
+        /// Volume offset to start reading at.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Amount of data to download (0: to the end).
+        #[arg(long, default_value_t = 0)]
+        length: u64,
+        /// Preserve the volume's holes in the file.
+        #[arg(long)]
+        sparse: bool,
+    },
     /// Wipe a volume's data.
     #[command(name = "vol-wipe")]
     VolWipe {
@@ -202,6 +236,24 @@ pub enum Error {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// A local file could not be written.
+    #[error("cannot write {}", path.display())]
+    WritingFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A local file could not be read as a stream source.
+    #[error("cannot read {}", path.display())]
+    ReadingLocal {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::image::Error,
     },
     /// A volume XML file was refused.
     #[error("{}", path.display())]
@@ -359,6 +411,16 @@ fn read_volume_xml(path: &Path) -> Result<VolumeDef, Error> {
     })
 }
 
+/// Size of the chunks `vol-upload` and `vol-download` move (libvirt's stream packet size).
+const STREAM_CHUNK: usize = 262_120;
+
+fn local_error(path: &Path, source: crate::image::Error) -> Error {
+    Error::ReadingLocal {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 fn size_arg(what: &'static str, value: &str) -> Result<u64, Error> {
     parse_virsh_size(value).map_err(|source| Error::Size {
         what,
@@ -469,6 +531,79 @@ pub fn run(args: &Args) -> Result<String, Error> {
             let name = pool.resolve_name(vol)?;
             pool.delete(name)?;
             format!("Vol {name} deleted\n")
+        }
+        Command::VolUpload {
+            vol,
+            file,
+            offset,
+            length,
+            sparse,
+        } => {
+            let name = pool.resolve_name(vol)?;
+            let local = std::fs::File::open(file).map_err(|source| Error::ReadingFile {
+                path: file.clone(),
+                source,
+            })?;
+            let mut writer = pool.upload(name, *offset, *length)?;
+            let mut reader = crate::image::stream::VolumeReader::new(local, 0, *length, *sparse)
+                .map_err(|e| local_error(file, e))?;
+            let streaming = |source| pool::Error::Streaming {
+                name: name.to_string(),
+                source,
+            };
+            let mut buf = vec![0u8; STREAM_CHUNK];
+            loop {
+                match reader
+                    .next_chunk(&mut buf)
+                    .map_err(|e| local_error(file, e))?
+                {
+                    crate::image::stream::Chunk::Data(n) => {
+                        writer.write_data(&buf[..n]).map_err(streaming)?;
+                    }
+                    crate::image::stream::Chunk::Hole(n) => {
+                        writer.write_hole(n).map_err(streaming)?;
+                    }
+                    crate::image::stream::Chunk::End => break,
+                }
+            }
+            writer.finish().map_err(streaming)?;
+            String::new()
+        }
+        Command::VolDownload {
+            vol,
+            file,
+            offset,
+            length,
+            sparse,
+        } => {
+            let name = pool.resolve_name(vol)?;
+            let mut reader = pool.download(name, *offset, *length, *sparse)?;
+            let writing = |source| Error::WritingFile {
+                path: file.clone(),
+                source,
+            };
+            let local = std::fs::File::create(file).map_err(writing)?;
+            let mut buf = vec![0u8; STREAM_CHUNK];
+            let mut at = 0u64;
+            loop {
+                match reader
+                    .next_chunk(&mut buf)
+                    .map_err(|source| pool::Error::Streaming {
+                        name: name.to_string(),
+                        source,
+                    })? {
+                    crate::image::stream::Chunk::Data(n) => {
+                        std::os::unix::fs::FileExt::write_all_at(&local, &buf[..n], at)
+                            .map_err(writing)?;
+                        at += n as u64;
+                    }
+                    crate::image::stream::Chunk::Hole(n) => at += n,
+                    crate::image::stream::Chunk::End => break,
+                }
+            }
+            local.set_len(at).map_err(writing)?;
+            local.sync_all().map_err(writing)?;
+            String::new()
         }
         Command::VolWipe { vol, algorithm } => {
             let name = pool.resolve_name(vol)?;

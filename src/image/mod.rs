@@ -11,6 +11,7 @@ pub mod copy;
 pub mod prealloc;
 pub mod qcow2;
 pub mod raw;
+pub mod stream;
 pub mod wipe;
 
 use std::fmt;
@@ -267,6 +268,14 @@ pub enum Error {
     ShrinkWouldDropData {
         /// Guest offset of the first allocated cluster past the new end.
         offset: u64,
+    },
+    /// An offset or length outside the file.
+    #[error("offset {offset} is past the end ({size} bytes)")]
+    OutOfRange {
+        /// The offset asked for.
+        offset: u64,
+        /// The end.
+        size: u64,
     },
     /// A backing chain that is too deep or loops.
     #[error("backing chain deeper than {0} images")]

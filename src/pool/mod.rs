@@ -216,6 +216,15 @@ pub enum Error {
         #[source]
         source: image::Error,
     },
+    /// Streaming a volume's bytes in or out failed.
+    #[error("cannot stream volume '{name}'")]
+    Streaming {
+        /// Volume name.
+        name: String,
+        /// Why.
+        #[source]
+        source: image::Error,
+    },
     /// Wiping a volume failed.
     #[error("cannot wipe volume '{name}'")]
     WipingVolume {
@@ -266,11 +275,12 @@ impl Error {
             Self::NoSpace { .. } => ErrorKind::NoSpace,
             Self::OpeningPool { .. } => ErrorKind::NoPool,
             Self::InvalidResize { .. } | Self::InvalidCopy { .. } => ErrorKind::InvalidArg,
-            Self::ResizingVolume { source, .. } | Self::WipingVolume { source, .. } => match source
-            {
-                image::Error::ShrinkWouldDropData { .. } | image::Error::Options(_) => {
-                    ErrorKind::InvalidArg
-                }
+            Self::ResizingVolume { source, .. }
+            | Self::WipingVolume { source, .. }
+            | Self::Streaming { source, .. } => match source {
+                image::Error::ShrinkWouldDropData { .. }
+                | image::Error::OutOfRange { .. }
+                | image::Error::Options(_) => ErrorKind::InvalidArg,
                 image::Error::Unsupported(_) => ErrorKind::Unsupported,
                 _ => match source.io_error() {
                     Some(e) if is_no_space(e) => ErrorKind::NoSpace,
@@ -1202,6 +1212,53 @@ impl Pool {
             self.name
         );
         self.volume(name)
+    }
+
+    /// Opens a volume's file bytes for `vol-download`: `[offset, offset + length)`, length 0
+    /// meaning to the end; `sparse` reports holes instead of zeros.
+    pub fn download(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+        sparse: bool,
+    ) -> Result<image::stream::VolumeReader, Error> {
+        self.volume(name)?;
+        let file = self
+            .dir
+            .open_read(name)
+            .map_err(|source| Error::ReadingVolume {
+                name: name.to_string(),
+                source,
+            })?;
+        image::stream::VolumeReader::new(file, offset, length, sparse).map_err(|source| {
+            Error::Streaming {
+                name: name.to_string(),
+                source,
+            }
+        })
+    }
+
+    /// Opens a volume's file for `vol-upload` at `offset`, at most `length` bytes (0: no
+    /// limit).
+    pub fn upload(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<image::stream::VolumeWriter, Error> {
+        self.volume(name)?;
+        let file = self
+            .dir
+            .open_rw(name)
+            .map_err(|source| Error::ReadingVolume {
+                name: name.to_string(),
+                source,
+            })?;
+        image::stream::VolumeWriter::new(file, offset, length).map_err(|source| Error::Streaming {
+            name: name.to_string(),
+            source,
+        })
     }
 
     /// Wipes a volume in place (virsh's `vol-wipe`); see [`image::wipe`].
