@@ -411,8 +411,9 @@ fn read_volume_xml(path: &Path) -> Result<VolumeDef, Error> {
     })
 }
 
-/// Size of the chunks `vol-upload` and `vol-download` move (libvirt's stream packet size).
-const STREAM_CHUNK: usize = 262_120;
+/// Size of the chunks `vol-upload` and `vol-download` move between two local files (the
+/// daemon's streams use libvirt's 262120-byte packets instead).
+const STREAM_CHUNK: usize = 4 << 20;
 
 fn local_error(path: &Path, source: crate::image::Error) -> Error {
     Error::ReadingLocal {
