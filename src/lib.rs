@@ -15,9 +15,11 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod daemon;
 pub mod image;
 pub mod policy;
 pub mod pool;
+pub mod rpc;
 pub mod sys;
 pub mod units;
 pub mod xml;

@@ -316,7 +316,8 @@ pub fn one_line(err: &dyn std::error::Error) -> String {
     text.replace('\n', " ")
 }
 
-fn init_logging() {
+/// Sets up `env_logger` to stderr, filtered by `QPOOL_LOG`, else `RUST_LOG`, else `warn`.
+pub fn init_logging() {
     let filter = std::env::var("QPOOL_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "warn".to_string());

@@ -8,6 +8,7 @@
 
 pub mod dir;
 pub mod names;
+pub mod registry;
 
 use std::fs::File;
 use std::io;
@@ -423,6 +424,10 @@ pub struct PoolInfo {
     pub autostart: bool,
 }
 
+/// Told where a volume is being built (`Some(temporary file)`) and when that is over
+/// (`None`), so a daemon can show the volume to its clients while it grows.
+pub type BuildObserver<'a> = &'a (dyn Fn(Option<&Path>) + Sync);
+
 /// An open pool directory.
 #[derive(Debug)]
 pub struct Pool {
@@ -460,6 +465,13 @@ impl Pool {
             fallocate_disabled: false,
         };
         pool.refresh()?;
+        Ok(pool)
+    }
+
+    /// Opens an existing pool directory with the UUID its definition gives it.
+    pub fn open_with_uuid(path: &Path, name: &str, uuid: uuid::Uuid) -> Result<Pool, Error> {
+        let mut pool = Self::open(path, name)?;
+        pool.uuid = uuid;
         Ok(pool)
     }
 
@@ -702,8 +714,18 @@ impl Pool {
         def: &VolumeDef,
         flags: CreateFlags,
     ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
+        self.create_volume_observed(def, flags, &|_| {})
+    }
+
+    /// [`Pool::create_volume`], telling `observer` where the volume is being built.
+    pub fn create_volume_observed(
+        &self,
+        def: &VolumeDef,
+        flags: CreateFlags,
+        observer: BuildObserver<'_>,
+    ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
         let plan = self.plan(def, flags)?;
-        let (info, report) = self.publish(&plan, |file| {
+        let (info, report) = self.publish(&plan, observer, |file| {
             if self.fallocate_disabled {
                 self.write_image(&plan, &NoFallocate(file))
             } else {
@@ -718,6 +740,7 @@ impl Pool {
     fn publish(
         &self,
         plan: &Plan,
+        observer: BuildObserver<'_>,
         fill: impl FnOnce(&File) -> Result<WriteReport, Error>,
     ) -> Result<(VolumeInfo, WriteReport), Error> {
         let (_, _, available) = self.dir.fs_sizes().map_err(|source| Error::ReadingPool {
@@ -738,6 +761,7 @@ impl Pool {
             source,
         };
         let temp = self.dir.create_temp().map_err(creating)?;
+        observer(Some(&self.dir.entry_path(temp.name())));
         let result = self
             .set_attributes(plan, &temp)
             .and_then(|()| fill(&temp.file))
@@ -749,6 +773,7 @@ impl Pool {
                 }),
                 Err(e) => Err(creating(e)),
             });
+        observer(None);
         let report = match result {
             Ok(report) => report,
             Err(cause) => {
@@ -856,9 +881,28 @@ impl Pool {
         flags: CreateFlags,
         reflink: bool,
     ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
+        self.clone_volume_observed(source, new_name, flags, reflink, &|_| {})
+    }
+
+    /// [`Pool::clone_volume`], telling `observer` where the copy is being built.
+    pub fn clone_volume_observed(
+        &self,
+        source: &str,
+        new_name: &str,
+        flags: CreateFlags,
+        reflink: bool,
+        observer: BuildObserver<'_>,
+    ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
         let src = self.volume(source)?;
         let def = self.clone_definition(&src, new_name);
-        self.create_from(&def, &src, flags, reflink, !flags.prealloc_metadata)
+        self.create_from(
+            &def,
+            &src,
+            flags,
+            reflink,
+            !flags.prealloc_metadata,
+            observer,
+        )
     }
 
     /// `vol-create-from`: a new volume described by `def` holding the data of `source`.
@@ -871,8 +915,23 @@ impl Pool {
         flags: CreateFlags,
         reflink: bool,
     ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
+        self.create_volume_from_observed(def, source, flags, reflink, &|_| {})
+    }
+
+    /// [`Pool::create_volume_from`], telling `observer` where the volume is being built.
+    pub fn create_volume_from_observed(
+        &self,
+        def: &VolumeDef,
+        source: &str,
+        flags: CreateFlags,
+        reflink: bool,
+        observer: BuildObserver<'_>,
+    ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
         let src = self.volume(source)?;
-        self.create_from(def, &src, flags, reflink, false)
+        // A vol-dumpxml of the source with a new name (what virsh vol-clone sends) asks
+        // for a copy of it.
+        let exact = def.from_report && !flags.prealloc_metadata;
+        self.create_from(def, &src, flags, reflink, exact, observer)
     }
 
     fn create_from(
@@ -882,6 +941,7 @@ impl Pool {
         flags: CreateFlags,
         reflink: bool,
         exact: bool,
+        observer: BuildObserver<'_>,
     ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
         let mut def = def.clone();
         let capacity = def.capacity.unwrap_or(0).max(src.capacity);
@@ -930,7 +990,7 @@ impl Pool {
         if same_format {
             // A file copy keeps the source's layout; the estimate is the source's usage.
             plan.expected_allocation = if reflink { 0 } else { src.allocation };
-            let (info, _) = self.publish(&plan, |file| {
+            let (info, _) = self.publish(&plan, observer, |file| {
                 if reflink {
                     image::copy::reflink(&src_file, file).map_err(copying)?;
                 } else {
@@ -982,7 +1042,7 @@ impl Pool {
         } else {
             plan.expected_allocation = plan.expected_allocation.max(data_bytes);
         }
-        let (info, _) = self.publish(&plan, |file| {
+        let (info, _) = self.publish(&plan, observer, |file| {
             match &plan.qcow2 {
                 Some((_, layout)) => {
                     let mut r = if no_falloc {

@@ -87,6 +87,41 @@ impl PoolDef {
     }
 }
 
+impl PoolDef {
+    /// The definition as libvirt writes an inactive dir pool (`pool-dumpxml --inactive`, and
+    /// the file kept in the definitions directory).
+    pub fn to_xml(&self, uuid: &uuid::Uuid) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "<pool type='dir'>");
+        let _ = writeln!(out, "  <name>{}</name>", escape(&self.name));
+        let _ = writeln!(out, "  <uuid>{}</uuid>", uuid.hyphenated());
+        let _ = writeln!(out, "  <capacity unit='bytes'>0</capacity>");
+        let _ = writeln!(out, "  <allocation unit='bytes'>0</allocation>");
+        let _ = writeln!(out, "  <available unit='bytes'>0</available>");
+        let _ = writeln!(out, "  <source>");
+        let _ = writeln!(out, "  </source>");
+        let _ = writeln!(out, "  <target>");
+        let _ = writeln!(out, "    <path>{}</path>", escape(&self.target_path));
+        let p = &self.permissions;
+        if p.mode.is_some() || p.owner.is_some() || p.group.is_some() {
+            let _ = writeln!(out, "    <permissions>");
+            if let Some(mode) = p.mode {
+                let _ = writeln!(out, "      <mode>0{mode:o}</mode>");
+            }
+            if let Some(owner) = p.owner {
+                let _ = writeln!(out, "      <owner>{owner}</owner>");
+            }
+            if let Some(group) = p.group {
+                let _ = writeln!(out, "      <group>{group}</group>");
+            }
+            let _ = writeln!(out, "    </permissions>");
+        }
+        let _ = writeln!(out, "  </target>");
+        let _ = writeln!(out, "</pool>");
+        out
+    }
+}
+
 /// A pool as it exists, for `pool-dumpxml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolReport {

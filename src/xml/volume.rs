@@ -303,6 +303,69 @@ fn parse_backing(el: &Element) -> Result<BackingStoreDef, Error> {
     })
 }
 
+/// Checks that a volume document holds only elements libvirt's `storagevol.rng` allows (plus
+/// qpool's extension inside `<target>`), for VIR_STORAGE_VOL_CREATE_VALIDATE. The error
+/// names the first element that does not belong.
+pub fn check_known_elements(src: &str) -> Result<(), String> {
+    fn allowed(parent: &str, child: &str) -> bool {
+        let children: &[&str] = match parent {
+            "/volume" => &[
+                "name",
+                "key",
+                "source",
+                "capacity",
+                "allocation",
+                "physical",
+                "target",
+                "backingStore",
+            ],
+            "/volume/source" => &["device"],
+            "/volume/source/device" => &["extent"],
+            "/volume/target" => &[
+                "path",
+                "format",
+                "permissions",
+                "timestamps",
+                "encryption",
+                "compat",
+                "nocow",
+                "clusterSize",
+                "features",
+            ],
+            "/volume/backingStore" => &["path", "format", "permissions", "timestamps"],
+            "/volume/target/permissions" | "/volume/backingStore/permissions" => {
+                &["mode", "owner", "group", "label"]
+            }
+            "/volume/target/timestamps" | "/volume/backingStore/timestamps" => {
+                &["atime", "btime", "ctime", "mtime"]
+            }
+            "/volume/target/features" => &["lazy_refcounts", "extended_l2"],
+            _ => &[],
+        };
+        children.contains(&child)
+    }
+    fn walk(el: &Element) -> Result<(), String> {
+        for child in &el.children {
+            if child.ns.as_deref() == Some(super::ext::NAMESPACE) && el.path == "/volume/target" {
+                continue;
+            }
+            if !child.is_plain() || !allowed(&el.path, &child.name) {
+                return Err(format!(
+                    "Element {} (line {}) is not allowed here",
+                    child.path, child.line
+                ));
+            }
+            walk(child)?;
+        }
+        Ok(())
+    }
+    let root = Element::parse(src).map_err(|e| e.to_string())?;
+    if root.name != "volume" {
+        return Err(format!("Expecting element volume, got {}", root.name));
+    }
+    walk(&root)
+}
+
 /// A file's timestamp: seconds and nanoseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timestamp {

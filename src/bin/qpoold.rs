@@ -1,0 +1,9 @@
+//! `qpoold`: the daemon face. Everything happens in [`qpool::daemon::run`].
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    qpool::cli::init_logging();
+    let args = qpool::daemon::Args::parse();
+    qpool::daemon::run(&args)
+}

@@ -1,0 +1,136 @@
+//! `qpoold.conf`: `key = value` lines, as libvirt's `*.conf` files write them.
+//!
+//! Owns: reading the file (comments with `#`, strings in double quotes, integers bare) into
+//! [`FileConfig`], with an error that names the line for anything else.
+//! Must not: decide defaults or precedence (the daemon does: command line, then file, then
+//! built-in defaults).
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// A configuration file that cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// Reading the file failed.
+    #[error("cannot read {}", path.display())]
+    Reading {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line is not `key = value`, or a value has the wrong type.
+    #[error("{}:{line}: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Settings from the file; `None` where the file says nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileConfig {
+    /// `socket = "/run/qpool/qpoold-sock"`.
+    pub socket: Option<PathBuf>,
+    /// `socket_ro = "/run/qpool/qpoold-sock-ro"`.
+    pub socket_ro: Option<PathBuf>,
+    /// `pools = "/etc/qpool/storage"`.
+    pub pools: Option<PathBuf>,
+    /// `timeout = 120`.
+    pub timeout: Option<u64>,
+    /// `default_pool_dir = "/var/lib/qpool/images"`.
+    pub default_pool_dir: Option<PathBuf>,
+}
+
+/// Parses the text of a configuration file (`path` is for messages).
+pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    let mut config = FileConfig::default();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let syntax = |message: String| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message,
+        };
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| syntax(format!("expected 'key = value', found '{line}'")))?;
+        let key = key.trim();
+        let value = value.trim();
+        let string = || -> Result<String, ConfigError> {
+            value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .filter(|v| !v.contains('"'))
+                .map(str::to_string)
+                .ok_or_else(|| syntax(format!("{key} expects a string in double quotes")))
+        };
+        match key {
+            "socket" => config.socket = Some(PathBuf::from(string()?)),
+            "socket_ro" => config.socket_ro = Some(PathBuf::from(string()?)),
+            "pools" => config.pools = Some(PathBuf::from(string()?)),
+            "default_pool_dir" => config.default_pool_dir = Some(PathBuf::from(string()?)),
+            "timeout" => {
+                config.timeout =
+                    Some(value.parse().map_err(|_| {
+                        syntax(format!("timeout expects seconds, found '{value}'"))
+                    })?);
+            }
+            other => return Err(syntax(format!("unknown setting '{other}'"))),
+        }
+    }
+    Ok(config)
+}
+
+/// Reads a configuration file; a missing file at the default location is no error.
+pub fn load(path: &Path, required: bool) -> Result<FileConfig, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(path, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            Ok(FileConfig::default())
+        }
+        Err(source) => Err(ConfigError::Reading {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_comments_and_quotes_are_read() {
+        let c = parse(
+            Path::new("q.conf"),
+            "# qpoold\nsocket = \"/tmp/s\"\n\ntimeout = 30\npools=\"/etc/p\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.socket, Some(PathBuf::from("/tmp/s")));
+        assert_eq!(c.timeout, Some(30));
+        assert_eq!(c.pools, Some(PathBuf::from("/etc/p")));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse(Path::new("q.conf"), "socket = \"/s\"\ntimeout = soon\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "q.conf:2: timeout expects seconds, found 'soon'"
+        );
+        let e = parse(Path::new("q.conf"), "bogus = 1\n").unwrap_err();
+        assert!(e.to_string().contains("unknown setting 'bogus'"));
+        let e = parse(Path::new("q.conf"), "socket = /unquoted\n").unwrap_err();
+        assert!(e.to_string().contains("double quotes"));
+    }
+}

@@ -1,0 +1,617 @@
+//! The set of pools a daemon serves: their definitions, state, autostart, and the volumes
+//! being built in them.
+//!
+//! Owns: pool definitions persisted as libvirt pool XML files (`DIR/NAME.xml`, autostart as
+//! a `DIR/autostart/NAME.xml` symlink, as libvirt keeps them), the lifecycle libvirt gives a
+//! dir pool (define, create, build, start, destroy, delete, undefine, autostart, refresh)
+//! with its events, lookups by name, UUID and target path, and the volumes under
+//! construction that clients may already see.
+//! Must not: speak any protocol; the daemon face turns calls into these methods.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use thiserror::Error;
+use uuid::Uuid;
+
+use super::Pool;
+use crate::xml::PoolDef;
+
+/// libvirt's storage pool lifecycle events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// VIR_STORAGE_POOL_EVENT_DEFINED.
+    Defined = 0,
+    /// VIR_STORAGE_POOL_EVENT_UNDEFINED.
+    Undefined = 1,
+    /// VIR_STORAGE_POOL_EVENT_STARTED.
+    Started = 2,
+    /// VIR_STORAGE_POOL_EVENT_STOPPED.
+    Stopped = 3,
+    /// VIR_STORAGE_POOL_EVENT_CREATED (built).
+    Created = 4,
+    /// VIR_STORAGE_POOL_EVENT_DELETED.
+    Deleted = 5,
+}
+
+/// An event about a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolEvent {
+    /// A lifecycle change.
+    Lifecycle {
+        /// Pool name.
+        name: String,
+        /// Pool UUID.
+        uuid: Uuid,
+        /// What happened.
+        event: Lifecycle,
+    },
+    /// The pool was refreshed.
+    Refresh {
+        /// Pool name.
+        name: String,
+        /// Pool UUID.
+        uuid: Uuid,
+    },
+}
+
+/// Registry failures, with libvirt's meaning.
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    /// No pool of that name or UUID.
+    #[error("no storage pool with matching {what} '{value}'")]
+    NoPool {
+        /// "name", "uuid" or "target path".
+        what: &'static str,
+        /// What was looked for.
+        value: String,
+    },
+    /// The definition conflicts with an existing pool.
+    #[error("{0}")]
+    Conflict(String),
+    /// The operation does not fit the pool's state.
+    #[error("{0}")]
+    InvalidState(String),
+    /// The pool XML was refused.
+    #[error("invalid pool XML")]
+    Xml(#[from] crate::xml::Error),
+    /// Starting the pool failed.
+    #[error("cannot start pool '{name}'")]
+    Start {
+        /// Pool name.
+        name: String,
+        /// Why.
+        #[source]
+        source: super::Error,
+    },
+    /// A filesystem operation on a definition or target directory failed.
+    #[error("{what} {}", path.display())]
+    Io {
+        /// What failed.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One pool's entry.
+#[derive(Debug)]
+pub struct PoolEntry {
+    /// Its definition.
+    pub def: PoolDef,
+    /// Its UUID.
+    pub uuid: Uuid,
+    /// Defined with a file (as opposed to created transient).
+    pub persistent: bool,
+    /// Started when the daemon starts.
+    pub autostart: bool,
+    /// The open pool while it is active.
+    pub pool: Option<Arc<Pool>>,
+}
+
+impl PoolEntry {
+    /// Whether the pool is running.
+    pub fn active(&self) -> bool {
+        self.pool.is_some()
+    }
+}
+
+/// A snapshot of one pool for listing.
+#[derive(Debug, Clone)]
+pub struct PoolSummary {
+    /// Name.
+    pub name: String,
+    /// UUID.
+    pub uuid: Uuid,
+    /// Running.
+    pub active: bool,
+    /// Persistent.
+    pub persistent: bool,
+    /// Autostart.
+    pub autostart: bool,
+    /// Target directory.
+    pub target: String,
+}
+
+/// A volume being built: where its temporary file is, and its planned capacity.
+#[derive(Debug, Clone)]
+pub struct Building {
+    /// Hidden temporary file in the pool directory.
+    pub temp: PathBuf,
+    /// Planned capacity.
+    pub capacity: u64,
+}
+
+type Listener = Box<dyn Fn(&PoolEvent) + Send + Sync>;
+
+/// All pools of a daemon.
+pub struct Registry {
+    dir: PathBuf,
+    pools: Mutex<BTreeMap<String, PoolEntry>>,
+    building: Mutex<HashMap<(String, String), Building>>,
+    listener: Mutex<Option<Listener>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("dir", &self.dir).finish()
+    }
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError {
+    let path = path.to_path_buf();
+    move |source| RegistryError::Io { what, path, source }
+}
+
+impl Registry {
+    /// Loads the definitions in `dir` (created if missing). When there are none, a
+    /// `default` pool on `default_target` is defined, marked autostart. Autostart pools are
+    /// started; a pool that fails to start is logged and left inactive.
+    pub fn load(dir: &Path, default_target: &Path) -> Result<Registry, RegistryError> {
+        std::fs::create_dir_all(dir.join("autostart")).map_err(io_err("cannot create", dir))?;
+        let registry = Registry {
+            dir: dir.to_path_buf(),
+            pools: Mutex::new(BTreeMap::new()),
+            building: Mutex::new(HashMap::new()),
+            listener: Mutex::new(None),
+        };
+        let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io_err("cannot read", dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "xml") && p.is_file())
+            .collect();
+        names.sort();
+        for path in names {
+            let text = std::fs::read_to_string(&path).map_err(io_err("cannot read", &path))?;
+            match PoolDef::parse(&text) {
+                Ok(def) => {
+                    let uuid = def.uuid.unwrap_or_else(Uuid::new_v4);
+                    let autostart = dir
+                        .join("autostart")
+                        .join(format!("{}.xml", def.name))
+                        .exists();
+                    registry.lock().insert(
+                        def.name.clone(),
+                        PoolEntry {
+                            def,
+                            uuid,
+                            persistent: true,
+                            autostart,
+                            pool: None,
+                        },
+                    );
+                }
+                Err(e) => log::warn!("ignoring pool definition {}: {e}", path.display()),
+            }
+        }
+        if registry.lock().is_empty() {
+            let def = PoolDef {
+                name: "default".into(),
+                uuid: None,
+                target_path: default_target.display().to_string(),
+                permissions: crate::xml::Permissions {
+                    mode: Some(0o711),
+                    owner: None,
+                    group: None,
+                },
+            };
+            let xml = def.to_xml(&Uuid::new_v4());
+            registry.define(&xml)?;
+            registry.set_autostart("default", true)?;
+            registry.build("default")?;
+        }
+        let autostart: Vec<String> = registry
+            .lock()
+            .values()
+            .filter(|e| e.autostart)
+            .map(|e| e.def.name.clone())
+            .collect();
+        for name in autostart {
+            if let Err(e) = registry.start(&name) {
+                log::warn!(
+                    "autostart of pool '{name}' failed: {}",
+                    crate::cli::one_line(&e)
+                );
+            }
+        }
+        Ok(registry)
+    }
+
+    /// Sets the function told about every pool event.
+    pub fn set_listener(&self, listener: impl Fn(&PoolEvent) + Send + Sync + 'static) {
+        *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(listener));
+    }
+
+    fn emit(&self, event: PoolEvent) {
+        if let Some(listener) = &*self.listener.lock().unwrap_or_else(|e| e.into_inner()) {
+            listener(&event);
+        }
+    }
+
+    fn lifecycle(&self, name: &str, uuid: Uuid, event: Lifecycle) {
+        self.emit(PoolEvent::Lifecycle {
+            name: name.to_string(),
+            uuid,
+            event,
+        });
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, PoolEntry>> {
+        self.pools.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn definition_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.xml"))
+    }
+
+    fn autostart_path(&self, name: &str) -> PathBuf {
+        self.dir.join("autostart").join(format!("{name}.xml"))
+    }
+
+    fn no_pool(what: &'static str, value: &str) -> RegistryError {
+        RegistryError::NoPool {
+            what,
+            value: value.to_string(),
+        }
+    }
+
+    /// Every pool, sorted by name.
+    pub fn list(&self) -> Vec<PoolSummary> {
+        self.lock()
+            .values()
+            .map(|e| PoolSummary {
+                name: e.def.name.clone(),
+                uuid: e.uuid,
+                active: e.active(),
+                persistent: e.persistent,
+                autostart: e.autostart,
+                target: e.def.target_path.clone(),
+            })
+            .collect()
+    }
+
+    /// A pool by name.
+    pub fn by_name(&self, name: &str) -> Result<PoolSummary, RegistryError> {
+        self.list()
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| Self::no_pool("name", name))
+    }
+
+    /// A pool by UUID.
+    pub fn by_uuid(&self, uuid: &Uuid) -> Result<PoolSummary, RegistryError> {
+        self.list()
+            .into_iter()
+            .find(|p| &p.uuid == uuid)
+            .ok_or_else(|| Self::no_pool("uuid", &uuid.hyphenated().to_string()))
+    }
+
+    /// A pool by its target directory.
+    pub fn by_target(&self, path: &str) -> Result<PoolSummary, RegistryError> {
+        let wanted = Path::new(path);
+        self.list()
+            .into_iter()
+            .find(|p| Path::new(&p.target) == wanted)
+            .ok_or_else(|| Self::no_pool("target path", path))
+    }
+
+    /// The open pool of an active pool.
+    pub fn open_pool(&self, name: &str) -> Result<Arc<Pool>, RegistryError> {
+        let pools = self.lock();
+        let entry = pools.get(name).ok_or_else(|| Self::no_pool("name", name))?;
+        entry.pool.clone().ok_or_else(|| {
+            RegistryError::InvalidState(format!("storage pool '{name}' is not active"))
+        })
+    }
+
+    /// The definition of a pool.
+    pub fn definition(&self, name: &str) -> Result<(PoolDef, Uuid), RegistryError> {
+        let pools = self.lock();
+        let entry = pools.get(name).ok_or_else(|| Self::no_pool("name", name))?;
+        Ok((entry.def.clone(), entry.uuid))
+    }
+
+    fn insert_def(&self, xml: &str, persistent: bool) -> Result<(String, Uuid), RegistryError> {
+        let def = PoolDef::parse(xml)?;
+        let mut pools = self.lock();
+        let uuid = match pools.get(&def.name) {
+            Some(existing) => {
+                if def.uuid.is_some_and(|u| u != existing.uuid) {
+                    return Err(RegistryError::Conflict(format!(
+                        "pool '{}' is already defined with uuid {}",
+                        def.name,
+                        existing.uuid.hyphenated()
+                    )));
+                }
+                if !persistent {
+                    return Err(RegistryError::Conflict(format!(
+                        "pool '{}' already exists",
+                        def.name
+                    )));
+                }
+                existing.uuid
+            }
+            None => {
+                let uuid = def.uuid.unwrap_or_else(Uuid::new_v4);
+                if let Some(other) = pools.values().find(|e| e.uuid == uuid) {
+                    return Err(RegistryError::Conflict(format!(
+                        "pool '{}' already exists with uuid {}",
+                        other.def.name,
+                        uuid.hyphenated()
+                    )));
+                }
+                if let Some(other) = pools
+                    .values()
+                    .find(|e| Path::new(&e.def.target_path) == Path::new(&def.target_path))
+                {
+                    return Err(RegistryError::Conflict(format!(
+                        "Storage source conflict with pool: '{}'",
+                        other.def.name
+                    )));
+                }
+                uuid
+            }
+        };
+        if persistent {
+            let path = self.definition_path(&def.name);
+            let text = def.to_xml(&uuid);
+            let temp = self.dir.join(format!(".{}.xml.new", def.name));
+            std::fs::write(&temp, text).map_err(io_err("cannot write", &temp))?;
+            std::fs::rename(&temp, &path).map_err(io_err("cannot write", &path))?;
+        }
+        let name = def.name.clone();
+        match pools.get_mut(&name) {
+            Some(entry) => {
+                entry.def = def;
+                entry.persistent = true;
+            }
+            None => {
+                pools.insert(
+                    name.clone(),
+                    PoolEntry {
+                        def,
+                        uuid,
+                        persistent,
+                        autostart: false,
+                        pool: None,
+                    },
+                );
+            }
+        }
+        Ok((name, uuid))
+    }
+
+    /// `pool-define`: a persistent, inactive pool (or a new definition of an existing one).
+    pub fn define(&self, xml: &str) -> Result<PoolSummary, RegistryError> {
+        let (name, uuid) = self.insert_def(xml, true)?;
+        self.lifecycle(&name, uuid, Lifecycle::Defined);
+        self.by_name(&name)
+    }
+
+    /// `pool-create`: a transient pool, started at once.
+    pub fn create(&self, xml: &str) -> Result<PoolSummary, RegistryError> {
+        let (name, _) = self.insert_def(xml, false)?;
+        if let Err(e) = self.start(&name) {
+            self.lock().remove(&name);
+            return Err(e);
+        }
+        self.by_name(&name)
+    }
+
+    /// `pool-start`.
+    pub fn start(&self, name: &str) -> Result<(), RegistryError> {
+        let (target, uuid) = {
+            let pools = self.lock();
+            let entry = pools.get(name).ok_or_else(|| Self::no_pool("name", name))?;
+            if entry.active() {
+                return Err(RegistryError::InvalidState(format!(
+                    "storage pool '{name}' is already active"
+                )));
+            }
+            (PathBuf::from(&entry.def.target_path), entry.uuid)
+        };
+        let pool =
+            Pool::open_with_uuid(&target, name, uuid).map_err(|source| RegistryError::Start {
+                name: name.to_string(),
+                source,
+            })?;
+        let mut pools = self.lock();
+        if let Some(entry) = pools.get_mut(name) {
+            let mut pool = pool;
+            pool.set_autostart(entry.autostart);
+            entry.pool = Some(Arc::new(pool));
+        }
+        drop(pools);
+        self.lifecycle(name, uuid, Lifecycle::Started);
+        Ok(())
+    }
+
+    /// `pool-build`: creates the target directory (mode from the definition, else 0711).
+    pub fn build(&self, name: &str) -> Result<(), RegistryError> {
+        let (def, uuid) = self.definition(name)?;
+        let path = PathBuf::from(&def.target_path);
+        if !path.is_dir() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(def.permissions.mode.unwrap_or(0o711))
+                .create(&path)
+                .map_err(io_err("cannot create directory", &path))?;
+        }
+        self.lifecycle(name, uuid, Lifecycle::Created);
+        Ok(())
+    }
+
+    /// `pool-destroy`: stops the pool; a transient pool disappears.
+    pub fn destroy(&self, name: &str) -> Result<(), RegistryError> {
+        let uuid = {
+            let mut pools = self.lock();
+            let entry = pools
+                .get_mut(name)
+                .ok_or_else(|| Self::no_pool("name", name))?;
+            if !entry.active() {
+                return Err(RegistryError::InvalidState(format!(
+                    "storage pool '{name}' is not active"
+                )));
+            }
+            entry.pool = None;
+            let uuid = entry.uuid;
+            if !entry.persistent {
+                pools.remove(name);
+            }
+            uuid
+        };
+        self.lifecycle(name, uuid, Lifecycle::Stopped);
+        Ok(())
+    }
+
+    /// `pool-delete`: removes the (empty) target directory of an inactive pool.
+    pub fn delete(&self, name: &str) -> Result<(), RegistryError> {
+        let (path, uuid) = {
+            let pools = self.lock();
+            let entry = pools.get(name).ok_or_else(|| Self::no_pool("name", name))?;
+            if entry.active() {
+                return Err(RegistryError::InvalidState(format!(
+                    "storage pool '{name}' is still active"
+                )));
+            }
+            (PathBuf::from(&entry.def.target_path), entry.uuid)
+        };
+        std::fs::remove_dir(&path).map_err(io_err("cannot remove directory", &path))?;
+        self.lifecycle(name, uuid, Lifecycle::Deleted);
+        Ok(())
+    }
+
+    /// `pool-undefine`: forgets the definition; an active pool stays, as a transient one.
+    pub fn undefine(&self, name: &str) -> Result<(), RegistryError> {
+        let uuid = {
+            let mut pools = self.lock();
+            let entry = pools
+                .get_mut(name)
+                .ok_or_else(|| Self::no_pool("name", name))?;
+            if !entry.persistent {
+                return Err(RegistryError::InvalidState(format!(
+                    "storage pool '{name}' is not persistent"
+                )));
+            }
+            let path = self.definition_path(name);
+            std::fs::remove_file(&path).map_err(io_err("cannot remove", &path))?;
+            let link = self.autostart_path(name);
+            let _ = std::fs::remove_file(&link);
+            entry.persistent = false;
+            entry.autostart = false;
+            let uuid = entry.uuid;
+            if !entry.active() {
+                pools.remove(name);
+            }
+            uuid
+        };
+        self.lifecycle(name, uuid, Lifecycle::Undefined);
+        Ok(())
+    }
+
+    /// `pool-autostart [--disable]`.
+    pub fn set_autostart(&self, name: &str, autostart: bool) -> Result<(), RegistryError> {
+        let mut pools = self.lock();
+        let entry = pools
+            .get_mut(name)
+            .ok_or_else(|| Self::no_pool("name", name))?;
+        if !entry.persistent {
+            return Err(RegistryError::InvalidState(
+                "cannot set autostart for transient pool".into(),
+            ));
+        }
+        let link = self.autostart_path(name);
+        if autostart {
+            if !link.exists() {
+                std::os::unix::fs::symlink(format!("../{name}.xml"), &link)
+                    .map_err(io_err("cannot create", &link))?;
+            }
+        } else if link.exists() || link.symlink_metadata().is_ok() {
+            std::fs::remove_file(&link).map_err(io_err("cannot remove", &link))?;
+        }
+        entry.autostart = autostart;
+        if let Some(pool) = &entry.pool {
+            // Reopen so the pool reports the new flag; the directory stays the same.
+            if let Ok(mut reopened) = Pool::open_with_uuid(pool.path(), name, entry.uuid) {
+                reopened.set_autostart(autostart);
+                entry.pool = Some(Arc::new(reopened));
+            }
+        }
+        Ok(())
+    }
+
+    /// `pool-refresh`: removes leftovers of interrupted creates and sends the refresh event.
+    pub fn refresh(&self, name: &str) -> Result<(), RegistryError> {
+        let pool = self.open_pool(name)?;
+        pool.refresh().map_err(|source| RegistryError::Start {
+            name: name.to_string(),
+            source,
+        })?;
+        self.emit(PoolEvent::Refresh {
+            name: name.to_string(),
+            uuid: pool.uuid(),
+        });
+        Ok(())
+    }
+
+    /// Marks a volume as being built.
+    pub fn mark_building(&self, pool: &str, volume: &str, building: Building) {
+        self.building
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((pool.to_string(), volume.to_string()), building);
+    }
+
+    /// Forgets a volume being built.
+    pub fn unmark_building(&self, pool: &str, volume: &str) {
+        self.building
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(pool.to_string(), volume.to_string()));
+    }
+
+    /// The volume being built under this name, if any.
+    pub fn building(&self, pool: &str, volume: &str) -> Option<Building> {
+        self.building
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(pool.to_string(), volume.to_string()))
+            .cloned()
+    }
+
+    /// Names of the volumes being built in a pool.
+    pub fn building_names(&self, pool: &str) -> Vec<String> {
+        self.building
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .filter(|(p, _)| p == pool)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
