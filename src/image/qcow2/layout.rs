@@ -136,6 +136,23 @@ pub struct DataRun {
     pub count: u64,
 }
 
+/// One structure the writer writes, for [`Layout::pieces`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Piece {
+    /// Cluster 0: header, extensions, backing file name.
+    Header,
+    /// The refcount table.
+    RefcountTable,
+    /// The refcount block of this range.
+    Refblock(usize),
+    /// The L1 table (exactly `l1_size * 8` bytes).
+    L1,
+    /// L2 table number `k` of [`Layout::l2_tables`].
+    L2(usize),
+    /// Zeros after the end of a partial last data cluster (metadata mode).
+    TailZeroes,
+}
+
 /// Where everything of a fresh image goes. Cluster numbers are host cluster indices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
@@ -555,15 +572,21 @@ impl Layout {
             .map(|r| (r.host + r.count) * cs)
             .max()
             .unwrap_or(0);
-        let file_length = metadata_end.max(data_end);
         let tail = g.size % cs;
+        // qemu's copy-on-write of the partial last cluster covers the rest of the cluster,
+        // or with extended L2 entries only the rest of the partial subcluster.
+        let cow_unit = if opts.extended_l2 { cs / 32 } else { cs };
         let tail_zeroes = match (prealloc, p.data_runs.last()) {
             (Preallocation::Metadata, Some(run)) if tail != 0 => {
                 let last = (run.host + run.count - 1) * cs;
-                Some(last + tail..last + cs)
+                Some(last + tail..last + tail.next_multiple_of(cow_unit))
             }
             _ => None,
         };
+        // The copy-on-write write, not an ftruncate, sets the length of a metadata image
+        // whose last cluster is partial.
+        let data_end = tail_zeroes.as_ref().map_or(data_end, |t| t.end);
+        let file_length = metadata_end.max(data_end);
 
         let backing_name = opts.backing.as_ref().map(|(name, _)| name.clone());
         let (header_length, incompatible, compatible) = match opts.version {
@@ -689,21 +712,59 @@ impl Layout {
             })
     }
 
-    /// Bytes of metadata the writer writes (whole clusters for header, refcount structures
-    /// and L2 tables; exactly `l1_size * 8` bytes of L1), rounded to `block` for the
-    /// allocation estimate.
-    pub fn metadata_allocation(&self, block: u64) -> u64 {
+    /// Every structure the writer writes, as `(offset, length, piece)` in file order: whole
+    /// clusters for the header, refcount structures and L2 tables, exactly `l1_size * 8`
+    /// bytes of L1 (qemu's write pattern).
+    pub fn pieces(&self) -> Vec<(u64, u64, Piece)> {
         let cs = self.cluster_size();
-        let whole = 1
-            + (self.refcount_table.end - self.refcount_table.start)
-            + self.refblocks.iter().flatten().count() as u64
-            + self.l2_tables.len() as u64;
-        let l1 = crate::units::round_up(self.l1_size * spec::ENTRY_SIZE, block).unwrap_or(0);
-        let tail = self.tail_zeroes.as_ref().map_or(0, |r| {
-            let start = r.start / block * block;
-            crate::units::round_up(r.end, block).unwrap_or(r.end) - start
-        });
-        whole * cs + l1 + tail
+        let mut out = vec![
+            (0, cs, Piece::Header),
+            (
+                self.refcount_table.start * cs,
+                (self.refcount_table.end - self.refcount_table.start) * cs,
+                Piece::RefcountTable,
+            ),
+        ];
+        out.extend(
+            self.refblocks
+                .iter()
+                .enumerate()
+                .filter_map(|(r, c)| c.map(|c| (c * cs, cs, Piece::Refblock(r)))),
+        );
+        if self.l1_size > 0 {
+            out.push((self.l1_cluster * cs, self.l1_size * spec::ENTRY_SIZE, Piece::L1));
+        }
+        out.extend(
+            self.l2_tables
+                .iter()
+                .enumerate()
+                .map(|(k, t)| (t.cluster * cs, cs, Piece::L2(k))),
+        );
+        if let Some(r) = &self.tail_zeroes {
+            out.push((r.start, r.end - r.start, Piece::TailZeroes));
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Bytes of filesystem blocks the written metadata occupies: each written range is
+    /// widened to whole `block`s and overlapping blocks are counted once (512-byte clusters
+    /// scattered between holes each cost a whole block).
+    pub fn metadata_allocation(&self, block: u64) -> u64 {
+        let mut total = 0;
+        let mut covered_until = 0u64;
+        for (offset, len, _) in self.pieces() {
+            if len == 0 {
+                continue;
+            }
+            let start = (offset / block * block).max(covered_until);
+            let end = crate::units::round_up(offset + len, block).unwrap_or(offset + len);
+            if end > start {
+                total += end - start;
+                covered_until = end;
+            }
+        }
+        total
     }
 
     /// Bytes in the data runs.

@@ -9,7 +9,7 @@
 
 use std::ops::Range;
 
-use super::layout::Layout;
+use super::layout::{Layout, Piece};
 use super::spec;
 use crate::image::prealloc::{allocate_or_zero, write_zeroes};
 use crate::image::{Error, ImageFile, Preallocation, WriteReport};
@@ -22,17 +22,6 @@ fn to_usize(value: u64) -> usize {
 
 /// Largest single coalesced write.
 const MAX_WRITE: usize = 8 << 20;
-
-/// One structure to write, in file order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Piece {
-    Header,
-    RefcountTable,
-    Refblock(usize),
-    L1,
-    L2(usize),
-    TailZeroes,
-}
 
 /// Gathers adjacent writes into one buffer.
 struct Coalescer<'a, F: ImageFile + ?Sized> {
@@ -91,25 +80,6 @@ impl Renderer<'_> {
         Renderer {
             layout,
             full_refblock,
-        }
-    }
-
-    fn offset_len(&self, piece: Piece) -> (u64, usize) {
-        let l = self.layout;
-        let cs = l.cluster_size();
-        match piece {
-            Piece::Header => (0, to_usize(cs)),
-            Piece::RefcountTable => (
-                l.refcount_table.start * cs,
-                to_usize((l.refcount_table.end - l.refcount_table.start) * cs),
-            ),
-            Piece::Refblock(r) => (l.refblocks[r].unwrap_or(0) * cs, to_usize(cs)),
-            Piece::L1 => (l.l1_cluster * cs, to_usize(l.l1_size * spec::ENTRY_SIZE)),
-            Piece::L2(k) => (l.l2_tables[k].cluster * cs, to_usize(cs)),
-            Piece::TailZeroes => {
-                let r = l.tail_zeroes.clone().unwrap_or(0..0);
-                (r.start, to_usize(r.end - r.start))
-            }
         }
     }
 
@@ -185,37 +155,6 @@ impl Renderer<'_> {
     }
 }
 
-/// The pieces of a layout sorted by file offset.
-fn pieces(layout: &Layout) -> Vec<(u64, Piece)> {
-    let cs = layout.cluster_size();
-    let mut out = vec![
-        (0, Piece::Header),
-        (layout.refcount_table.start * cs, Piece::RefcountTable),
-    ];
-    out.extend(
-        layout
-            .refblocks
-            .iter()
-            .enumerate()
-            .filter_map(|(r, c)| c.map(|c| (c * cs, Piece::Refblock(r)))),
-    );
-    if layout.l1_size > 0 {
-        out.push((layout.l1_cluster * cs, Piece::L1));
-    }
-    out.extend(
-        layout
-            .l2_tables
-            .iter()
-            .enumerate()
-            .map(|(k, t)| (t.cluster * cs, Piece::L2(k))),
-    );
-    if let Some(r) = &layout.tail_zeroes {
-        out.push((r.start, Piece::TailZeroes));
-    }
-    out.sort_unstable();
-    out
-}
-
 /// Writes `layout` into an empty `file`, reserves the first `reserve` bytes of guest data,
 /// and syncs once.
 pub fn write<F: ImageFile + ?Sized>(
@@ -242,7 +181,7 @@ pub fn write<F: ImageFile + ?Sized>(
         buf: Vec::new(),
     };
     let mut data_done = data.is_none();
-    for (offset, piece) in pieces(layout) {
+    for (offset, len, piece) in layout.pieces() {
         // Fill the data area in file order, so full preallocation writes sequentially.
         if !data_done
             && let Some(area) = &data
@@ -252,8 +191,7 @@ pub fn write<F: ImageFile + ?Sized>(
             fill_data(layout, file, area.clone(), &mut report)?;
             data_done = true;
         }
-        let (at, len) = renderer.offset_len(piece);
-        out.push(at, len, |dst| renderer.render(piece, dst))?;
+        out.push(offset, to_usize(len), |dst| renderer.render(piece, dst))?;
     }
     out.flush()?;
     if !data_done && let Some(area) = &data {
