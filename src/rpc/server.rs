@@ -32,8 +32,9 @@ use super::xdr::{Decoder, Encoder};
 use crate::image::stream::{Chunk, VolumeReader, VolumeWriter};
 use crate::pool::registry::PoolEvent;
 
-/// Workers one connection may run at once; further calls wait for one to finish.
-const MAX_WORKERS_PER_CONNECTION: usize = 32;
+/// Calls one connection may have running at once; a call beyond that is refused (never run
+/// in the reader thread, which must stay free for keepalive and stream packets).
+const MAX_WORKERS_PER_CONNECTION: usize = 256;
 /// Idle seconds before the server pings a client that asked for keepalive.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 /// Unanswered pings before the server drops the connection.
@@ -380,11 +381,17 @@ impl Server {
             server.leave();
         };
         if conn.workers.fetch_add(1, Ordering::SeqCst) >= MAX_WORKERS_PER_CONNECTION {
-            log::debug!(
-                "connection {}: worker limit reached, running inline",
-                conn.id
+            conn.workers.fetch_sub(1, Ordering::SeqCst);
+            log::warn!("connection {}: too many concurrent calls", conn.id);
+            conn.reply_error(
+                &h,
+                &RemoteError::new(
+                    super::proto::codes::INTERNAL_ERROR,
+                    super::proto::domains::RPC,
+                    "internal error: %s",
+                    format!("too many concurrent calls (at most {MAX_WORKERS_PER_CONNECTION})"),
+                ),
             );
-            run();
             return;
         }
         if let Err(e) = std::thread::Builder::new()
