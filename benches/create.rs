@@ -7,6 +7,10 @@
 //! the whole process). Before timing, every contender runs once untimed; that qpool image is
 //! checked with `qemu-img check`, so a broken image is never timed.
 //!
+//! The copy cases (`clone-4G-1G`, `download-4G-1G`) time each run as "command + `sync`":
+//! qpool flushes what it wrote before it exits, qemu-img convert and dd do not, so the flush is
+//! timed for everyone. The command's own time (start to exit) is reported beside it.
+//!
 //! Environment:
 //! - `QPOOL_BENCH_DIR`: where to work (default: a directory under Cargo's target dir). The
 //!   bench works in a fresh `qpool-bench-PID` subdirectory and removes it at the end.
@@ -37,6 +41,15 @@ const LIST_VOLUMES: usize = 10_000;
 /// Capacity of the qcow2 and raw volumes in the `vol-list` pool.
 const LIST_QCOW2_CAPACITY: u64 = 10 * GIB;
 const LIST_RAW_CAPACITY: u64 = GIB;
+
+/// The source volume of the copy cases (`clone-4G-1G`, `download-4G-1G`): a qcow2 volume of
+/// `SOURCE_CAPACITY` holding `SOURCE_EXTENTS` extents of non-zero data, one at the start of
+/// every `SOURCE_CAPACITY / SOURCE_EXTENTS`, `SOURCE_DATA` bytes in all.
+const SOURCE_NAME: &str = "src.qcow2";
+const SOURCE_CAPACITY: u64 = 4 * GIB;
+const SOURCE_EXTENTS: u64 = 8;
+const SOURCE_EXTENT_LEN: u64 = 128 * MIB;
+const SOURCE_DATA: u64 = SOURCE_EXTENTS * SOURCE_EXTENT_LEN;
 
 /// Free space kept in reserve beyond the largest image of the selected cases.
 const SPACE_MARGIN: u64 = 2 * GIB;
@@ -103,7 +116,7 @@ impl Contender {
 
 /// Timed runs of one contender, in run order.
 struct Runs {
-    name: &'static str,
+    name: String,
     times: Vec<Duration>,
 }
 
@@ -175,7 +188,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// A case's name, the largest file it holds at once (for the space check), and its body.
+/// A case's name, the most disk space it holds at once (for the space check), and its body.
 type CaseFn = fn(&Ctx) -> Result<CaseReport, String>;
 
 const CASES: &[(&str, u64, CaseFn)] = &[
@@ -184,6 +197,9 @@ const CASES: &[(&str, u64, CaseFn)] = &[
     ("off-1T", MIB, case_off),
     ("full-4G", 4 * GIB + 8 * MIB, case_full),
     ("vol-list-10k", 512 * MIB, case_vol_list),
+    // The source (1 GiB of data plus metadata) and both contenders' copies.
+    ("clone-4G-1G", 3 * SOURCE_DATA + 64 * MIB, case_clone),
+    ("download-4G-1G", 3 * SOURCE_DATA + 64 * MIB, case_download),
 ];
 
 /// Runs the selected cases and prints the report; `Ok(false)` when something in qpool failed.
@@ -637,6 +653,225 @@ fn pretty(bytes: u64) -> String {
     format!("{:.2} GiB", bytes as f64 / GIB as f64)
 }
 
+/// Makes the copy cases' source in the pool (untimed): a qcow2 volume of `SOURCE_CAPACITY`
+/// created by qpool, then `SOURCE_DATA` bytes of non-zero data written into it by `qemu-io`,
+/// checked with `qemu-img check` and synced. Returns its path.
+fn build_source(ctx: &Ctx, notes: &mut Vec<String>) -> Result<PathBuf, String> {
+    which("qemu-io")?;
+    let started = Instant::now();
+    run_checked(&Contender {
+        name: "qpool",
+        program: QPOOL.into(),
+        args: vec![
+            "--pool-dir".into(),
+            ctx.pool.clone().into(),
+            "vol-create-as".into(),
+            SOURCE_NAME.into(),
+            SOURCE_CAPACITY.to_string().into(),
+            "--format".into(),
+            "qcow2".into(),
+        ],
+        output: None,
+    })?;
+    let path = ctx.pool.join(SOURCE_NAME);
+    let stride = SOURCE_CAPACITY / SOURCE_EXTENTS;
+    let mut writer = Contender {
+        name: "qemu-io",
+        program: "qemu-io".into(),
+        args: vec!["-f".into(), "qcow2".into()],
+        output: None,
+    };
+    for i in 0..SOURCE_EXTENTS {
+        writer.args.push("-c".into());
+        writer.args.push(
+            format!(
+                "write -P {:#04x} {} {SOURCE_EXTENT_LEN}",
+                0x11 * (i + 1),
+                i * stride
+            )
+            .into(),
+        );
+    }
+    writer.args.push(path.clone().into());
+    run_checked(&writer)?;
+    qemu_check(&path)?;
+    let virtual_size = qemu_virtual_size(&path)?;
+    if virtual_size != SOURCE_CAPACITY {
+        return Err(format!(
+            "qemu-img info reports virtual size {virtual_size} for {}, expected \
+             {SOURCE_CAPACITY}",
+            path.display()
+        ));
+    }
+    sync()?;
+    let m = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    notes.push(format!(
+        "source `$DIR/pool/{SOURCE_NAME}`: {} qcow2 made by `qpool vol-create-as`, then {} of \
+         data written by `qemu-io` ({SOURCE_EXTENTS} writes of {}, one every {}, patterns \
+         0x11…0x{:02x}) → {} bytes apparent, {} allocated; `qemu-img check` clean; built in {} \
+         (untimed), so it is in the page cache for every run",
+        fmt_bytes(SOURCE_CAPACITY),
+        fmt_bytes(SOURCE_DATA),
+        fmt_bytes(SOURCE_EXTENT_LEN),
+        fmt_bytes(stride),
+        0x11 * SOURCE_EXTENTS,
+        m.len(),
+        fmt_bytes(m.blocks() * 512),
+        fmt_dur(started.elapsed())
+    ));
+    Ok(path)
+}
+
+/// The note on how the copy cases are timed.
+const THEN_SYNC_NOTE: &str = "each run is timed as \"command + `sync`\" (`sync` inside the \
+    timed region, for both contenders): qpool flushes what it wrote before it exits, the other \
+    does not, so only the synced time compares the same work; \"command alone\" is the same \
+    runs' time from start to exit, for information";
+
+fn case_clone(ctx: &Ctx) -> Result<CaseReport, String> {
+    let mut notes = Vec::new();
+    let src = build_source(ctx, &mut notes)?;
+    let copy_name = "copy.qcow2";
+    let qemu_out = ctx.root.join("qemu-img-copy.qcow2");
+    let contenders = [
+        Contender {
+            name: "qpool",
+            program: QPOOL.into(),
+            args: vec![
+                "--pool-dir".into(),
+                ctx.pool.clone().into(),
+                "vol-clone".into(),
+                SOURCE_NAME.into(),
+                copy_name.into(),
+            ],
+            output: Some(ctx.pool.join(copy_name)),
+        },
+        Contender {
+            name: "qemu-img",
+            program: "qemu-img".into(),
+            args: vec![
+                "convert".into(),
+                "-O".into(),
+                "qcow2".into(),
+                src.clone().into(),
+                qemu_out.clone().into(),
+            ],
+            output: Some(qemu_out),
+        },
+    ];
+    prepare_then_sync(&contenders, &mut notes, &|copy| {
+        qemu_check(copy)?;
+        let virtual_size = qemu_virtual_size(copy)?;
+        if virtual_size != SOURCE_CAPACITY {
+            return Err(format!(
+                "qemu-img info reports virtual size {virtual_size} for {}, expected \
+                 {SOURCE_CAPACITY}",
+                copy.display()
+            ));
+        }
+        qemu_compare(&src, copy, false)?;
+        let strict = match qemu_compare(&src, copy, true) {
+            Ok(()) => "allocation identical too (`-s`)".to_string(),
+            Err(e) => format!("but `qemu-img compare -s` (allocation too) differs: {e}"),
+        };
+        Ok(format!(
+            "`qemu-img check`: no errors, no leaks; `qemu-img compare` with the source: \
+             identical, {strict}"
+        ))
+    })?;
+    notes.push(THEN_SYNC_NOTE.into());
+    let (synced, alone) = alternate_then_sync(&contenders, ctx.runs(7))?;
+    let title = format!(
+        "clone of a {} qcow2 holding {}",
+        fmt_bytes(SOURCE_CAPACITY),
+        fmt_bytes(SOURCE_DATA)
+    );
+    let rows = vec![
+        Row {
+            case: format!("{title}, command + `sync` (vs qemu-img convert -O qcow2)"),
+            qpool: synced[0].median(),
+            baseline: Some(("qemu-img convert", synced[1].median())),
+            target: Target::Speedup(1.0),
+            data_bytes: Some(SOURCE_DATA),
+        },
+        Row {
+            case: format!("{title}, command alone (qemu-img convert does not flush)"),
+            qpool: alone[0].median(),
+            baseline: Some(("qemu-img convert", alone[1].median())),
+            target: Target::None,
+            data_bytes: Some(SOURCE_DATA),
+        },
+    ];
+    Ok(CaseReport {
+        name: "clone-4G-1G",
+        title,
+        rows,
+        runs: synced.into_iter().chain(alone).collect(),
+        notes,
+    })
+}
+
+fn case_download(ctx: &Ctx) -> Result<CaseReport, String> {
+    which("cmp")?;
+    let mut notes = Vec::new();
+    let src = build_source(ctx, &mut notes)?;
+    let file_len = std::fs::metadata(&src)
+        .map_err(|e| format!("{}: {e}", src.display()))?
+        .len();
+    let qpool_out = ctx.root.join("qpool-download.img");
+    let dd_out = ctx.root.join("dd-download.img");
+    let mut dd_if = OsString::from("if=");
+    dd_if.push(&src);
+    let mut dd_of = OsString::from("of=");
+    dd_of.push(&dd_out);
+    let contenders = [
+        Contender {
+            name: "qpool",
+            program: QPOOL.into(),
+            args: vec![
+                "--pool-dir".into(),
+                ctx.pool.clone().into(),
+                "vol-download".into(),
+                SOURCE_NAME.into(),
+                qpool_out.clone().into(),
+            ],
+            output: Some(qpool_out),
+        },
+        Contender {
+            name: "dd",
+            program: "dd".into(),
+            args: vec![dd_if, dd_of, "bs=8M".into(), "status=none".into()],
+            output: Some(dd_out),
+        },
+    ];
+    prepare_then_sync(&contenders, &mut notes, &|out| {
+        files_identical(&src, out)?;
+        Ok("`cmp` with the volume file: identical".into())
+    })?;
+    notes.push(THEN_SYNC_NOTE.into());
+    let (synced, alone) = alternate_then_sync(&contenders, ctx.runs(7))?;
+    let title = format!(
+        "download of a {} qcow2 holding {} (file of {}, no --sparse)",
+        fmt_bytes(SOURCE_CAPACITY),
+        fmt_bytes(SOURCE_DATA),
+        fmt_bytes(file_len)
+    );
+    let rows = vec![Row {
+        case: format!("{title}, command + `sync` (vs dd bs=8M)"),
+        qpool: synced[0].median(),
+        baseline: Some(("dd", synced[1].median())),
+        target: Target::None,
+        data_bytes: Some(file_len),
+    }];
+    Ok(CaseReport {
+        name: "download-4G-1G",
+        title,
+        rows,
+        runs: synced.into_iter().chain(alone).collect(),
+        notes,
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Running and timing
 
@@ -673,17 +908,76 @@ fn prepare(contenders: &[Contender], capacity: u64, notes: &mut Vec<String>) -> 
     Ok(())
 }
 
+/// The copy cases' untimed first run of every contender (each followed by `sync`): warms the
+/// page cache, notes each output's size and allocation, and checks qpool's output with
+/// `verify`, whose text joins the note.
+fn prepare_then_sync(
+    contenders: &[Contender],
+    notes: &mut Vec<String>,
+    verify: &dyn Fn(&Path) -> Result<String, String>,
+) -> Result<(), String> {
+    for c in contenders {
+        let path = c.output.as_ref().expect("copy contenders make a file");
+        remove_if_exists(path)?;
+        sync()?;
+        run_checked(c)?;
+        sync()?;
+        let m = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut note = format!(
+            "{}: `{}` → {} bytes apparent, {} allocated",
+            c.name,
+            c.display(),
+            m.len(),
+            fmt_bytes(m.blocks() * 512)
+        );
+        if c.name == "qpool" {
+            note.push_str("; ");
+            note.push_str(&verify(path)?);
+        }
+        notes.push(note);
+        remove_if_exists(path)?;
+    }
+    Ok(())
+}
+
 /// Timed runs, alternating between the contenders; before each: delete its old image, sync.
 fn alternate(contenders: &[Contender], runs: usize) -> Result<Vec<Runs>, String> {
-    let mut out: Vec<Runs> = contenders
-        .iter()
-        .map(|c| Runs {
-            name: c.name,
-            times: Vec::with_capacity(runs),
-        })
-        .collect();
+    timed_rounds(contenders, runs, false).map(|(timed, _)| timed)
+}
+
+/// [`alternate`], each run timed as "command + `sync`" (the sync inside the timed region).
+/// Returns those times (tools named "NAME + sync") and, from the same runs, the command's own
+/// time from start to exit (named "NAME, command alone").
+fn alternate_then_sync(
+    contenders: &[Contender],
+    runs: usize,
+) -> Result<(Vec<Runs>, Vec<Runs>), String> {
+    timed_rounds(contenders, runs, true)
+}
+
+/// The rounds behind [`alternate`] and [`alternate_then_sync`]: the timed runs, and the
+/// command-alone times (the same as the timed ones without `then_sync`).
+fn timed_rounds(
+    contenders: &[Contender],
+    runs: usize,
+    then_sync: bool,
+) -> Result<(Vec<Runs>, Vec<Runs>), String> {
+    let series = |suffix: &str| -> Vec<Runs> {
+        contenders
+            .iter()
+            .map(|c| Runs {
+                name: format!("{}{suffix}", c.name),
+                times: Vec::with_capacity(runs),
+            })
+            .collect()
+    };
+    let (mut timed, mut alone) = if then_sync {
+        (series(" + sync"), series(", command alone"))
+    } else {
+        (series(""), series(""))
+    };
     for round in 0..runs {
-        for (c, r) in contenders.iter().zip(&mut out) {
+        for (i, c) in contenders.iter().enumerate() {
             if let Some(path) = &c.output {
                 remove_if_exists(path)?;
             }
@@ -693,15 +987,32 @@ fn alternate(contenders: &[Contender], runs: usize) -> Result<Vec<Runs>, String>
                 .command()
                 .output()
                 .map_err(|e| format!("cannot run {}: {e}", c.display()))?;
-            let elapsed = started.elapsed();
+            let command_time = started.elapsed();
+            let elapsed = if then_sync {
+                sync()?;
+                started.elapsed()
+            } else {
+                command_time
+            };
             check_status(c, &output)?;
-            eprintln!(
-                "   run {}/{runs} {:<8} {}",
-                round + 1,
-                c.name,
-                fmt_dur(elapsed)
-            );
-            r.times.push(elapsed);
+            if then_sync {
+                eprintln!(
+                    "   run {}/{runs} {:<8} {} (command alone {})",
+                    round + 1,
+                    c.name,
+                    fmt_dur(elapsed),
+                    fmt_dur(command_time)
+                );
+            } else {
+                eprintln!(
+                    "   run {}/{runs} {:<8} {}",
+                    round + 1,
+                    c.name,
+                    fmt_dur(elapsed)
+                );
+            }
+            timed[i].times.push(elapsed);
+            alone[i].times.push(command_time);
         }
     }
     for c in contenders {
@@ -710,7 +1021,7 @@ fn alternate(contenders: &[Contender], runs: usize) -> Result<Vec<Runs>, String>
         }
     }
     sync()?;
-    Ok(out)
+    Ok((timed, alone))
 }
 
 fn run_checked(c: &Contender) -> Result<Output, String> {
@@ -764,6 +1075,53 @@ fn qemu_check(path: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `qemu-img compare` of two qcow2 images (`strict`: `-s`, allocation must match too); fails
+/// unless they are identical.
+fn qemu_compare(a: &Path, b: &Path, strict: bool) -> Result<(), String> {
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(["compare", "-f", "qcow2", "-F", "qcow2"]);
+    if strict {
+        cmd.arg("-s");
+    }
+    let out = cmd
+        .arg(a)
+        .arg(b)
+        .output()
+        .map_err(|e| format!("cannot run qemu-img compare: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "qemu-img compare{} {} {} exited with {}: {} {}",
+        if strict { " -s" } else { "" },
+        a.display(),
+        b.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    ))
+}
+
+/// `cmp`: fails unless the two files hold the same bytes.
+fn files_identical(a: &Path, b: &Path) -> Result<(), String> {
+    let out = Command::new("cmp")
+        .arg(a)
+        .arg(b)
+        .output()
+        .map_err(|e| format!("cannot run cmp: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "cmp {} {} exited with {}: {} {}",
+        a.display(),
+        b.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    ))
 }
 
 fn qemu_virtual_size(path: &Path) -> Result<u64, String> {
