@@ -142,10 +142,22 @@ pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
 /// Copies `len` bytes from `src` at `offset` to `dst` at the same offset in the kernel
 /// (`copy_file_range`), falling back to read/write where the kernel or filesystem cannot.
 pub fn copy_range(src: &File, dst: &File, offset: u64, len: u64) -> io::Result<()> {
+    copy_between(src, offset, dst, offset, len)
+}
+
+/// Copies `len` bytes from `src` at `src_offset` to `dst` at `dst_offset`, in the kernel
+/// where it can (`copy_file_range`), else through a buffer.
+pub fn copy_between(
+    src: &File,
+    src_offset: u64,
+    dst: &File,
+    dst_offset: u64,
+    len: u64,
+) -> io::Result<()> {
     let mut done = 0u64;
     while done < len {
-        let mut off_in = to_off(offset + done)?;
-        let mut off_out = off_in;
+        let mut off_in = to_off(src_offset + done)?;
+        let mut off_out = to_off(dst_offset + done)?;
         let chunk = usize::try_from(len - done)
             .unwrap_or(usize::MAX)
             .min(1 << 30);
@@ -156,11 +168,16 @@ pub fn copy_range(src: &File, dst: &File, offset: u64, len: u64) -> io::Result<(
             Some(&mut off_out),
             chunk,
         ) {
-            Ok(0) => break,
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the source ended before the range",
+                ));
+            }
             Ok(n) => done += n as u64,
             Err(Errno::EINTR) => {}
             Err(Errno::EXDEV | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EINVAL) => {
-                return copy_range_buffered(src, dst, offset + done, len - done);
+                return copy_buffered(src, src_offset + done, dst, dst_offset + done, len - done);
             }
             Err(e) => return Err(to_io(e)),
         }
@@ -168,13 +185,19 @@ pub fn copy_range(src: &File, dst: &File, offset: u64, len: u64) -> io::Result<(
     Ok(())
 }
 
-fn copy_range_buffered(src: &File, dst: &File, offset: u64, len: u64) -> io::Result<()> {
-    let mut buf = vec![0u8; 1 << 20];
+fn copy_buffered(
+    src: &File,
+    src_offset: u64,
+    dst: &File,
+    dst_offset: u64,
+    len: u64,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; 4 << 20];
     let mut done = 0u64;
     while done < len {
         let n = usize::try_from(len - done).map_or(buf.len(), |l| l.min(buf.len()));
-        src.read_exact_at(&mut buf[..n], offset + done)?;
-        dst.write_all_at(&buf[..n], offset + done)?;
+        src.read_exact_at(&mut buf[..n], src_offset + done)?;
+        dst.write_all_at(&buf[..n], dst_offset + done)?;
         done += n as u64;
     }
     Ok(())

@@ -83,6 +83,38 @@ impl VolumeReader {
     }
 }
 
+impl VolumeReader {
+    /// Copies the remaining bytes into `dst` from `dst_offset` on, in the kernel
+    /// (`copy_file_range`); when sparse, holes are skipped and `dst` is only extended over
+    /// them. Returns the number of bytes `dst` now reaches.
+    pub fn copy_to(mut self, dst: &File, dst_offset: u64) -> Result<u64, Error> {
+        let start = self.pos;
+        let writing = |offset: u64| move |source| Error::WritingMetadata { offset, source };
+        while self.pos < self.end {
+            let until = if self.sparse {
+                let (is_data, until) = crate::sys::extent_at(&self.file, self.pos, self.end)
+                    .map_err(Error::ReadingImage)?;
+                let until = until.min(self.end);
+                if !is_data {
+                    self.pos = until;
+                    continue;
+                }
+                until
+            } else {
+                self.end
+            };
+            let at = dst_offset + (self.pos - start);
+            crate::sys::copy_between(&self.file, self.pos, dst, at, until - self.pos)
+                .map_err(writing(at))?;
+            self.pos = until;
+        }
+        let reach = dst_offset + (self.end - start);
+        dst.set_len(reach)
+            .map_err(|source| Error::SettingLength { len: reach, source })?;
+        Ok(reach)
+    }
+}
+
 /// Writes bytes into a file from a position onwards.
 pub struct VolumeWriter {
     file: File,

@@ -732,7 +732,11 @@ impl Layout {
                 .filter_map(|(r, c)| c.map(|c| (c * cs, cs, Piece::Refblock(r)))),
         );
         if self.l1_size > 0 {
-            out.push((self.l1_cluster * cs, self.l1_size * spec::ENTRY_SIZE, Piece::L1));
+            out.push((
+                self.l1_cluster * cs,
+                self.l1_size * spec::ENTRY_SIZE,
+                Piece::L1,
+            ));
         }
         out.extend(
             self.l2_tables
