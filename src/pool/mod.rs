@@ -1195,7 +1195,7 @@ impl Pool {
         };
         if new < old && !req.shrink {
             return Err(invalid(
-                "can't shrink capacity below current capacity unless shrink flag explicitly specified".into(),
+                "Can't shrink capacity below current capacity unless shrink flag explicitly specified".into(),
             ));
         }
         if new == old {

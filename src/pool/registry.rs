@@ -340,9 +340,11 @@ impl Registry {
         let mut pools = self.lock();
         let uuid = match pools.get(&def.name) {
             Some(existing) => {
-                if def.uuid.is_some_and(|u| u != existing.uuid) {
+                // libvirt gives a definition without <uuid> a random one, so only the same
+                // UUID redefines a pool; anything else is a second pool of the same name.
+                if def.uuid != Some(existing.uuid) {
                     return Err(RegistryError::Conflict(format!(
-                        "pool '{}' is already defined with uuid {}",
+                        "pool '{}' already exists with uuid {}",
                         def.name,
                         existing.uuid.hyphenated()
                     )));
@@ -359,7 +361,7 @@ impl Registry {
                 let uuid = def.uuid.unwrap_or_else(Uuid::new_v4);
                 if let Some(other) = pools.values().find(|e| e.uuid == uuid) {
                     return Err(RegistryError::Conflict(format!(
-                        "pool '{}' already exists with uuid {}",
+                        "pool '{}' is already defined with uuid {}",
                         other.def.name,
                         uuid.hyphenated()
                     )));

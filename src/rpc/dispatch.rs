@@ -33,13 +33,20 @@ pub enum Outcome {
     /// A reply payload.
     Reply(Vec<u8>),
     /// An upload stream: reply OK, then write the client's packets here.
-    Upload(VolumeWriter),
+    Upload {
+        /// Where the bytes go.
+        writer: VolumeWriter,
+        /// The volume's name, for errors.
+        name: String,
+    },
     /// A download stream: reply OK, then send these bytes.
     Download {
         /// The bytes.
         reader: VolumeReader,
         /// Send holes as hole packets.
         sparse: bool,
+        /// The volume's name, for errors.
+        name: String,
     },
 }
 
@@ -146,6 +153,10 @@ pub fn engine_error(e: &pool::Error) -> RemoteError {
             format!("'{name}'"),
         ),
         pool::Error::NoVolume { name, .. } => no_vol("name", name),
+        // The reason alone, as libvirt words it (§3.3).
+        pool::Error::InvalidResize { reason, .. } => {
+            RemoteError::storage(codes::INVALID_ARG, "invalid argument: %s", reason.clone())
+        }
         _ => match e.kind() {
             ErrorKind::InvalidXml => {
                 RemoteError::storage(codes::XML_ERROR, "XML error: %s", message)
@@ -795,13 +806,20 @@ impl Dispatcher {
                     let writer = pool
                         .upload(&v.name, offset, length)
                         .map_err(|e| engine_error(&e))?;
-                    Ok(Outcome::Upload(writer))
+                    Ok(Outcome::Upload {
+                        writer,
+                        name: v.name,
+                    })
                 } else {
                     let sparse = flags & 1 != 0;
                     let reader = pool
                         .download(&v.name, offset, length, sparse)
                         .map_err(|e| engine_error(&e))?;
-                    Ok(Outcome::Download { reader, sparse })
+                    Ok(Outcome::Download {
+                        reader,
+                        sparse,
+                        name: v.name,
+                    })
                 }
             }
             CONNECT_GET_SYSINFO => Err(RemoteError::new(

@@ -2,9 +2,10 @@
 //! events.
 //!
 //! Threads, not an async runtime: each connection has one reader thread that answers
-//! keepalive and connection-state calls at once and hands every other call to its own
-//! worker thread, so a long operation (a full preallocation, a stream, a clone) never blocks
-//! other calls on the same connection, other clients, or keepalive. Replies, stream packets
+//! keepalive, connection-state calls and one-object queries (vol-info, lookups: see
+//! `quick`) at once and hands every other call to its own worker thread, so a long
+//! operation (a full preallocation, a stream, a clone) never blocks other calls on the same
+//! connection, other clients, or keepalive. Replies, stream packets
 //! and events go out through one writer lock per connection, each message written whole.
 //! The engine is synchronous and blocking, so threads map onto it directly; the number of
 //! concurrent workers per connection is bounded.
@@ -39,6 +40,9 @@ const MAX_WORKERS_PER_CONNECTION: usize = 256;
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 /// Unanswered pings before the server drops the connection.
 const KEEPALIVE_COUNT: u64 = 5;
+/// Events and pings one connection may have queued; a client that lets more pile up (it
+/// stopped reading) is disconnected.
+const MAX_QUEUED_MESSAGES: usize = 10_000;
 
 /// A stream packet from the client.
 enum StreamPacket {
@@ -48,10 +52,20 @@ enum StreamPacket {
     Abort,
 }
 
+/// An unsolicited message waiting for the connection's queue thread.
+type Queued = (Header, Vec<u8>);
+
 /// One client connection.
 struct Conn {
     id: u64,
     writer: Mutex<UnixStream>,
+    /// Another handle on the socket, to shut it down without waiting for the writer lock
+    /// (a writer can block for as long as the client does not read).
+    control: UnixStream,
+    /// Events and server PINGs, written by the connection's own queue thread so that the
+    /// thread raising an event (or the keepalive timer) never blocks on a client's socket.
+    queue: Mutex<Option<Sender<Queued>>>,
+    queued: Arc<AtomicUsize>,
     readonly_socket: bool,
     authenticated: AtomicBool,
     opened: AtomicBool,
@@ -73,6 +87,55 @@ impl Conn {
             self.closed.store(true, Ordering::SeqCst);
             let _ = w.shutdown(std::net::Shutdown::Both);
         }
+    }
+
+    /// Queues an unsolicited message (event, PING); never blocks.
+    fn enqueue(self: &Arc<Self>, header: Header, payload: Vec<u8>) {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        if self.queued.load(Ordering::SeqCst) >= MAX_QUEUED_MESSAGES {
+            log::warn!(
+                "connection {}: {MAX_QUEUED_MESSAGES} messages queued and not read; closing it",
+                self.id
+            );
+            self.hang_up();
+            return;
+        }
+        if queue.is_none() {
+            let (tx, rx) = channel::<Queued>();
+            let conn = Arc::downgrade(self);
+            let queued = Arc::clone(&self.queued);
+            let spawned = std::thread::Builder::new()
+                .name("qpoold-queue".into())
+                .spawn(move || {
+                    for (header, payload) in rx {
+                        queued.fetch_sub(1, Ordering::SeqCst);
+                        match conn.upgrade() {
+                            Some(conn) => conn.send(&header, &payload),
+                            None => break,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                log::error!("cannot start a queue thread: {e}");
+                return;
+            }
+            *queue = Some(tx);
+        }
+        if let Some(tx) = queue.as_ref() {
+            self.queued.fetch_add(1, Ordering::SeqCst);
+            if tx.send((header, payload)).is_err() {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Shuts the socket down: blocked writes fail, the reader sees the end.
+    fn hang_up(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let _ = self.control.shutdown(std::net::Shutdown::Both);
     }
 
     fn reply_ok(&self, call: &Header, payload: &[u8]) {
@@ -205,20 +268,19 @@ impl Server {
             {
                 if missed >= KEEPALIVE_COUNT {
                     log::info!("connection {}: no keepalive answer, closing", conn.id);
-                    let w = conn.writer.lock().unwrap_or_else(|e| e.into_inner());
-                    let _ = w.shutdown(std::net::Shutdown::Both);
+                    conn.hang_up();
                     continue;
                 }
                 conn.pings_unanswered.fetch_add(1, Ordering::SeqCst);
-                conn.send(&keepalive(KEEPALIVE_PING), &[]);
+                conn.enqueue(keepalive(KEEPALIVE_PING), Vec::new());
             }
         }
     }
 
     fn connection(self: Arc<Self>, stream: UnixStream, readonly: bool) {
-        let writer = match stream.try_clone() {
-            Ok(w) => w,
-            Err(e) => {
+        let (writer, control) = match (stream.try_clone(), stream.try_clone()) {
+            (Ok(w), Ok(c)) => (w, c),
+            (Err(e), _) | (_, Err(e)) => {
                 log::warn!("cannot clone a connection socket: {e}");
                 return;
             }
@@ -226,6 +288,9 @@ impl Server {
         let conn = Arc::new(Conn {
             id: self.next_conn.fetch_add(1, Ordering::SeqCst),
             writer: Mutex::new(writer),
+            control,
+            queue: Mutex::new(None),
+            queued: Arc::new(AtomicUsize::new(0)),
             readonly_socket: readonly,
             authenticated: AtomicBool::new(false),
             opened: AtomicBool::new(false),
@@ -264,7 +329,9 @@ impl Server {
                 break;
             }
         }
-        // Wake any stream waiting for this connection's packets.
+        // Stop the queue thread, and wake any stream waiting for this connection's packets.
+        conn.closed.store(true, Ordering::SeqCst);
+        *conn.queue.lock().unwrap_or_else(|e| e.into_inner()) = None;
         conn.streams
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -362,6 +429,21 @@ impl Server {
         let session = Session {
             readonly: conn.readonly.load(Ordering::SeqCst),
         };
+        if quick(h.proc_) {
+            // A one-object query: answered here, in the reader thread. Starting a thread
+            // would cost more than the call (one `stat` and a header read), and on a busy
+            // machine every extra thread hand-off adds a scheduling delay to the round trip.
+            self.enter();
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            match self.dispatcher.call(&session, h.proc_, &args) {
+                Ok(Outcome::Reply(payload)) => conn.reply_ok(&h, &payload),
+                Ok(_) => log::error!("procedure {} opened a stream", h.proc_),
+                Err(e) => conn.reply_error(&h, &e),
+            }
+            self.calls.fetch_sub(1, Ordering::SeqCst);
+            self.leave();
+            return;
+        }
         let server = Arc::clone(self);
         let worker_conn = Arc::clone(conn);
         let run = move || {
@@ -370,9 +452,13 @@ impl Server {
             let outcome = server.dispatcher.call(&session, h.proc_, &args);
             match outcome {
                 Ok(Outcome::Reply(payload)) => worker_conn.reply_ok(&h, &payload),
-                Ok(Outcome::Upload(writer)) => upload(&worker_conn, &h, writer),
-                Ok(Outcome::Download { reader, sparse }) => {
-                    download(&worker_conn, &h, reader, sparse);
+                Ok(Outcome::Upload { writer, name }) => upload(&worker_conn, &h, writer, &name),
+                Ok(Outcome::Download {
+                    reader,
+                    sparse,
+                    name,
+                }) => {
+                    download(&worker_conn, &h, reader, sparse, &name);
                 }
                 Err(e) => worker_conn.reply_error(&h, &e),
             }
@@ -557,9 +643,39 @@ impl Server {
                 serial: 1,
                 status: status::OK,
             };
-            conn.send(&header, &e.into_bytes());
+            conn.enqueue(header, e.into_bytes());
         }
     }
+}
+
+/// Procedures that read one object (or the connection's facts) without walking a pool or
+/// touching data: cheap enough to answer in the reader thread. Everything else, and
+/// everything that can take long (creates, copies, wipes, resizes, streams, pool listings
+/// and refreshes), runs in a worker thread of its own.
+fn quick(proc_: i32) -> bool {
+    use procs::*;
+    matches!(
+        proc_,
+        CONNECT_GET_TYPE
+            | CONNECT_GET_VERSION
+            | CONNECT_GET_LIB_VERSION
+            | CONNECT_GET_HOSTNAME
+            | CONNECT_GET_URI
+            | CONNECT_IS_SECURE
+            | CONNECT_GET_CAPABILITIES
+            | CONNECT_GET_STORAGE_POOL_CAPABILITIES
+            | STORAGE_POOL_LOOKUP_BY_NAME
+            | STORAGE_POOL_LOOKUP_BY_UUID
+            | STORAGE_POOL_LOOKUP_BY_VOLUME
+            | STORAGE_POOL_GET_INFO
+            | STORAGE_POOL_GET_AUTOSTART
+            | STORAGE_POOL_IS_ACTIVE
+            | STORAGE_POOL_IS_PERSISTENT
+            | STORAGE_VOL_LOOKUP_BY_NAME
+            | STORAGE_VOL_GET_INFO
+            | STORAGE_VOL_GET_INFO_FLAGS
+            | STORAGE_VOL_GET_PATH
+    )
 }
 
 fn keepalive(proc_: i32) -> Header {
@@ -596,11 +712,11 @@ fn stream_error(conn: &Conn, h: &Header, err: &crate::pool::Error) {
 }
 
 /// Runs an upload: OK reply, then the client's packets into the volume.
-fn upload(conn: &Conn, h: &Header, mut writer: VolumeWriter) {
+fn upload(conn: &Conn, h: &Header, mut writer: VolumeWriter, name: &str) {
     let rx = register_stream(conn, h.serial);
     conn.reply_ok(h, &[]);
     let streaming = |source| crate::pool::Error::Streaming {
-        name: String::from("upload"),
+        name: name.to_string(),
         source,
     };
     let mut failed = false;
@@ -640,7 +756,7 @@ fn upload(conn: &Conn, h: &Header, mut writer: VolumeWriter) {
 
 /// Runs a download: OK reply, data (and hole) packets, the empty EOF packet, then the
 /// client's finish is confirmed.
-fn download(conn: &Conn, h: &Header, mut reader: VolumeReader, sparse: bool) {
+fn download(conn: &Conn, h: &Header, mut reader: VolumeReader, sparse: bool, name: &str) {
     let rx = register_stream(conn, h.serial);
     conn.reply_ok(h, &[]);
     let mut buf = vec![0u8; STREAM_CHUNK_MAX];
@@ -682,7 +798,7 @@ fn download(conn: &Conn, h: &Header, mut reader: VolumeReader, sparse: bool) {
                     conn,
                     h,
                     &crate::pool::Error::Streaming {
-                        name: String::from("download"),
+                        name: name.to_string(),
                         source: e,
                     },
                 );
