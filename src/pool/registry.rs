@@ -111,6 +111,9 @@ pub struct PoolEntry {
     pub autostart: bool,
     /// The open pool while it is active.
     pub pool: Option<Arc<Pool>>,
+    /// A new definition given while the pool runs; it takes effect at the next start, as in
+    /// libvirt.
+    pub next_def: Option<PoolDef>,
 }
 
 impl PoolEntry {
@@ -202,6 +205,7 @@ impl Registry {
                             persistent: true,
                             autostart,
                             pool: None,
+                            next_def: None,
                         },
                     );
                 }
@@ -355,6 +359,15 @@ impl Registry {
                         def.name
                     )));
                 }
+                if let Some(other) = pools.values().find(|e| {
+                    e.def.name != def.name
+                        && Path::new(&e.def.target_path) == Path::new(&def.target_path)
+                }) {
+                    return Err(RegistryError::Conflict(format!(
+                        "Storage source conflict with pool: '{}'",
+                        other.def.name
+                    )));
+                }
                 existing.uuid
             }
             None => {
@@ -387,6 +400,10 @@ impl Registry {
         }
         let name = def.name.clone();
         match pools.get_mut(&name) {
+            Some(entry) if entry.active() => {
+                entry.next_def = Some(def);
+                entry.persistent = true;
+            }
             Some(entry) => {
                 entry.def = def;
                 entry.persistent = true;
@@ -400,6 +417,7 @@ impl Registry {
                         persistent,
                         autostart: false,
                         pool: None,
+                        next_def: None,
                     },
                 );
             }
@@ -427,12 +445,17 @@ impl Registry {
     /// `pool-start`.
     pub fn start(&self, name: &str) -> Result<(), RegistryError> {
         let (target, uuid) = {
-            let pools = self.lock();
-            let entry = pools.get(name).ok_or_else(|| Self::no_pool("name", name))?;
+            let mut pools = self.lock();
+            let entry = pools
+                .get_mut(name)
+                .ok_or_else(|| Self::no_pool("name", name))?;
             if entry.active() {
                 return Err(RegistryError::InvalidState(format!(
                     "storage pool '{name}' is already active"
                 )));
+            }
+            if let Some(def) = entry.next_def.take() {
+                entry.def = def;
             }
             (PathBuf::from(&entry.def.target_path), entry.uuid)
         };

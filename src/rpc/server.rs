@@ -449,18 +449,38 @@ impl Server {
         let run = move || {
             server.enter();
             server.calls.fetch_add(1, Ordering::SeqCst);
-            let outcome = server.dispatcher.call(&session, h.proc_, &args);
-            match outcome {
-                Ok(Outcome::Reply(payload)) => worker_conn.reply_ok(&h, &payload),
-                Ok(Outcome::Upload { writer, name }) => upload(&worker_conn, &h, writer, &name),
-                Ok(Outcome::Download {
-                    reader,
-                    sparse,
-                    name,
-                }) => {
-                    download(&worker_conn, &h, reader, sparse, &name);
+            // A panic in a handler must still answer the call and release the counters.
+            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                match server.dispatcher.call(&session, h.proc_, &args) {
+                    Ok(Outcome::Reply(payload)) => worker_conn.reply_ok(&h, &payload),
+                    Ok(Outcome::Upload { writer, name }) => {
+                        upload(&worker_conn, &h, writer, &name);
+                    }
+                    Ok(Outcome::Download {
+                        reader,
+                        sparse,
+                        name,
+                    }) => {
+                        download(&worker_conn, &h, reader, sparse, &name);
+                    }
+                    Err(e) => worker_conn.reply_error(&h, &e),
                 }
-                Err(e) => worker_conn.reply_error(&h, &e),
+            }));
+            if handled.is_err() {
+                log::error!(
+                    "connection {}: procedure {} panicked",
+                    worker_conn.id,
+                    h.proc_
+                );
+                worker_conn.reply_error(
+                    &h,
+                    &RemoteError::new(
+                        super::proto::codes::INTERNAL_ERROR,
+                        super::proto::domains::RPC,
+                        "internal error: %s",
+                        format!("procedure {} failed unexpectedly", h.proc_),
+                    ),
+                );
             }
             worker_conn.workers.fetch_sub(1, Ordering::SeqCst);
             server.calls.fetch_sub(1, Ordering::SeqCst);
