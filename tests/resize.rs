@@ -296,7 +296,7 @@ fn qcow2_shrink_by_delta_with_a_negative_size() {
 }
 
 #[test]
-fn raw_grow_is_sparse_and_allocate_reserves_the_new_area() {
+fn raw_grow_is_sparse_and_allocate_reserves_the_whole_file_like_libvirt() {
     let pool = TempPool::new();
     pool.ok(&["vol-create-as", "r.img", "1M", "--allocation", "0"]);
     pool.ok(&["vol-resize", "r.img", "64M"]);
@@ -304,7 +304,11 @@ fn raw_grow_is_sparse_and_allocate_reserves_the_new_area() {
     pool.ok(&["vol-resize", "r.img", "96M", "--allocate"]);
     let (allocated, size) = alloc_and_size(&pool.vol("r.img"));
     assert_eq!(size, 96 << 20);
-    assert_eq!(allocated, 32 << 20, "exactly the new 32 MiB are reserved");
+    assert_eq!(
+        allocated,
+        96 << 20,
+        "the whole file is reserved, as libvirt's posix_fallocate(0, capacity)"
+    );
 }
 
 #[test]
@@ -316,9 +320,15 @@ fn raw_shrink_truncates_with_the_shrink_flag() {
 }
 
 #[test]
-fn raw_grow_without_fallocate_writes_zeros() {
+fn raw_grow_without_fallocate_writes_zeros_and_keeps_the_data() {
     let pool = TempPool::new();
     pool.ok(&["vol-create-as", "r.img", "1M", "--allocation", "0"]);
+    let vol = std::fs::OpenOptions::new()
+        .write(true)
+        .open(pool.vol("r.img"))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&vol, &[9u8; 4096], 8192).unwrap();
+    vol.sync_all().unwrap();
     let out = pool.qpool_env(
         &["vol-resize", "r.img", "9M", "--allocate"],
         &[("QPOOL_NO_FALLOCATE", "1")],
@@ -329,7 +339,13 @@ fn raw_grow_without_fallocate_writes_zeros() {
         String::from_utf8_lossy(&out.stderr)
     );
     let (allocated, size) = alloc_and_size(&pool.vol("r.img"));
-    assert_eq!((allocated, size), (8 << 20, 9 << 20));
+    assert_eq!((allocated, size), (9 << 20, 9 << 20));
+    let content = std::fs::read(pool.vol("r.img")).unwrap();
+    assert!(
+        content[8192..12288].iter().all(|&b| b == 9),
+        "the data is kept"
+    );
+    assert!(content[..8192].iter().all(|&b| b == 0));
 }
 
 #[test]
@@ -390,5 +406,28 @@ fn refused_resizes_leave_the_file_byte_identical() {
             "{case}: a file changed"
         );
         assert_eq!(pool.listing(), listing, "{case}: the pool changed");
+    }
+}
+
+#[test]
+fn qcow2_grow_is_byte_identical_to_qemu_img_resize() {
+    if !have("qemu-img") {
+        return;
+    }
+    let pool = TempPool::new();
+    pool.ok(&["vol-create-as", "g.qcow2", "1G", "--format", "qcow2"]);
+    let twin = pool.scratch().join("twin.qcow2");
+    common::qemu_create(&twin, "cluster_size=65536", GIB);
+    // Each step grows the L1 table: qemu moves it to the first free clusters and frees the
+    // old ones, and so does qpool.
+    for size in ["2G", "600G", "3T"] {
+        pool.ok(&["vol-resize", "g.qcow2", size]);
+        qemu_resize(&twin, "off", size);
+        assert_eq!(
+            std::fs::read(pool.vol("g.qcow2")).unwrap(),
+            std::fs::read(&twin).unwrap(),
+            "{size}: bytes differ from qemu-img resize"
+        );
+        assert_check_clean(&pool.vol("g.qcow2"));
     }
 }

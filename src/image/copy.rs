@@ -23,7 +23,9 @@ fn writing(offset: u64) -> impl Fn(std::io::Error) -> Error {
 
 /// Copies all of `src` into the empty `dst`, keeping holes: every allocated extent of the
 /// source (written or merely reserved, from FIEMAP) is reserved in the copy, then the data
-/// is copied in the kernel. Where FIEMAP is unavailable, SEEK_DATA decides.
+/// is copied in the kernel. Where FIEMAP is unavailable, SEEK_DATA decides (and may call
+/// reserved, never written blocks holes: callers that know the source was preallocated
+/// reserve the copy themselves).
 pub fn copy_sparse(src: &File, dst: &File) -> Result<(), Error> {
     let len = src.metadata().map_err(Error::ReadingImage)?.len();
     let extents = match crate::sys::allocated_extents(src, len).map_err(Error::ReadingImage)? {

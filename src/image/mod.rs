@@ -70,6 +70,11 @@ pub trait ImageFile {
     }
     /// Flushes data and metadata to stable storage.
     fn sync(&self) -> io::Result<()>;
+    /// The holes (ranges that hold no data) within `offset .. offset + len`; by default the
+    /// whole range, for files that cannot tell.
+    fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
+        Ok(vec![offset..offset + len])
+    }
 }
 
 /// Size of the zero buffer used for buffered zero writes.
@@ -110,6 +115,25 @@ impl ImageFile for File {
     fn sync(&self) -> io::Result<()> {
         self.sync_all()
     }
+    fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
+        let end = offset + len;
+        let size = self.metadata()?.len();
+        let mut out = Vec::new();
+        let mut at = offset;
+        while at < end {
+            if at >= size {
+                out.push(at..end);
+                break;
+            }
+            let (is_data, until) = crate::sys::extent_at(self, at, size)?;
+            let until = until.min(end).max(at + 1);
+            if !is_data {
+                out.push(at..until);
+            }
+            at = until;
+        }
+        Ok(out)
+    }
 }
 
 impl<F: ImageFile + ?Sized> ImageFile for &F {
@@ -130,6 +154,9 @@ impl<F: ImageFile + ?Sized> ImageFile for &F {
     }
     fn sync(&self) -> io::Result<()> {
         (**self).sync()
+    }
+    fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
+        (**self).holes(offset, len)
     }
 }
 
@@ -156,6 +183,9 @@ impl<F: ImageFile> ImageFile for NoFallocate<F> {
     }
     fn sync(&self) -> io::Result<()> {
         self.0.sync()
+    }
+    fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
+        self.0.holes(offset, len)
     }
 }
 

@@ -1,8 +1,9 @@
 //! Reserving and zero-filling ranges of a new image file.
 //!
 //! Owns: the `falloc` → `full` fallback. Where the filesystem answers `EOPNOTSUPP` to
-//! `fallocate` (NFS before 4.2, some FUSE filesystems), the range is written with zeros
-//! instead, with a `warn!`, and the caller is told so it can report it.
+//! `fallocate` (NFS before 4.2, some FUSE filesystems), the holes of the range are written
+//! with zeros instead (data already there is kept, as fallocate keeps it), with a `warn!`,
+//! and the caller is told so it can report it.
 //! Must not: decide which ranges to reserve.
 
 use std::io;
@@ -45,7 +46,17 @@ pub fn allocate_or_zero<F: ImageFile + ?Sized>(
             }
         }
     }
-    write_zeroes(file, offset, len)
+    let holes = file
+        .holes(offset, len)
+        .map_err(|source| Error::Allocating {
+            offset,
+            len,
+            source,
+        })?;
+    for hole in holes {
+        write_zeroes(file, hole.start, hole.end - hole.start)?;
+    }
+    Ok(())
 }
 
 /// Writes `len` zeros at `offset`.
@@ -86,6 +97,28 @@ mod tests {
             meta.blocks() * 512 >= 1 << 20,
             "zeros were written, so blocks are allocated"
         );
+    }
+
+    #[test]
+    fn fallback_keeps_data_already_in_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("f"))
+            .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &[7u8; 8192], 1 << 20).unwrap();
+        let no_falloc = NoFallocate(file);
+        let mut report = WriteReport::default();
+        allocate_or_zero(&no_falloc, 0, 4 << 20, &mut report).unwrap();
+        let mut buf = [0u8; 8192];
+        std::os::unix::fs::FileExt::read_exact_at(&no_falloc.0, &mut buf, 1 << 20).unwrap();
+        assert!(
+            buf.iter().all(|&b| b == 7),
+            "the data survived the zero fill"
+        );
+        assert_eq!(no_falloc.0.metadata().unwrap().len(), 4 << 20);
     }
 
     #[test]

@@ -35,8 +35,9 @@ pub fn create<F: ImageFile + ?Sized>(
     Ok(report)
 }
 
-/// Resizes a raw volume to `new_len` bytes: grows sparse, or with the new area reserved
-/// when `allocate` is set; shrinks by truncating.
+/// Resizes a raw volume to `new_len` bytes: grows sparse, or with `allocate` reserves the
+/// whole file as libvirt does (`posix_fallocate` from 0 to the new size: holes left before
+/// are reserved too); shrinks by truncating.
 pub fn resize<F: ImageFile + ?Sized>(
     file: &F,
     new_len: u64,
@@ -49,7 +50,7 @@ pub fn resize<F: ImageFile + ?Sized>(
     })?;
     set_len(file, new_len)?;
     if allocate && new_len > old_len {
-        allocate_or_zero(file, old_len, new_len - old_len, &mut report)?;
+        allocate_or_zero(file, 0, new_len, &mut report)?;
     }
     file.sync().map_err(Error::Syncing)?;
     Ok(report)

@@ -164,6 +164,16 @@ impl VolumeWriter {
     /// zeros where punching is unsupported) and the file extended when it ends earlier.
     pub fn write_hole(&mut self, len: u64) -> Result<(), Error> {
         self.room(len)?;
+        if self
+            .pos
+            .checked_add(len)
+            .is_none_or(|end| end > i64::MAX as u64)
+        {
+            return Err(Error::OutOfRange {
+                offset: self.pos,
+                size: i64::MAX as u64,
+            });
+        }
         let size = self.file.metadata().map_err(Error::ReadingImage)?.len();
         let inside = size.saturating_sub(self.pos).min(len);
         if inside > 0 && crate::sys::punch_hole(&self.file, self.pos, inside).is_err() {

@@ -1000,6 +1000,36 @@ impl Pool {
                     raw_finish(file, &plan, src.capacity, no_falloc, &mut report)
                         .map_err(copying)?;
                 }
+                if plan.format == VolFormat::Raw
+                    && exact
+                    && src.allocation.saturating_mul(100) >= src.physical.saturating_mul(99)
+                    && src.physical > 0
+                {
+                    // A fully allocated raw source gives a fully allocated copy, even where
+                    // the filesystem cannot tell reserved blocks from holes.
+                    if let Err(e) = crate::sys::fallocate_keep_size(file, 0, src.physical) {
+                        log::debug!("cannot reserve the copy of '{}': {e}", src.name);
+                    }
+                }
+                if plan.format == VolFormat::Qcow2
+                    && matches!(
+                        plan.preallocation,
+                        Preallocation::Falloc | Preallocation::Full
+                    )
+                {
+                    // A preallocated copy stays preallocated whatever the filesystem could
+                    // tell about the source's reserved extents: its data clusters are
+                    // reserved (a no-op where the copy already holds them).
+                    let extents = qcow2::resize::data_cluster_extents(file).map_err(copying)?;
+                    for r in extents {
+                        if let Err(e) =
+                            crate::sys::fallocate_keep_size(file, r.start, r.end - r.start)
+                        {
+                            log::debug!("cannot reserve the copy of '{}': {e}", src.name);
+                            break;
+                        }
+                    }
+                }
                 file.sync_all()
                     .map_err(|e| copying(image::Error::Syncing(e)))?;
                 Ok(report)
@@ -1149,6 +1179,32 @@ impl Pool {
                 timestamp(st.st_ctime, st.st_ctime_nsec),
             ],
         })
+    }
+
+    /// Names of the volumes (regular files not starting with '.'), without reading them.
+    pub fn volume_names(&self) -> Result<Vec<String>, Error> {
+        let entries = self.dir.entries().map_err(|source| Error::ReadingPool {
+            path: self.dir.path().to_path_buf(),
+            source,
+        })?;
+        let mut names = Vec::with_capacity(entries.len());
+        for (name, kind) in entries {
+            if name.starts_with('.') {
+                continue;
+            }
+            let kind = match kind {
+                Some(k) => k,
+                None => match self.dir.stat(&name) {
+                    Ok(st) => dir::kind_of(&st),
+                    Err(_) => continue,
+                },
+            };
+            if kind == EntryKind::File {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
     }
 
     /// All volumes (regular files not starting with '.'), sorted like virsh sorts them
@@ -1510,7 +1566,24 @@ impl VolumeInfo {
                 .backing_format
                 .as_deref()
                 .and_then(|f| VolFormat::parse(f).ok());
-            Some((path.display().to_string(), format))
+            let attributes = std::fs::metadata(&path).ok().map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                crate::xml::FileAttributes {
+                    mode: m.mode() & 0o777,
+                    owner: m.uid(),
+                    group: m.gid(),
+                    times: [
+                        timestamp(m.atime(), m.atime_nsec()),
+                        timestamp(m.mtime(), m.mtime_nsec()),
+                        timestamp(m.ctime(), m.ctime_nsec()),
+                    ],
+                }
+            });
+            Some(crate::xml::BackingReport {
+                path: path.display().to_string(),
+                format,
+                attributes,
+            })
         });
         VolumeReport {
             name: self.name.clone(),

@@ -549,23 +549,26 @@ impl Dispatcher {
             STORAGE_POOL_NUM_OF_VOLUMES
             | STORAGE_POOL_LIST_VOLUMES
             | STORAGE_POOL_LIST_ALL_VOLUMES => {
+                // All arguments first: a short payload is a decode error, not a lookup.
                 let h = PoolHandle::decode(d).map_err(bad)?;
+                let (max, need, flags) = match proc_ {
+                    STORAGE_POOL_LIST_VOLUMES => (d.i32().map_err(bad)?, 1, 0),
+                    STORAGE_POOL_LIST_ALL_VOLUMES => {
+                        (0, d.i32().map_err(bad)?, d.u32().map_err(bad)?)
+                    }
+                    _ => (0, 0, 0),
+                };
+                check_flags(flags, 0, "virStoragePoolListAllVolumes")?;
                 let p = self.summary_by_handle(&h)?;
                 let pool = self.active_pool(&p.name)?;
-                let mut names: Vec<String> = pool
-                    .list()
-                    .map_err(|e| engine_error(&e))?
-                    .into_iter()
-                    .map(|v| v.name)
-                    .collect();
+                let mut names = pool.volume_names().map_err(|e| engine_error(&e))?;
                 names.extend(self.registry.building_names(&p.name));
                 match proc_ {
                     STORAGE_POOL_NUM_OF_VOLUMES => reply(|e| {
                         e.i32(i32::try_from(names.len()).unwrap_or(i32::MAX));
                     }),
                     STORAGE_POOL_LIST_VOLUMES => {
-                        let max = usize::try_from(d.i32().map_err(bad)?).unwrap_or(0);
-                        names.truncate(max);
+                        names.truncate(usize::try_from(max).unwrap_or(0));
                         reply(|e| {
                             e.count(names.len());
                             for n in &names {
@@ -574,9 +577,6 @@ impl Dispatcher {
                         })
                     }
                     _ => {
-                        let need = d.i32().map_err(bad)?;
-                        let flags = d.u32().map_err(bad)?;
-                        check_flags(flags, 0, "virStoragePoolListAllVolumes")?;
                         if names.len() > VOL_LIST_MAX {
                             return Err(RemoteError::storage(
                                 codes::INTERNAL_ERROR,

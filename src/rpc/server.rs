@@ -50,6 +50,8 @@ enum StreamPacket {
     Hole(u64),
     Finish,
     Abort,
+    /// A packet that does not decode; the stream fails with this reason.
+    Bad(&'static str),
 }
 
 /// An unsolicited message waiting for the connection's queue thread.
@@ -387,11 +389,11 @@ impl Server {
         let packet = match (h.mtype, h.status) {
             (msg_type::STREAM_HOLE, _) => {
                 let mut d = Decoder::new(&payload);
-                match d.i64() {
-                    Ok(len) if len >= 0 => StreamPacket::Hole(len as u64),
+                match d.i64().map(u64::try_from) {
+                    Ok(Ok(len)) => StreamPacket::Hole(len),
                     _ => {
                         log::warn!("connection {}: malformed hole packet", conn.id);
-                        StreamPacket::Abort
+                        StreamPacket::Bad("malformed hole packet")
                     }
                 }
             }
@@ -754,7 +756,18 @@ fn upload(conn: &Conn, h: &Header, mut writer: VolumeWriter, name: &str) {
                     failed = true;
                 }
             }
-            Ok(StreamPacket::Data(_) | StreamPacket::Hole(_)) => {}
+            Ok(StreamPacket::Bad(reason)) if !failed => {
+                let mut e = Encoder::default();
+                RemoteError::storage(
+                    super::proto::codes::INVALID_ARG,
+                    "invalid argument: %s",
+                    format!("cannot stream volume '{name}': {reason}"),
+                )
+                .encode(&mut e);
+                conn.stream_packet(h, msg_type::STREAM, status::ERROR, &e.into_bytes());
+                failed = true;
+            }
+            Ok(StreamPacket::Data(_) | StreamPacket::Hole(_) | StreamPacket::Bad(_)) => {}
             Ok(StreamPacket::Finish) => {
                 if !failed {
                     match writer.finish() {

@@ -17,7 +17,8 @@ pub mod volume;
 
 pub use pool::{PoolDef, PoolReport};
 pub use volume::{
-    BackingStoreDef, Compat, Features, Permissions, TargetDef, VolFormat, VolumeDef, VolumeReport,
+    BackingReport, BackingStoreDef, Compat, Features, FileAttributes, Permissions, TargetDef,
+    VolFormat, VolumeDef, VolumeReport,
 };
 
 use quick_xml::events::Event;

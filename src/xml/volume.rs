@@ -386,6 +386,47 @@ pub struct Qcow2Report {
     pub features: Features,
 }
 
+/// A file's mode, owner, group and times, as `<permissions>` and `<timestamps>` show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileAttributes {
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner uid.
+    pub owner: u32,
+    /// Group gid.
+    pub group: u32,
+    /// atime, mtime, ctime.
+    pub times: [Timestamp; 3],
+}
+
+/// The backing store of an overlay, for `vol-dumpxml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackingReport {
+    /// Absolute path.
+    pub path: String,
+    /// Format from the image's backing-format extension.
+    pub format: Option<VolFormat>,
+    /// The backing file's attributes, when it can be read.
+    pub attributes: Option<FileAttributes>,
+}
+
+/// Writes `<permissions>` and `<timestamps>` at the given indent, as libvirt formats them
+/// (btime unknown: 0).
+fn write_attributes(out: &mut String, indent: &str, a: &FileAttributes) {
+    let _ = writeln!(out, "{indent}<permissions>");
+    let _ = writeln!(out, "{indent}  <mode>0{:o}</mode>", a.mode);
+    let _ = writeln!(out, "{indent}  <owner>{}</owner>", a.owner);
+    let _ = writeln!(out, "{indent}  <group>{}</group>", a.group);
+    let _ = writeln!(out, "{indent}</permissions>");
+    let _ = writeln!(out, "{indent}<timestamps>");
+    let inner = format!("{indent}  ");
+    write_timestamp(out, &inner, "atime", a.times[0]);
+    write_timestamp(out, &inner, "mtime", a.times[1]);
+    write_timestamp(out, &inner, "ctime", a.times[2]);
+    write_timestamp(out, &inner, "btime", Timestamp::default());
+    let _ = writeln!(out, "{indent}</timestamps>");
+}
+
 /// A volume as it exists, for `vol-dumpxml` (libvirt's formatted `virStorageVolDef`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeReport {
@@ -411,12 +452,12 @@ pub struct VolumeReport {
     pub times: [Timestamp; 3],
     /// qcow2 details, when the volume is qcow2.
     pub qcow2: Option<Qcow2Report>,
-    /// Backing store (absolute path, format) of an overlay.
-    pub backing: Option<(String, Option<VolFormat>)>,
+    /// Backing store of an overlay.
+    pub backing: Option<BackingReport>,
 }
 
-fn write_timestamp(out: &mut String, name: &str, ts: Timestamp) {
-    let _ = write!(out, "      <{name}>{}", ts.sec);
+fn write_timestamp(out: &mut String, indent: &str, name: &str, ts: Timestamp) {
+    let _ = write!(out, "{indent}<{name}>{}", ts.sec);
     if ts.nsec != 0 {
         let _ = write!(out, ".{:09}", ts.nsec);
     }
@@ -443,17 +484,16 @@ impl VolumeReport {
         let _ = writeln!(out, "  <target>");
         let _ = writeln!(out, "    <path>{path}</path>");
         let _ = writeln!(out, "    <format type='{}'/>", self.format.as_str());
-        let _ = writeln!(out, "    <permissions>");
-        let _ = writeln!(out, "      <mode>0{:o}</mode>", self.mode);
-        let _ = writeln!(out, "      <owner>{}</owner>", self.owner);
-        let _ = writeln!(out, "      <group>{}</group>", self.group);
-        let _ = writeln!(out, "    </permissions>");
-        let _ = writeln!(out, "    <timestamps>");
-        write_timestamp(&mut out, "atime", self.times[0]);
-        write_timestamp(&mut out, "mtime", self.times[1]);
-        write_timestamp(&mut out, "ctime", self.times[2]);
-        write_timestamp(&mut out, "btime", Timestamp::default());
-        let _ = writeln!(out, "    </timestamps>");
+        write_attributes(
+            &mut out,
+            "    ",
+            &FileAttributes {
+                mode: self.mode,
+                owner: self.owner,
+                group: self.group,
+                times: self.times,
+            },
+        );
         if let Some(q) = &self.qcow2 {
             // libvirt leaves <compat> out for a version 2 image (its create default is 0.10);
             // qpool's default is 1.1, so 0.10 is printed too, or feeding this document back
@@ -480,11 +520,14 @@ impl VolumeReport {
             }
         }
         let _ = writeln!(out, "  </target>");
-        if let Some((backing_path, backing_format)) = &self.backing {
+        if let Some(b) = &self.backing {
             let _ = writeln!(out, "  <backingStore>");
-            let _ = writeln!(out, "    <path>{}</path>", escape(backing_path));
-            if let Some(f) = backing_format {
+            let _ = writeln!(out, "    <path>{}</path>", escape(&b.path));
+            if let Some(f) = b.format {
                 let _ = writeln!(out, "    <format type='{}'/>", f.as_str());
+            }
+            if let Some(a) = &b.attributes {
+                write_attributes(&mut out, "    ", a);
             }
             let _ = writeln!(out, "  </backingStore>");
         }

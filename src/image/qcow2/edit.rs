@@ -1,7 +1,7 @@
 //! In-place changes to an existing qcow2 image: new clusters at the end of the file, their
 //! refcounts, and a crash-safe order of writes.
 //!
-//! Owns: loading the refcount table and blocks, handing out clusters past everything in use
+//! Owns: loading the refcount table and blocks, handing out clusters first-fit as qemu does
 //! (with new refcount blocks, and a new, larger refcount table when the old one is full),
 //! freeing clusters, and [`Editor::commit`], which writes in this order, syncing between
 //! steps: new clusters and raised refcounts; the new refcount table; the header and
@@ -37,7 +37,9 @@ pub struct Editor<'f> {
     /// Clusters freed, applied after the header is written.
     to_free: Vec<u64>,
     /// First cluster past everything in use.
-    next_free: u64,
+    used_end: u64,
+    /// Where the next first-fit search starts (qemu's `free_cluster_index`).
+    free_hint: u64,
     /// New cluster contents to write before anything references them.
     new_data: Vec<(u64, Vec<u8>)>,
     /// Writes into clusters already in use, done together with the header.
@@ -100,7 +102,8 @@ impl<'f> Editor<'f> {
             raised: BTreeSet::new(),
             lowered: BTreeSet::new(),
             to_free: Vec::new(),
-            next_free: file_len.div_ceil(cs),
+            used_end: file_len.div_ceil(cs),
+            free_hint: 0,
             new_data: Vec::new(),
             in_place: Vec::new(),
         };
@@ -122,7 +125,7 @@ impl<'f> Editor<'f> {
                 .rev()
                 .find(|&i| spec::get_refcount(&block, usize::try_from(i).unwrap_or(0), order) != 0)
             {
-                editor.next_free = editor.next_free.max(range * editor.rb_entries + last + 1);
+                editor.used_end = editor.used_end.max(range * editor.rb_entries + last + 1);
             }
             editor.blocks.insert(range, block);
         }
@@ -141,7 +144,7 @@ impl<'f> Editor<'f> {
 
     /// First cluster past everything in use.
     pub fn end_cluster(&self) -> u64 {
-        self.next_free
+        self.used_end
     }
 
     /// Refcount of a cluster.
@@ -160,8 +163,9 @@ impl<'f> Editor<'f> {
         }
         if !self.blocks.contains_key(&range) {
             // A new refcount block at the end; it may describe itself or need its own.
-            let block_cluster = self.next_free;
-            self.next_free += 1;
+            let block_cluster = self.find_free(1);
+            self.free_hint = block_cluster + 1;
+            self.used_end = self.used_end.max(block_cluster + 1);
             self.blocks
                 .insert(range, vec![0u8; usize::try_from(self.cs).unwrap_or(0)]);
             let index = usize::try_from(range).unwrap_or(usize::MAX);
@@ -184,10 +188,26 @@ impl<'f> Editor<'f> {
         }
     }
 
-    /// Allocates `n` clusters past everything in use, with refcount 1. Returns the first.
+    /// The first run of `n` clusters with refcount 0 at or after the search hint.
+    fn find_free(&self, n: u64) -> u64 {
+        let mut start = self.free_hint;
+        let mut c = start;
+        while c < start + n && c < self.used_end {
+            if self.refcount(c) != 0 {
+                start = c + 1;
+            }
+            c += 1;
+        }
+        start
+    }
+
+    /// Allocates `n` clusters with refcount 1 at the first free run, as qemu's allocator
+    /// does (clusters freed in this same change stay in use until the commit). Returns the
+    /// first cluster.
     pub fn alloc(&mut self, n: u64) -> u64 {
-        let start = self.next_free;
-        self.next_free += n;
+        let start = self.find_free(n);
+        self.free_hint = start + n;
+        self.used_end = self.used_end.max(start + n);
         for c in start..start + n {
             self.set_refcount(c, 1);
         }
@@ -238,8 +258,7 @@ impl<'f> Editor<'f> {
         // Room for what exists, the table itself and its refcount blocks, with slack.
         let mut clusters = (self.rt.len() as u64 * 3 / 2).div_ceil(per_cluster);
         loop {
-            let start = self.next_free;
-            let end = start + clusters;
+            let end = self.used_end + clusters;
             let ranges = end.div_ceil(self.rb_entries) + 1;
             if ranges <= clusters * per_cluster {
                 break;

@@ -1,7 +1,6 @@
 //! Growing and shrinking a qcow2 image in place, natively.
 //!
-//! Owns: the new L1 size (moving the L1 table when it no longer fits its clusters, as qemu
-//! does), L2 tables and data clusters for the new area when it is preallocated, zeroing what
+//! Owns: the new L1 size (a larger L1 table moves to the end of the file, as qemu moves it), L2 tables and data clusters for the new area when it is preallocated, zeroing what
 //! a backing file would otherwise show through, and the rule that a shrink never drops
 //! allocated clusters. Every check happens before the first write, so a refused resize
 //! leaves the file byte-identical.
@@ -97,6 +96,31 @@ pub fn detect_preallocation(file: &File) -> Result<Preallocation, Error> {
     } else {
         Preallocation::Metadata
     })
+}
+
+/// Host byte ranges of every data cluster the image maps (merged), from its L1/L2 tables.
+pub fn data_cluster_extents(file: &File) -> Result<Vec<std::ops::Range<u64>>, Error> {
+    let ed = Editor::open(file)?;
+    let g = geometry(&ed);
+    let mut out: Vec<std::ops::Range<u64>> = Vec::new();
+    for l1_entry in ed.l1_table()? {
+        let table = l1_entry & spec::L1E_OFFSET_MASK;
+        if table == 0 {
+            continue;
+        }
+        let entries = words(&ed.read(table, g.cs)?);
+        for entry in entries.iter().step_by(g.step) {
+            let host = entry & spec::L2E_OFFSET_MASK;
+            if entry & OFLAG_COMPRESSED != 0 || host == 0 {
+                continue;
+            }
+            match out.last_mut() {
+                Some(prev) if prev.end == host => prev.end = host + g.cs,
+                _ => out.push(host..host + g.cs),
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Grows the image to `new_size` bytes (rounded up to 512). The new area gets `prealloc`,
@@ -227,10 +251,11 @@ pub fn grow(
         guest += count;
     }
 
-    // The L1 table: in place when the new entries fit its clusters, else moved.
+    // The L1 table: like qemu (qcow2_grow_l1_table), a larger table always moves to new
+    // clusters at the end and exactly its entries are written; the old clusters are freed.
     let old_l1_clusters = (old_l1_size * spec::ENTRY_SIZE).div_ceil(cs);
     let l1_bytes = to_bytes(&l1);
-    if l1.len() as u64 * spec::ENTRY_SIZE > old_l1_clusters * cs {
+    if l1.len() as u64 > old_l1_size {
         let clusters = (l1.len() as u64 * spec::ENTRY_SIZE).div_ceil(cs);
         let start = ed.alloc(clusters);
         if old_l1_size > 0 {
@@ -260,7 +285,13 @@ pub fn grow(
     // New data clusters read as zeros: holes past the old end of the file, reserved or
     // written as the mode asks, before anything references them.
     let mut report = WriteReport::default();
-    let end = ed.end_cluster() * cs;
+    // The file must reach the last new data cluster (metadata mode leaves them as holes);
+    // metadata written past the end extends it by itself, exactly as far as qemu's does.
+    let end = data_runs
+        .iter()
+        .map(|&(host, count)| (host + count) * cs)
+        .max()
+        .unwrap_or(0);
     if file.file_length().map_err(Error::ReadingImage)? < end {
         file.set_len(end)
             .map_err(|source| Error::SettingLength { len: end, source })?;
