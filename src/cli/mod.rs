@@ -447,7 +447,7 @@ pub fn run(args: &Args) -> Result<String, Error> {
             let flags = CreateFlags {
                 prealloc_metadata: *prealloc_metadata,
             };
-            let (info, _, _) = pool.create_volume(&def, flags)?;
+            let (info, _, _) = pool.create_volume(&def, flags, None)?;
             format!("Vol {} created from {}\n", info.name, file.display())
         }
         Command::VolCreateAs {
@@ -485,7 +485,7 @@ pub fn run(args: &Args) -> Result<String, Error> {
             let flags = CreateFlags {
                 prealloc_metadata: *prealloc_metadata,
             };
-            let (info, _, _) = pool.create_volume(&def, flags)?;
+            let (info, _, _) = pool.create_volume(&def, flags, None)?;
             format!("Vol {} created\n", info.name)
         }
         Command::VolClone {
@@ -512,7 +512,7 @@ pub fn run(args: &Args) -> Result<String, Error> {
             let flags = CreateFlags {
                 prealloc_metadata: *prealloc_metadata,
             };
-            let (info, _, _) = pool.create_volume_from(&def, source, flags, *reflink)?;
+            let (info, _, _) = pool.create_volume_from(&def, source, flags, *reflink, None)?;
             format!("Vol {} created from input vol {source}\n", info.name)
         }
         Command::VolList { details } => output::vol_list(&pool.list()?, *details),

@@ -709,20 +709,12 @@ impl Pool {
 
     /// Creates a volume: plans it, builds it under a hidden locked name, and publishes it
     /// with a no-replace rename. On any failure nothing is left under the volume's name.
+    /// `observer`, if any, is told where the volume is being built.
     pub fn create_volume(
         &self,
         def: &VolumeDef,
         flags: CreateFlags,
-    ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
-        self.create_volume_observed(def, flags, &|_| {})
-    }
-
-    /// [`Pool::create_volume`], telling `observer` where the volume is being built.
-    pub fn create_volume_observed(
-        &self,
-        def: &VolumeDef,
-        flags: CreateFlags,
-        observer: BuildObserver<'_>,
+        observer: Option<BuildObserver<'_>>,
     ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
         let plan = self.plan(def, flags)?;
         let (info, report) = self.publish(&plan, observer, |file| {
@@ -740,7 +732,7 @@ impl Pool {
     fn publish(
         &self,
         plan: &Plan,
-        observer: BuildObserver<'_>,
+        observer: Option<BuildObserver<'_>>,
         fill: impl FnOnce(&File) -> Result<WriteReport, Error>,
     ) -> Result<(VolumeInfo, WriteReport), Error> {
         let (_, _, available) = self.dir.fs_sizes().map_err(|source| Error::ReadingPool {
@@ -761,7 +753,9 @@ impl Pool {
             source,
         };
         let temp = self.dir.create_temp().map_err(creating)?;
-        observer(Some(&self.dir.entry_path(temp.name())));
+        if let Some(observe) = observer {
+            observe(Some(&self.dir.entry_path(temp.name())));
+        }
         let result = self
             .set_attributes(plan, &temp)
             .and_then(|()| fill(&temp.file))
@@ -773,7 +767,9 @@ impl Pool {
                 }),
                 Err(e) => Err(creating(e)),
             });
-        observer(None);
+        if let Some(observe) = observer {
+            observe(None);
+        }
         let report = match result {
             Ok(report) => report,
             Err(cause) => {
@@ -871,9 +867,10 @@ impl Pool {
         def
     }
 
-    /// `vol-clone`: a copy of `source` named `new_name`. Without `prealloc_metadata` it is
-    /// an exact copy (same format, options and preallocation; holes kept, or shared blocks
-    /// with `reflink`); with it, the new volume gets libvirt's metadata/falloc rule.
+    /// `vol-clone`: a copy of `source` named `new_name`, made from the definition
+    /// [`Pool::clone_definition`] gives. Without `prealloc_metadata` it is an exact copy
+    /// (same format, options and preallocation; holes kept, or shared blocks with
+    /// `reflink`); with it, the new volume gets libvirt's metadata/falloc rule.
     pub fn clone_volume(
         &self,
         source: &str,
@@ -881,55 +878,24 @@ impl Pool {
         flags: CreateFlags,
         reflink: bool,
     ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
-        self.clone_volume_observed(source, new_name, flags, reflink, &|_| {})
-    }
-
-    /// [`Pool::clone_volume`], telling `observer` where the copy is being built.
-    pub fn clone_volume_observed(
-        &self,
-        source: &str,
-        new_name: &str,
-        flags: CreateFlags,
-        reflink: bool,
-        observer: BuildObserver<'_>,
-    ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
-        let src = self.volume(source)?;
-        let def = self.clone_definition(&src, new_name);
-        self.create_from(
-            &def,
-            &src,
-            flags,
-            reflink,
-            !flags.prealloc_metadata,
-            observer,
-        )
+        let def = self.clone_definition(&self.volume(source)?, new_name);
+        self.create_volume_from(&def, source, flags, reflink, None)
     }
 
     /// `vol-create-from`: a new volume described by `def` holding the data of `source`.
     /// The new XML is honoured (format, capacity — raised to the source's if smaller, as
-    /// libvirt does —, permissions, and preallocation by the policy).
+    /// libvirt does —, permissions, and preallocation by the policy). A `vol-dumpxml` of the
+    /// source with a new name (what virsh vol-clone sends) asks for an exact copy.
+    /// `observer`, if any, is told where the volume is being built.
     pub fn create_volume_from(
         &self,
         def: &VolumeDef,
         source: &str,
         flags: CreateFlags,
         reflink: bool,
-    ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
-        self.create_volume_from_observed(def, source, flags, reflink, &|_| {})
-    }
-
-    /// [`Pool::create_volume_from`], telling `observer` where the volume is being built.
-    pub fn create_volume_from_observed(
-        &self,
-        def: &VolumeDef,
-        source: &str,
-        flags: CreateFlags,
-        reflink: bool,
-        observer: BuildObserver<'_>,
+        observer: Option<BuildObserver<'_>>,
     ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
         let src = self.volume(source)?;
-        // A vol-dumpxml of the source with a new name (what virsh vol-clone sends) asks
-        // for a copy of it.
         let exact = def.from_report && !flags.prealloc_metadata;
         self.create_from(def, &src, flags, reflink, exact, observer)
     }
@@ -941,7 +907,7 @@ impl Pool {
         flags: CreateFlags,
         reflink: bool,
         exact: bool,
-        observer: BuildObserver<'_>,
+        observer: Option<BuildObserver<'_>>,
     ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
         let mut def = def.clone();
         let capacity = def.capacity.unwrap_or(0).max(src.capacity);

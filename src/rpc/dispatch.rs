@@ -697,7 +697,7 @@ impl Dispatcher {
                     None => registry.unmark_building(&pool_name, &name),
                 };
                 let result = match &source {
-                    None => pool.create_volume_observed(&def, create_flags, &observer),
+                    None => pool.create_volume(&def, create_flags, Some(&observer)),
                     Some(src) => {
                         let src_pool = if src.pool == p.name {
                             Arc::clone(&pool)
@@ -718,12 +718,12 @@ impl Dispatcher {
                                 "copying a volume between pools is not supported by qpool yet",
                             ));
                         }
-                        pool.create_volume_from_observed(
+                        pool.create_volume_from(
                             &def,
                             &src.name,
                             create_flags,
                             flags & 2 != 0,
-                            &observer,
+                            Some(&observer),
                         )
                     }
                 };
