@@ -69,12 +69,14 @@ struct Fiemap {
 
 const FIEMAP_FLAG_SYNC: u32 = 0x1;
 const FIEMAP_EXTENT_LAST: u32 = 0x1;
+const FIEMAP_EXTENT_UNWRITTEN: u32 = 0x800;
 
-/// The byte ranges of `file` that have blocks allocated (written or unwritten), merged, from
-/// FS_IOC_FIEMAP. `Ok(None)` where the filesystem cannot tell (then SEEK_DATA is the best
-/// one can do).
-pub fn allocated_extents(file: &File, len: u64) -> io::Result<Option<Vec<(u64, u64)>>> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
+/// The byte ranges of `file` that have blocks allocated, as `(start, end, unwritten)`:
+/// `unwritten` for blocks reserved but never written (they read as zeros). Adjacent ranges of
+/// the same kind are merged. From FS_IOC_FIEMAP after a sync of the file; `Ok(None)` where
+/// the filesystem cannot tell (then SEEK_DATA is the best one can do).
+pub fn allocated_extents(file: &File, len: u64) -> io::Result<Option<Vec<(u64, u64, bool)>>> {
+    let mut out: Vec<(u64, u64, bool)> = Vec::new();
     let mut start = 0u64;
     loop {
         let mut map = Fiemap {
@@ -101,10 +103,13 @@ pub fn allocated_extents(file: &File, len: u64) -> io::Result<Option<Vec<(u64, u
         for e in &map.fm_extents[..n] {
             let begin = e.fe_logical.min(len);
             let end = e.fe_logical.saturating_add(e.fe_length).min(len);
+            let unwritten = e.fe_flags & FIEMAP_EXTENT_UNWRITTEN != 0;
             if begin < end {
                 match out.last_mut() {
-                    Some(prev) if prev.1 >= begin => prev.1 = prev.1.max(end),
-                    _ => out.push((begin, end)),
+                    Some(prev) if prev.1 >= begin && prev.2 == unwritten => {
+                        prev.1 = prev.1.max(end);
+                    }
+                    _ => out.push((begin, end, unwritten)),
                 }
             }
             start = e.fe_logical.saturating_add(e.fe_length);
@@ -146,8 +151,57 @@ pub fn copy_range(src: &File, dst: &File, offset: u64, len: u64) -> io::Result<(
 }
 
 /// Copies `len` bytes from `src` at `src_offset` to `dst` at `dst_offset`, in the kernel
-/// where it can (`copy_file_range`), else through a buffer.
+/// where it can (`copy_file_range`), else through a buffer. The copy goes in 32 MiB pieces
+/// and a second thread starts the writeback of each finished piece, so the disk writes while
+/// the next piece is copied and the final sync has little left to do.
 pub fn copy_between(
+    src: &File,
+    src_offset: u64,
+    dst: &File,
+    dst_offset: u64,
+    len: u64,
+) -> io::Result<()> {
+    const PIECE: u64 = 32 << 20;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, u64)>();
+        let flusher = scope.spawn(move || {
+            for (offset, n) in rx {
+                // Only a hint: a failure here shows up in the caller's sync.
+                let _ = start_writeback(dst, offset, n);
+            }
+        });
+        let mut done = 0u64;
+        let result = (|| {
+            while done < len {
+                let piece = (len - done).min(PIECE);
+                copy_piece(src, src_offset + done, dst, dst_offset + done, piece)?;
+                let _ = tx.send((dst_offset + done, piece));
+                done += piece;
+            }
+            Ok(())
+        })();
+        drop(tx);
+        let _ = flusher.join();
+        result
+    })
+}
+
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: starts writing back a range without waiting.
+fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (offset, len) = (to_off(offset)?, to_off(len)?);
+    // SAFETY: the descriptor belongs to `file`, which outlives the call; sync_file_range
+    // takes plain integers and touches no memory of ours.
+    let r = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn copy_piece(
     src: &File,
     src_offset: u64,
     dst: &File,
@@ -158,9 +212,7 @@ pub fn copy_between(
     while done < len {
         let mut off_in = to_off(src_offset + done)?;
         let mut off_out = to_off(dst_offset + done)?;
-        let chunk = usize::try_from(len - done)
-            .unwrap_or(usize::MAX)
-            .min(1 << 30);
+        let chunk = usize::try_from(len - done).unwrap_or(usize::MAX);
         match nix::fcntl::copy_file_range(
             src.as_fd(),
             Some(&mut off_in),

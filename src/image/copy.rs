@@ -21,9 +21,9 @@ fn writing(offset: u64) -> impl Fn(std::io::Error) -> Error {
     move |source| Error::WritingMetadata { offset, source }
 }
 
-/// Copies all of `src` into the empty `dst`, keeping holes: every allocated extent of the
-/// source (written or merely reserved, from FIEMAP) is reserved in the copy, then the data
-/// is copied in the kernel. Where FIEMAP is unavailable, SEEK_DATA decides (and may call
+/// Copies all of `src` into the empty `dst`, keeping holes: written extents of the source
+/// are copied in the kernel, reserved-but-unwritten ones (FIEMAP) are reserved in the copy
+/// without reading them. Where FIEMAP is unavailable, SEEK_DATA decides (and may call
 /// reserved, never written blocks holes: callers that know the source was preallocated
 /// reserve the copy themselves).
 pub fn copy_sparse(src: &File, dst: &File) -> Result<(), Error> {
@@ -37,18 +37,26 @@ pub fn copy_sparse(src: &File, dst: &File) -> Result<(), Error> {
                 let (is_data, until) =
                     crate::sys::extent_at(src, at, len).map_err(Error::ReadingImage)?;
                 if is_data {
-                    found.push((at, until));
+                    found.push((at, until, false));
                 }
                 at = until.max(at + 1);
             }
             found
         }
     };
-    for (start, end) in extents {
-        // Reserved first: parts the kernel copies as holes (unwritten extents of the
-        // source) stay allocated, as in the source.
-        let _ = crate::sys::fallocate_keep_size(dst, start, end - start);
-        crate::sys::copy_range(src, dst, start, end - start).map_err(writing(start))?;
+    for (start, end, unwritten) in extents {
+        if unwritten {
+            // Reserved, never written: reserve it in the copy too, nothing to read.
+            crate::sys::fallocate_keep_size(dst, start, end - start).map_err(|source| {
+                Error::Allocating {
+                    offset: start,
+                    len: end - start,
+                    source,
+                }
+            })?;
+        } else {
+            crate::sys::copy_range(src, dst, start, end - start).map_err(writing(start))?;
+        }
     }
     dst.set_len(len)
         .map_err(|source| Error::SettingLength { len, source })
