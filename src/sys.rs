@@ -359,45 +359,35 @@ pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
     nix::sys::stat::fstat(fd).map_err(to_io)
 }
 
-/// Opens `name` in `dir` for reading, never following a symlink and never blocking on a
-/// FIFO or device.
-pub fn open_read_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
+/// `openat(dir, name, flags | O_NOFOLLOW | O_CLOEXEC, mode)`: never follows a symlink.
+fn open_at(dir: BorrowedFd<'_>, name: &OsStr, flags: OFlag, mode: Mode) -> io::Result<File> {
     let fd = nix::fcntl::openat(
         dir,
         name,
-        OFlag::O_RDONLY
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC
-            | OFlag::O_NONBLOCK
-            | OFlag::O_NOCTTY,
-        Mode::empty(),
+        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        mode,
     )
     .map_err(to_io)?;
     Ok(File::from(fd))
+}
+
+/// Opens `name` in `dir` for reading, never following a symlink and never blocking on a
+/// FIFO or device.
+pub fn open_read_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    open_at(dir, name, flags, Mode::empty())
 }
 
 /// Opens `name` in `dir` read-write, never following a symlink (for locking leftovers).
 pub fn open_rw_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
-    let fd = nix::fcntl::openat(
-        dir,
-        name,
-        OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
-        Mode::empty(),
-    )
-    .map_err(to_io)?;
-    Ok(File::from(fd))
+    let flags = OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    open_at(dir, name, flags, Mode::empty())
 }
 
 /// Creates `name` in `dir`, which must not exist (`O_CREAT | O_EXCL | O_NOFOLLOW`), mode 0600.
 pub fn create_new_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
-    let fd = nix::fcntl::openat(
-        dir,
-        name,
-        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o600),
-    )
-    .map_err(to_io)?;
-    Ok(File::from(fd))
+    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL;
+    open_at(dir, name, flags, Mode::from_bits_truncate(0o600))
 }
 
 /// `unlinkat(dir, name, 0)`.
