@@ -121,6 +121,17 @@ impl PoolEntry {
     pub fn active(&self) -> bool {
         self.pool.is_some()
     }
+
+    fn summary(&self) -> PoolSummary {
+        PoolSummary {
+            name: self.def.name.clone(),
+            uuid: self.uuid,
+            active: self.active(),
+            persistent: self.persistent,
+            autostart: self.autostart,
+            target: self.def.target_path.clone(),
+        }
+    }
 }
 
 /// A snapshot of one pool for listing.
@@ -170,6 +181,16 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Reg
     move |source| RegistryError::Io { what, path, source }
 }
 
+/// Creates a pool's target directory and its parents (mode from the definition, else
+/// 0711); an existing directory is left as it is.
+pub fn create_target(def: &PoolDef) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(def.permissions.mode.unwrap_or(0o711))
+        .create(&def.target_path)
+}
+
 impl Registry {
     /// Loads the definitions in `dir` (created if missing). When there are none, a
     /// `default` pool on `default_target` is defined, marked autostart. Autostart pools are
@@ -193,10 +214,7 @@ impl Registry {
             match PoolDef::parse(&text) {
                 Ok(def) => {
                     let uuid = def.uuid.unwrap_or_else(Uuid::new_v4);
-                    let autostart = dir
-                        .join("autostart")
-                        .join(format!("{}.xml", def.name))
-                        .exists();
+                    let autostart = registry.autostart_path(&def.name).exists();
                     registry.lock().insert(
                         def.name.clone(),
                         PoolEntry {
@@ -285,41 +303,33 @@ impl Registry {
 
     /// Every pool, sorted by name.
     pub fn list(&self) -> Vec<PoolSummary> {
-        self.lock()
-            .values()
-            .map(|e| PoolSummary {
-                name: e.def.name.clone(),
-                uuid: e.uuid,
-                active: e.active(),
-                persistent: e.persistent,
-                autostart: e.autostart,
-                target: e.def.target_path.clone(),
-            })
-            .collect()
+        self.lock().values().map(PoolEntry::summary).collect()
     }
 
     /// A pool by name.
     pub fn by_name(&self, name: &str) -> Result<PoolSummary, RegistryError> {
-        self.list()
-            .into_iter()
-            .find(|p| p.name == name)
+        self.lock()
+            .get(name)
+            .map(PoolEntry::summary)
             .ok_or_else(|| Self::no_pool("name", name))
     }
 
     /// A pool by UUID.
     pub fn by_uuid(&self, uuid: &Uuid) -> Result<PoolSummary, RegistryError> {
-        self.list()
-            .into_iter()
-            .find(|p| &p.uuid == uuid)
+        self.lock()
+            .values()
+            .find(|e| &e.uuid == uuid)
+            .map(PoolEntry::summary)
             .ok_or_else(|| Self::no_pool("uuid", &uuid.hyphenated().to_string()))
     }
 
     /// A pool by its target directory.
     pub fn by_target(&self, path: &str) -> Result<PoolSummary, RegistryError> {
         let wanted = Path::new(path);
-        self.list()
-            .into_iter()
-            .find(|p| Path::new(&p.target) == wanted)
+        self.lock()
+            .values()
+            .find(|e| Path::new(&e.def.target_path) == wanted)
+            .map(PoolEntry::summary)
             .ok_or_else(|| Self::no_pool("target path", path))
     }
 
@@ -359,15 +369,6 @@ impl Registry {
                         def.name
                     )));
                 }
-                if let Some(other) = pools.values().find(|e| {
-                    e.def.name != def.name
-                        && Path::new(&e.def.target_path) == Path::new(&def.target_path)
-                }) {
-                    return Err(RegistryError::Conflict(format!(
-                        "Storage source conflict with pool: '{}'",
-                        other.def.name
-                    )));
-                }
                 existing.uuid
             }
             None => {
@@ -379,18 +380,18 @@ impl Registry {
                         uuid.hyphenated()
                     )));
                 }
-                if let Some(other) = pools
-                    .values()
-                    .find(|e| Path::new(&e.def.target_path) == Path::new(&def.target_path))
-                {
-                    return Err(RegistryError::Conflict(format!(
-                        "Storage source conflict with pool: '{}'",
-                        other.def.name
-                    )));
-                }
                 uuid
             }
         };
+        // A redefinition may keep its own target; no other pool may share it.
+        if let Some(other) = pools.values().find(|e| {
+            e.def.name != def.name && Path::new(&e.def.target_path) == Path::new(&def.target_path)
+        }) {
+            return Err(RegistryError::Conflict(format!(
+                "Storage source conflict with pool: '{}'",
+                other.def.name
+            )));
+        }
         if persistent {
             let path = self.definition_path(&def.name);
             let text = def.to_xml(&uuid);
@@ -480,12 +481,7 @@ impl Registry {
         let (def, uuid) = self.definition(name)?;
         let path = PathBuf::from(&def.target_path);
         if !path.is_dir() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(def.permissions.mode.unwrap_or(0o711))
-                .create(&path)
-                .map_err(io_err("cannot create directory", &path))?;
+            create_target(&def).map_err(io_err("cannot create directory", &path))?;
         }
         self.lifecycle(name, uuid, Lifecycle::Created);
         Ok(())
@@ -576,7 +572,7 @@ impl Registry {
                 std::os::unix::fs::symlink(format!("../{name}.xml"), &link)
                     .map_err(io_err("cannot create", &link))?;
             }
-        } else if link.exists() || link.symlink_metadata().is_ok() {
+        } else if link.symlink_metadata().is_ok() {
             std::fs::remove_file(&link).map_err(io_err("cannot remove", &link))?;
         }
         entry.autostart = autostart;

@@ -105,14 +105,11 @@ fn no_vol(what: &str, value: &str) -> RemoteError {
 /// libvirt's error for a registry failure.
 fn registry_error(e: &RegistryError) -> RemoteError {
     match e {
-        RegistryError::NoPool { what, value } => {
-            let detail = if *what == "uuid" {
-                format!("no storage pool with matching uuid '{value}'")
-            } else {
-                format!("no storage pool with matching {what} '{value}'")
-            };
-            RemoteError::storage(codes::NO_STORAGE_POOL, "Storage pool not found: %s", detail)
-        }
+        RegistryError::NoPool { what, value } => RemoteError::storage(
+            codes::NO_STORAGE_POOL,
+            "Storage pool not found: %s",
+            format!("no storage pool with matching {what} '{value}'"),
+        ),
         RegistryError::InvalidState(m) => RemoteError::storage(
             codes::OPERATION_INVALID,
             "Requested operation is not valid: %s",
@@ -154,16 +151,12 @@ pub fn engine_error(e: &pool::Error) -> RemoteError {
         ),
         pool::Error::NoVolume { name, .. } => no_vol("name", name),
         // The reason alone, as libvirt words it (§3.3).
-        pool::Error::InvalidResize { reason, .. } => {
-            RemoteError::storage(codes::INVALID_ARG, "invalid argument: %s", reason.clone())
-        }
+        pool::Error::InvalidResize { reason, .. } => RemoteError::invalid_arg(reason.clone()),
         _ => match e.kind() {
             ErrorKind::InvalidXml => {
                 RemoteError::storage(codes::XML_ERROR, "XML error: %s", message)
             }
-            ErrorKind::InvalidArg => {
-                RemoteError::storage(codes::INVALID_ARG, "invalid argument: %s", message)
-            }
+            ErrorKind::InvalidArg => RemoteError::invalid_arg(message),
             ErrorKind::NoVolume => RemoteError::storage(
                 codes::NO_STORAGE_VOL,
                 "Storage volume not found: %s",
@@ -191,6 +184,15 @@ pub fn engine_error(e: &pool::Error) -> RemoteError {
             }
         },
     }
+}
+
+/// The refusal of an operation on a volume that is still being built.
+fn still_allocating(name: &str) -> RemoteError {
+    RemoteError::storage(
+        codes::OPERATION_INVALID,
+        "Requested operation is not valid: %s",
+        format!("volume '{name}' is still being allocated."),
+    )
 }
 
 /// A volume as the daemon sees it: published, or still being built.
@@ -256,11 +258,7 @@ impl Dispatcher {
     fn ready(&self, pool_name: &str, name: &str) -> Result<(Arc<Pool>, VolumeInfo), RemoteError> {
         match self.lookup(pool_name, name)? {
             (pool, Vol::Ready(info)) => Ok((pool, *info)),
-            (_, Vol::Building(_)) => Err(RemoteError::storage(
-                codes::OPERATION_INVALID,
-                "Requested operation is not valid: %s",
-                format!("volume '{name}' is still being allocated."),
-            )),
+            (_, Vol::Building(_)) => Err(still_allocating(name)),
         }
     }
 
@@ -268,12 +266,12 @@ impl Dispatcher {
     fn lookup_by_path(&self, path: &str, what: &str) -> Result<VolHandle, RemoteError> {
         let p = Path::new(path);
         if let (Some(dir), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str())) {
+            let canonical = std::fs::canonicalize(dir).ok();
             for summary in self.registry.list().into_iter().filter(|s| s.active) {
                 let Ok(pool) = self.registry.open_pool(&summary.name) else {
                     continue;
                 };
-                let same_dir = pool.path() == dir
-                    || std::fs::canonicalize(dir).is_ok_and(|d| d == pool.path());
+                let same_dir = pool.path() == dir || canonical.as_deref() == Some(pool.path());
                 if same_dir && self.lookup(&summary.name, name).is_ok() {
                     return Ok(Self::vol_handle(
                         &summary.name,
@@ -396,8 +394,7 @@ impl Dispatcher {
                 reply(|e| pool_handle(&p).encode(e))
             }
             STORAGE_POOL_LOOKUP_BY_UUID => {
-                let mut raw = [0u8; 16];
-                raw.copy_from_slice(d.fixed(16).map_err(bad)?);
+                let raw = d.uuid().map_err(bad)?;
                 let p = self
                     .registry
                     .by_uuid(&uuid::Uuid::from_bytes(raw))
@@ -705,11 +702,7 @@ impl Dispatcher {
                             self.active_pool(&src.pool)?
                         };
                         if self.registry.building(&src.pool, &src.name).is_some() {
-                            return Err(RemoteError::storage(
-                                codes::OPERATION_INVALID,
-                                "Requested operation is not valid: %s",
-                                format!("volume '{}' is still being allocated.", src.name),
-                            ));
+                            return Err(still_allocating(&src.name));
                         }
                         if !Arc::ptr_eq(&src_pool, &pool) {
                             return Err(RemoteError::storage(
@@ -765,9 +758,7 @@ impl Dispatcher {
                         .get(n as usize)
                         .copied()
                         .unwrap_or("unknown");
-                        return Err(RemoteError::storage(
-                            codes::INVALID_ARG,
-                            "invalid argument: %s",
+                        return Err(RemoteError::invalid_arg(
                             WipeAlgorithm::parse(name).err().unwrap_or_default(),
                         ));
                     }
@@ -860,20 +851,15 @@ fn pool_matches(p: &PoolSummary, flags: u32) -> bool {
 }
 
 fn build_dir(def: &crate::xml::PoolDef) -> Result<(), RemoteError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(def.permissions.mode.unwrap_or(0o711))
-        .create(&def.target_path)
-        .map_err(|e| {
-            let mut err = RemoteError::storage(
-                codes::SYSTEM_ERROR,
-                "%s",
-                format!("cannot create directory '{}': {e}", def.target_path),
-            );
-            err.int1 = e.raw_os_error().unwrap_or(-1);
-            err
-        })
+    crate::pool::registry::create_target(def).map_err(|e| {
+        let mut err = RemoteError::storage(
+            codes::SYSTEM_ERROR,
+            "%s",
+            format!("cannot create directory '{}': {e}", def.target_path),
+        );
+        err.int1 = e.raw_os_error().unwrap_or(-1);
+        err
+    })
 }
 
 /// VIR_STORAGE_VOL_CREATE_VALIDATE: the document may only contain what libvirt's

@@ -183,14 +183,24 @@ impl RemoteError {
         )
     }
 
-    /// A call before CONNECT_OPEN.
-    pub fn not_open() -> RemoteError {
+    /// libvirt's "internal error" of the RPC layer.
+    pub fn internal(detail: impl Into<String>) -> RemoteError {
         Self::new(
             codes::INTERNAL_ERROR,
             domains::RPC,
             "internal error: %s",
-            "hypervisor connection not open",
+            detail,
         )
+    }
+
+    /// A call before CONNECT_OPEN.
+    pub fn not_open() -> RemoteError {
+        Self::internal("hypervisor connection not open")
+    }
+
+    /// A storage-domain "invalid argument".
+    pub fn invalid_arg(detail: impl Into<String>) -> RemoteError {
+        Self::storage(codes::INVALID_ARG, "invalid argument: %s", detail)
     }
 
     /// A mutating call on a read-only connection.
@@ -252,10 +262,10 @@ pub struct PoolHandle {
 impl PoolHandle {
     /// Decodes a handle.
     pub fn decode(d: &mut Decoder<'_>) -> Result<PoolHandle, XdrError> {
-        let name = d.string()?;
-        let mut uuid = [0u8; 16];
-        uuid.copy_from_slice(d.fixed(16)?);
-        Ok(PoolHandle { name, uuid })
+        Ok(PoolHandle {
+            name: d.string()?,
+            uuid: d.uuid()?,
+        })
     }
 
     /// Encodes a handle.
@@ -294,12 +304,7 @@ impl VolHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn words(hex: &str) -> Vec<u8> {
-        hex.split_whitespace()
-            .flat_map(|w| u32::from_str_radix(w, 16).unwrap().to_be_bytes())
-            .collect()
-    }
+    use crate::rpc::words;
 
     #[test]
     fn unknown_procedure_error_matches_libvirtds_bytes() {

@@ -69,7 +69,6 @@ struct Conn {
     queue: Mutex<Option<Sender<Queued>>>,
     queued: Arc<AtomicUsize>,
     readonly_socket: bool,
-    authenticated: AtomicBool,
     opened: AtomicBool,
     readonly: AtomicBool,
     keepalive: AtomicBool,
@@ -148,6 +147,13 @@ impl Conn {
         let mut e = Encoder::default();
         err.encode(&mut e);
         self.send(&call.reply(status::ERROR), &e.into_bytes());
+    }
+
+    /// Ends a stream with an error.
+    fn stream_error(&self, call: &Header, err: &RemoteError) {
+        let mut e = Encoder::default();
+        err.encode(&mut e);
+        self.stream_packet(call, msg_type::STREAM, status::ERROR, &e.into_bytes());
     }
 
     fn stream_packet(&self, call: &Header, mtype: u32, st: u32, payload: &[u8]) {
@@ -294,7 +300,6 @@ impl Server {
             queue: Mutex::new(None),
             queued: Arc::new(AtomicUsize::new(0)),
             readonly_socket: readonly,
-            authenticated: AtomicBool::new(false),
             opened: AtomicBool::new(false),
             readonly: AtomicBool::new(readonly),
             keepalive: AtomicBool::new(false),
@@ -476,12 +481,7 @@ impl Server {
                 );
                 worker_conn.reply_error(
                     &h,
-                    &RemoteError::new(
-                        super::proto::codes::INTERNAL_ERROR,
-                        super::proto::domains::RPC,
-                        "internal error: %s",
-                        format!("procedure {} failed unexpectedly", h.proc_),
-                    ),
+                    &RemoteError::internal(format!("procedure {} failed unexpectedly", h.proc_)),
                 );
             }
             worker_conn.workers.fetch_sub(1, Ordering::SeqCst);
@@ -493,12 +493,9 @@ impl Server {
             log::warn!("connection {}: too many concurrent calls", conn.id);
             conn.reply_error(
                 &h,
-                &RemoteError::new(
-                    super::proto::codes::INTERNAL_ERROR,
-                    super::proto::domains::RPC,
-                    "internal error: %s",
-                    format!("too many concurrent calls (at most {MAX_WORKERS_PER_CONNECTION})"),
-                ),
+                &RemoteError::internal(format!(
+                    "too many concurrent calls (at most {MAX_WORKERS_PER_CONNECTION})"
+                )),
             );
             return;
         }
@@ -522,7 +519,6 @@ impl Server {
         let mut e = Encoder::default();
         let result = match h.proc_ {
             procs::AUTH_LIST => {
-                conn.authenticated.store(true, Ordering::SeqCst);
                 e.u32(1).u32(0); // [REMOTE_AUTH_NONE]
                 Ok(())
             }
@@ -540,12 +536,7 @@ impl Server {
             procs::CONNECT_OPEN => match (d.opt_string(), d.u32()) {
                 (Ok(name), Ok(flags)) => {
                     if opened {
-                        Err(RemoteError::new(
-                            super::proto::codes::INTERNAL_ERROR,
-                            super::proto::domains::RPC,
-                            "internal error: %s",
-                            "connection already open",
-                        ))
+                        Err(RemoteError::internal("connection already open"))
                     } else {
                         log::debug!(
                             "connection {}: open {:?} flags {flags:#x}",
@@ -581,11 +572,9 @@ impl Server {
                             None
                         };
                         if !(0..=1).contains(&event_id) {
-                            Err(RemoteError::storage(
-                                super::proto::codes::INVALID_ARG,
-                                "invalid argument: %s",
-                                format!("unsupported storage pool event ID {event_id}"),
-                            ))
+                            Err(RemoteError::invalid_arg(format!(
+                                "unsupported storage pool event ID {event_id}"
+                            )))
                         } else {
                             let id = self.next_callback.fetch_add(1, Ordering::SeqCst);
                             self.callbacks
@@ -612,11 +601,9 @@ impl Server {
                         !(c.id == id && c.conn.upgrade().is_some_and(|o| o.id == conn.id))
                     });
                     if callbacks.len() == before {
-                        Err(RemoteError::storage(
-                            super::proto::codes::INVALID_ARG,
-                            "invalid argument: %s",
-                            format!("callback ID {id} not registered"),
-                        ))
+                        Err(RemoteError::invalid_arg(format!(
+                            "callback ID {id} not registered"
+                        )))
                     } else {
                         Ok(())
                     }
@@ -728,9 +715,7 @@ fn unregister_stream(conn: &Conn, serial: u32) {
 }
 
 fn stream_error(conn: &Conn, h: &Header, err: &crate::pool::Error) {
-    let mut e = Encoder::default();
-    super::dispatch::engine_error(err).encode(&mut e);
-    conn.stream_packet(h, msg_type::STREAM, status::ERROR, &e.into_bytes());
+    conn.stream_error(h, &super::dispatch::engine_error(err));
 }
 
 /// Runs an upload: OK reply, then the client's packets into the volume.
@@ -757,14 +742,10 @@ fn upload(conn: &Conn, h: &Header, mut writer: VolumeWriter, name: &str) {
                 }
             }
             Ok(StreamPacket::Bad(reason)) if !failed => {
-                let mut e = Encoder::default();
-                RemoteError::storage(
-                    super::proto::codes::INVALID_ARG,
-                    "invalid argument: %s",
-                    format!("cannot stream volume '{name}': {reason}"),
-                )
-                .encode(&mut e);
-                conn.stream_packet(h, msg_type::STREAM, status::ERROR, &e.into_bytes());
+                conn.stream_error(
+                    h,
+                    &RemoteError::invalid_arg(format!("cannot stream volume '{name}': {reason}")),
+                );
                 failed = true;
             }
             Ok(StreamPacket::Data(_) | StreamPacket::Hole(_) | StreamPacket::Bad(_)) => {}

@@ -142,24 +142,22 @@ pub fn read_message(r: &mut impl Read) -> Result<Option<Message>, FrameError> {
     if total > 4 + MESSAGE_MAX {
         return Err(FrameError::Oversized(len));
     }
-    let mut rest = vec![0u8; total - 4];
-    if !read_full(r, &mut rest)? {
+    // The header apart from the payload, so the payload is read where it stays.
+    let mut head = [0u8; HEADER_LEN];
+    let mut payload = vec![0u8; total - 4 - HEADER_LEN];
+    if !read_full(r, &mut head)? || !read_full(r, &mut payload)? {
         return Err(FrameError::Truncated);
     }
-    let word = |i: usize| u32::from_be_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
+    let word = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
     let header = Header {
         prog: word(0),
         vers: word(4),
-        proc_: i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]),
+        proc_: i32::from_be_bytes([head[8], head[9], head[10], head[11]]),
         mtype: word(12),
         serial: word(16),
         status: word(20),
     };
-    rest.drain(..HEADER_LEN);
-    Ok(Some(Message {
-        header,
-        payload: rest,
-    }))
+    Ok(Some(Message { header, payload }))
 }
 
 /// Encodes a message with its length word.
@@ -181,12 +179,7 @@ pub fn encode(header: &Header, payload: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn words(hex: &str) -> Vec<u8> {
-        hex.split_whitespace()
-            .flat_map(|w| u32::from_str_radix(w, 16).unwrap().to_be_bytes())
-            .collect()
-    }
+    use crate::rpc::words;
 
     #[test]
     fn auth_list_call_vector_decodes() {

@@ -109,8 +109,7 @@ impl Encoder {
     /// Variable-length opaque: length word, bytes, zero padding.
     pub fn opaque(&mut self, bytes: &[u8]) -> &mut Self {
         // Callers keep strings under STRING_MAX, far below u32::MAX.
-        self.u32(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
-        self.fixed(bytes)
+        self.count(bytes.len()).fixed(bytes)
     }
 
     /// Fixed-length opaque (no length word), zero padded.
@@ -195,11 +194,7 @@ impl<'a> Decoder<'a> {
 
     /// Variable-length opaque of at most `max` bytes.
     pub fn opaque(&mut self, max: usize) -> Result<&'a [u8], XdrError> {
-        let at = self.pos;
-        let len = self.u32()? as usize;
-        if len > max {
-            return Err(XdrError::TooLong { at, len, max });
-        }
+        let len = self.count(max)?;
         self.fixed(len)
     }
 
@@ -208,6 +203,13 @@ impl<'a> Decoder<'a> {
         let out = self.take(len)?;
         self.take((4 - len % 4) % 4)?;
         Ok(out)
+    }
+
+    /// `remote_uuid`: 16 bytes, no length word.
+    pub fn uuid(&mut self) -> Result<[u8; 16], XdrError> {
+        let mut uuid = [0u8; 16];
+        uuid.copy_from_slice(self.fixed(16)?);
+        Ok(uuid)
     }
 
     /// `remote_nonnull_string`.
