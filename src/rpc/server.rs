@@ -440,54 +440,9 @@ impl Server {
             // A one-object query: answered here, in the reader thread. Starting a thread
             // would cost more than the call (one `stat` and a header read), and on a busy
             // machine every extra thread hand-off adds a scheduling delay to the round trip.
-            self.enter();
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            match self.dispatcher.call(&session, h.proc_, &args) {
-                Ok(Outcome::Reply(payload)) => conn.reply_ok(&h, &payload),
-                Ok(_) => log::error!("procedure {} opened a stream", h.proc_),
-                Err(e) => conn.reply_error(&h, &e),
-            }
-            self.calls.fetch_sub(1, Ordering::SeqCst);
-            self.leave();
+            self.run_call(conn, &session, &h, &args, false);
             return;
         }
-        let server = Arc::clone(self);
-        let worker_conn = Arc::clone(conn);
-        let run = move || {
-            server.enter();
-            server.calls.fetch_add(1, Ordering::SeqCst);
-            // A panic in a handler must still answer the call and release the counters.
-            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                match server.dispatcher.call(&session, h.proc_, &args) {
-                    Ok(Outcome::Reply(payload)) => worker_conn.reply_ok(&h, &payload),
-                    Ok(Outcome::Upload { writer, name }) => {
-                        upload(&worker_conn, &h, writer, &name);
-                    }
-                    Ok(Outcome::Download {
-                        reader,
-                        sparse,
-                        name,
-                    }) => {
-                        download(&worker_conn, &h, reader, sparse, &name);
-                    }
-                    Err(e) => worker_conn.reply_error(&h, &e),
-                }
-            }));
-            if handled.is_err() {
-                log::error!(
-                    "connection {}: procedure {} panicked",
-                    worker_conn.id,
-                    h.proc_
-                );
-                worker_conn.reply_error(
-                    &h,
-                    &RemoteError::internal(format!("procedure {} failed unexpectedly", h.proc_)),
-                );
-            }
-            worker_conn.workers.fetch_sub(1, Ordering::SeqCst);
-            server.calls.fetch_sub(1, Ordering::SeqCst);
-            server.leave();
-        };
         if conn.workers.fetch_add(1, Ordering::SeqCst) >= MAX_WORKERS_PER_CONNECTION {
             conn.workers.fetch_sub(1, Ordering::SeqCst);
             log::warn!("connection {}: too many concurrent calls", conn.id);
@@ -499,12 +454,65 @@ impl Server {
             );
             return;
         }
+        let server = Arc::clone(self);
+        let worker_conn = Arc::clone(conn);
+        let run = move || {
+            server.run_call(&worker_conn, &session, &h, &args, true);
+            worker_conn.workers.fetch_sub(1, Ordering::SeqCst);
+        };
         if let Err(e) = std::thread::Builder::new()
             .name("qpoold-call".into())
             .spawn(run)
         {
+            // The closure never ran: release its slot and answer the call here.
+            conn.workers.fetch_sub(1, Ordering::SeqCst);
             log::error!("cannot start a worker thread: {e}");
+            conn.reply_error(
+                &h,
+                &RemoteError::internal(format!("cannot start a worker thread: {e}")),
+            );
         }
+    }
+
+    /// Runs one call and answers it, keeping the idle counters right. A panic in a handler
+    /// still answers the call (internal error) and leaves the connection serving. Streams
+    /// only run in a worker (`may_stream`): the reader thread must stay free for their
+    /// packets.
+    fn run_call(&self, conn: &Conn, session: &Session, h: &Header, args: &[u8], may_stream: bool) {
+        self.enter();
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            match self.dispatcher.call(session, h.proc_, args) {
+                Ok(Outcome::Reply(payload)) => conn.reply_ok(h, &payload),
+                Ok(Outcome::Upload { writer, name }) if may_stream => {
+                    upload(conn, h, writer, &name);
+                }
+                Ok(Outcome::Download {
+                    reader,
+                    sparse,
+                    name,
+                }) if may_stream => {
+                    download(conn, h, reader, sparse, &name);
+                }
+                Ok(Outcome::Upload { .. } | Outcome::Download { .. }) => {
+                    log::error!("procedure {} opened a stream in the reader thread", h.proc_);
+                    conn.reply_error(
+                        h,
+                        &RemoteError::internal(format!("procedure {} cannot stream here", h.proc_)),
+                    );
+                }
+                Err(e) => conn.reply_error(h, &e),
+            }
+        }));
+        if handled.is_err() {
+            log::error!("connection {}: procedure {} panicked", conn.id, h.proc_);
+            conn.reply_error(
+                h,
+                &RemoteError::internal(format!("procedure {} failed unexpectedly", h.proc_)),
+            );
+        }
+        self.calls.fetch_sub(1, Ordering::SeqCst);
+        self.leave();
     }
 
     /// Calls that change or query the connection itself; `None` for everything else.
