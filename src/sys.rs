@@ -1,8 +1,10 @@
 //! The only module that makes raw system calls (through `nix` where it has a wrapper).
 //!
-//! Owns: `fallocate`, O_DIRECT zero-filling, directory-relative opens with `O_NOFOLLOW`,
-//! `renameat2(RENAME_NOREPLACE)` with its link/unlink fallback, open file description (OFD)
-//! locks, `statvfs`, and the btrfs no-copy-on-write flag.
+//! Owns: `fallocate` (also hole punching), O_DIRECT zero-filling, extent maps
+//! (`SEEK_DATA`/`SEEK_HOLE`, FIEMAP), in-kernel copies (`copy_file_range`, FICLONE),
+//! directory-relative opens with `O_NOFOLLOW`, `renameat2(RENAME_NOREPLACE)` with its
+//! link/unlink fallback, open file description (OFD) locks, `statvfs`, and the btrfs
+//! no-copy-on-write flag.
 //! Must not: know about volumes, pools or image formats.
 
 #![allow(unsafe_code)]
@@ -10,6 +12,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -50,10 +53,10 @@ struct FiemapExtent {
     fe_reserved: [u32; 3],
 }
 
-/// Extents asked for per FS_IOC_FIEMAP call.
-const FIEMAP_BATCH: usize = 128;
-/// [`FIEMAP_BATCH`] as the field's type.
+/// Extents asked for per FS_IOC_FIEMAP call, as the field's type.
 const FIEMAP_BATCH_U32: u32 = 128;
+/// [`FIEMAP_BATCH_U32`] as an array length.
+const FIEMAP_BATCH: usize = FIEMAP_BATCH_U32 as usize;
 
 /// `struct fiemap` of linux/fiemap.h with room for [`FIEMAP_BATCH`] extents.
 #[repr(C)]
@@ -151,9 +154,9 @@ pub fn copy_range(src: &File, dst: &File, offset: u64, len: u64) -> io::Result<(
 }
 
 /// Copies `len` bytes from `src` at `src_offset` to `dst` at `dst_offset`, in the kernel
-/// where it can (`copy_file_range`), else through a buffer. The copy goes in 32 MiB pieces
-/// and a second thread starts the writeback of each finished piece, so the disk writes while
-/// the next piece is copied and the final sync has little left to do.
+/// where it can (`copy_file_range`), else through a buffer. A copy longer than 32 MiB goes in
+/// 32 MiB pieces and a second thread starts the writeback of each finished piece, so the disk
+/// writes while the next piece is copied and the final sync has little left to do.
 pub fn copy_between(
     src: &File,
     src_offset: u64,
@@ -162,6 +165,11 @@ pub fn copy_between(
     len: u64,
 ) -> io::Result<()> {
     const PIECE: u64 = 32 << 20;
+    if len <= PIECE {
+        // One piece: nothing to overlap with, so no flusher thread (callers copy extent by
+        // extent, and a fragmented file has many small ones).
+        return copy_piece(src, src_offset, dst, dst_offset, len);
+    }
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::channel::<(u64, u64)>();
         let flusher = scope.spawn(move || {
@@ -337,6 +345,22 @@ pub fn extent_at(file: &File, offset: u64, size: u64) -> io::Result<(bool, u64)>
         Err(e) => return Err(to_io(e)),
     };
     Ok((true, hole.min(size)))
+}
+
+/// The data extents of `file` within `start .. end`, in order ([`extent_at`] walked over
+/// the range); the rest of the range is holes.
+pub fn data_ranges(file: &File, start: u64, end: u64) -> io::Result<Vec<Range<u64>>> {
+    let mut out = Vec::new();
+    let mut at = start;
+    while at < end {
+        let (is_data, until) = extent_at(file, at, end)?;
+        let until = until.max(at + 1);
+        if is_data {
+            out.push(at..until);
+        }
+        at = until;
+    }
+    Ok(out)
 }
 
 /// Opens a directory (following the path the user gave) for `*at` calls.

@@ -30,19 +30,11 @@ pub fn copy_sparse(src: &File, dst: &File) -> Result<(), Error> {
     let len = src.metadata().map_err(Error::ReadingImage)?.len();
     let extents = match crate::sys::allocated_extents(src, len).map_err(Error::ReadingImage)? {
         Some(extents) => extents,
-        None => {
-            let mut found = Vec::new();
-            let mut at = 0;
-            while at < len {
-                let (is_data, until) =
-                    crate::sys::extent_at(src, at, len).map_err(Error::ReadingImage)?;
-                if is_data {
-                    found.push((at, until, false));
-                }
-                at = until.max(at + 1);
-            }
-            found
-        }
+        None => crate::sys::data_ranges(src, 0, len)
+            .map_err(Error::ReadingImage)?
+            .into_iter()
+            .map(|r| (r.start, r.end, false))
+            .collect(),
     };
     for (start, end, unwritten) in extents {
         if unwritten {
@@ -150,14 +142,9 @@ pub fn fill_qcow2(
             while runs.peek().is_some_and(|r| r.guest + r.count <= cluster) {
                 runs.next();
             }
-            let run = *runs.peek().ok_or_else(|| {
+            let run = *runs.peek().filter(|r| r.guest <= cluster).ok_or_else(|| {
                 Error::CorruptImage(format!("guest cluster {cluster} has no mapping"))
             })?;
-            if run.guest > cluster {
-                return Err(Error::CorruptImage(format!(
-                    "guest cluster {cluster} has no mapping"
-                )));
-            }
             let run_end = (run.guest + run.count) * cs;
             let until = extent.end.min(run_end);
             let base = run.guest * cs;

@@ -120,17 +120,14 @@ impl ImageFile for File {
         let size = self.metadata()?.len();
         let mut out = Vec::new();
         let mut at = offset;
-        while at < end {
-            if at >= size {
-                out.push(at..end);
-                break;
+        for data in crate::sys::data_ranges(self, offset, end.min(size))? {
+            if data.start > at {
+                out.push(at..data.start);
             }
-            let (is_data, until) = crate::sys::extent_at(self, at, size)?;
-            let until = until.min(end).max(at + 1);
-            if !is_data {
-                out.push(at..until);
-            }
-            at = until;
+            at = data.end;
+        }
+        if at < end {
+            out.push(at..end);
         }
         Ok(out)
     }
@@ -451,11 +448,7 @@ pub fn open_guest_image(
     path: &std::path::Path,
     format: Option<Format>,
 ) -> Result<Box<dyn GuestImage + Send>, Error> {
-    let file = File::open(path).map_err(|source| Error::OpeningImage {
-        path: path.display().to_string(),
-        source,
-    })?;
-    open_chain(file, path, format, 0)
+    open_path(path, format, 0)
 }
 
 /// Like [`open_guest_image`] for an already open file; `path` names it (relative backing
@@ -466,6 +459,18 @@ pub fn open_guest_file(
     format: Option<Format>,
 ) -> Result<Box<dyn GuestImage + Send>, Error> {
     open_chain(file, path, format, 0)
+}
+
+fn open_path(
+    path: &std::path::Path,
+    format: Option<Format>,
+    depth: usize,
+) -> Result<Box<dyn GuestImage + Send>, Error> {
+    let file = File::open(path).map_err(|source| Error::OpeningImage {
+        path: path.display().to_string(),
+        source,
+    })?;
+    open_chain(file, path, format, depth)
 }
 
 fn open_chain(
@@ -507,17 +512,7 @@ fn open_chain(
                         }
                         None => None,
                     };
-                    let backing_file =
-                        File::open(&backing_path).map_err(|source| Error::OpeningImage {
-                            path: backing_path.display().to_string(),
-                            source,
-                        })?;
-                    Some(open_chain(
-                        backing_file,
-                        &backing_path,
-                        backing_format,
-                        depth + 1,
-                    )?)
+                    Some(open_path(&backing_path, backing_format, depth + 1)?)
                 }
             };
             Ok(Box::new(qcow2::read::Qcow2Image::open(

@@ -46,14 +46,12 @@ pub fn allocate_or_zero<F: ImageFile + ?Sized>(
             }
         }
     }
-    let holes = file
-        .holes(offset, len)
-        .map_err(|source| Error::Allocating {
-            offset,
-            len,
-            source,
-        })?;
-    for hole in holes {
+    zero_holes(file, offset, len)
+}
+
+/// Writes zeros into the holes of `offset .. offset + len`, leaving data as it is.
+pub fn zero_holes<F: ImageFile + ?Sized>(file: &F, offset: u64, len: u64) -> Result<(), Error> {
+    for hole in file.holes(offset, len).map_err(Error::ReadingImage)? {
         write_zeroes(file, hole.start, hole.end - hole.start)?;
     }
     Ok(())
@@ -77,8 +75,8 @@ mod tests {
     use super::*;
     use crate::image::NoFallocate;
 
-    #[test]
-    fn unsupported_fallocate_falls_back_to_zeroes() {
+    /// An empty read-write file in a fresh directory (kept alive by the returned guard).
+    fn new_file() -> (tempfile::TempDir, std::fs::File) {
         let dir = tempfile::tempdir().unwrap();
         let file = std::fs::File::options()
             .read(true)
@@ -86,6 +84,12 @@ mod tests {
             .create_new(true)
             .open(dir.path().join("f"))
             .unwrap();
+        (dir, file)
+    }
+
+    #[test]
+    fn unsupported_fallocate_falls_back_to_zeroes() {
+        let (_dir, file) = new_file();
         let no_falloc = NoFallocate(file);
         let mut report = WriteReport::default();
         allocate_or_zero(&no_falloc, 4096, 1 << 20, &mut report).unwrap();
@@ -101,13 +105,7 @@ mod tests {
 
     #[test]
     fn fallback_keeps_data_already_in_the_range() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(dir.path().join("f"))
-            .unwrap();
+        let (_dir, file) = new_file();
         std::os::unix::fs::FileExt::write_all_at(&file, &[7u8; 8192], 1 << 20).unwrap();
         let no_falloc = NoFallocate(file);
         let mut report = WriteReport::default();
@@ -123,13 +121,7 @@ mod tests {
 
     #[test]
     fn supported_fallocate_allocates_without_writing() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(dir.path().join("f"))
-            .unwrap();
+        let (_dir, file) = new_file();
         let mut report = WriteReport::default();
         allocate_or_zero(&file, 0, 1 << 20, &mut report).unwrap();
         assert!(!report.fell_back_to_zeroes);

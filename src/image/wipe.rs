@@ -122,14 +122,8 @@ fn destroy(file: &File, algorithm: WipeAlgorithm, whole_file: bool) -> Result<()
             if whole_file {
                 overwrite(file, 0, len, rng.as_mut())?;
             } else {
-                let mut at = 0;
-                while at < len {
-                    let (is_data, until) =
-                        crate::sys::extent_at(file, at, len).map_err(Error::ReadingImage)?;
-                    if is_data {
-                        overwrite(file, at, until, rng.as_mut())?;
-                    }
-                    at = until.max(at + 1);
+                for data in crate::sys::data_ranges(file, 0, len).map_err(Error::ReadingImage)? {
+                    overwrite(file, data.start, data.end, rng.as_mut())?;
                 }
             }
         }

@@ -26,7 +26,6 @@ pub struct Editor<'f> {
     rb_entries: u64,
     /// Refcount table entries (byte offsets of refcount blocks).
     rt: Vec<u64>,
-    rt_moved: bool,
     old_rt: Option<(u64, u64)>,
     /// Loaded refcount blocks by range index.
     blocks: BTreeMap<u64, Vec<u8>>,
@@ -54,13 +53,6 @@ fn write_err(offset: u64) -> impl Fn(io::Error) -> Error {
     move |source| Error::WritingMetadata { offset, source }
 }
 
-fn words(bytes: &[u8]) -> Vec<u64> {
-    bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-        .collect()
-}
-
 impl<'f> Editor<'f> {
     /// Loads the header, refcount table and every refcount block of `file`.
     pub fn open(file: &'f File) -> Result<Editor<'f>, Error> {
@@ -85,7 +77,7 @@ impl<'f> Editor<'f> {
             .read_at(&mut raw, header.refcount_table_offset)
             .map_err(io_err)?;
         raw[got..].fill(0);
-        let rt: Vec<u64> = words(&raw)
+        let rt: Vec<u64> = spec::decode_entries(&raw)
             .into_iter()
             .map(|e| e & spec::REFT_OFFSET_MASK)
             .collect();
@@ -96,7 +88,6 @@ impl<'f> Editor<'f> {
             cs,
             rb_entries,
             rt,
-            rt_moved: false,
             old_rt: None,
             blocks: BTreeMap::new(),
             raised: BTreeSet::new(),
@@ -135,16 +126,6 @@ impl<'f> Editor<'f> {
     /// Cluster size.
     pub fn cluster_size(&self) -> u64 {
         self.cs
-    }
-
-    /// The file.
-    pub fn file(&self) -> &File {
-        self.file
-    }
-
-    /// First cluster past everything in use.
-    pub fn end_cluster(&self) -> u64 {
-        self.used_end
     }
 
     /// Refcount of a cluster.
@@ -230,7 +211,7 @@ impl<'f> Editor<'f> {
     }
 
     /// Reads `len` bytes at `offset` of the file.
-    pub fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, Error> {
+    fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, Error> {
         let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
         let got = self.file.read_at(&mut buf, offset).map_err(io_err)?;
         buf[got..].fill(0);
@@ -239,11 +220,20 @@ impl<'f> Editor<'f> {
 
     /// Reads the active L1 table.
     pub fn l1_table(&self) -> Result<Vec<u64>, Error> {
-        let bytes = self.read(
-            self.header.l1_table_offset,
-            u64::from(self.header.l1_size) * spec::ENTRY_SIZE,
-        )?;
-        Ok(words(&bytes))
+        let l1_bytes = u64::from(self.header.l1_size) * spec::ENTRY_SIZE;
+        if l1_bytes > spec::MAX_L1_BYTES {
+            return Err(Error::CorruptImage(format!(
+                "L1 table of {} entries exceeds qemu's limit",
+                self.header.l1_size
+            )));
+        }
+        let bytes = self.read(self.header.l1_table_offset, l1_bytes)?;
+        Ok(spec::decode_entries(&bytes))
+    }
+
+    /// Reads the L2 table at `offset`: its raw words, two per entry with extended L2.
+    pub fn l2_table(&self, offset: u64) -> Result<Vec<u64>, Error> {
+        Ok(spec::decode_entries(&self.read(offset, self.cs)?))
     }
 
     /// Makes sure the refcount table can point at every refcount block, moving it to a new,
@@ -279,7 +269,6 @@ impl<'f> Editor<'f> {
         ));
         self.header.refcount_table_offset = start * self.cs;
         self.header.refcount_table_clusters = u32::try_from(clusters).unwrap_or(u32::MAX);
-        self.rt_moved = true;
         Ok(())
     }
 
@@ -303,10 +292,6 @@ impl<'f> Editor<'f> {
         Ok(())
     }
 
-    fn rt_bytes(&self) -> Vec<u8> {
-        self.rt.iter().flat_map(|e| e.to_be_bytes()).collect()
-    }
-
     /// Writes everything in the crash-safe order and syncs.
     pub fn commit(mut self) -> Result<(), Error> {
         self.fit_refcount_table()?;
@@ -317,7 +302,7 @@ impl<'f> Editor<'f> {
         let raised = std::mem::take(&mut self.raised);
         self.write_blocks(&raised)?;
         // 2. The refcount table (its new place, or new entries in the old place).
-        let rt = self.rt_bytes();
+        let rt = spec::encode_entries(&self.rt);
         self.write_at(&rt, self.header.refcount_table_offset)?;
         self.sync()?;
         // 3. Header and in-place table updates: the image now uses the new clusters.

@@ -575,7 +575,11 @@ impl Layout {
         let tail = g.size % cs;
         // qemu's copy-on-write of the partial last cluster covers the rest of the cluster,
         // or with extended L2 entries only the rest of the partial subcluster.
-        let cow_unit = if opts.extended_l2 { cs / 32 } else { cs };
+        let cow_unit = if opts.extended_l2 {
+            cs / spec::SUBCLUSTERS
+        } else {
+            cs
+        };
         let tail_zeroes = match (prealloc, p.data_runs.last()) {
             (Preallocation::Metadata, Some(run)) if tail != 0 => {
                 let last = (run.host + run.count - 1) * cs;

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use super::spec::{self, Header, Version};
+use super::spec::{self, Header, OFLAG_COMPRESSED, OFLAG_ZERO, SUBCLUSTERS, Version};
 use crate::image::{BlockStatus, Error, GuestImage};
 
 /// Incompatible features this reader understands.
@@ -21,12 +21,6 @@ const KNOWN_INCOMPAT: u64 = spec::INCOMPAT_DIRTY
     | spec::INCOMPAT_CORRUPT
     | spec::INCOMPAT_COMPRESSION
     | spec::INCOMPAT_EXTL2;
-/// Bit 62 of an L2 entry: the cluster is compressed.
-const OFLAG_COMPRESSED: u64 = 1 << 62;
-/// Bit 0 of a standard L2 entry: the cluster reads as zeros.
-const OFLAG_ZERO: u64 = 1;
-/// Subclusters per cluster with extended L2 entries.
-const SUBCLUSTERS: u64 = 32;
 /// Bytes of L2 tables kept in memory.
 const L2_CACHE_BYTES: u64 = 32 << 20;
 
@@ -113,10 +107,7 @@ impl Qcow2Image {
         if !raw.is_empty() {
             read_exact_at(&file, &mut raw, header.l1_table_offset)?;
         }
-        let l1 = raw
-            .chunks_exact(8)
-            .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-            .collect();
+        let l1 = spec::decode_entries(&raw);
         let zstd = header.version == Version::V3 && header.compression_type == 1;
         Ok(Qcow2Image {
             file,
@@ -156,11 +147,7 @@ impl Qcow2Image {
             }
             let mut raw = vec![0u8; usize::try_from(cs).unwrap_or(0)];
             read_exact_at(&self.file, &mut raw, offset)?;
-            let words = raw
-                .chunks_exact(8)
-                .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                .collect();
-            self.l2_cache.insert(offset, words);
+            self.l2_cache.insert(offset, spec::decode_entries(&raw));
         }
         Ok(self.l2_cache.get(&offset).map_or(&[][..], Vec::as_slice))
     }
@@ -189,10 +176,7 @@ impl Qcow2Image {
             (table[l2_index], 0)
         };
         if entry & OFLAG_COMPRESSED != 0 {
-            let shift = 62 - (cluster_bits - 8);
-            let host = entry & ((1u64 << shift) - 1);
-            let sectors = ((entry >> shift) & ((1u64 << (cluster_bits - 8)) - 1)) + 1;
-            let len = sectors * 512 - (host & 511);
+            let (host, len) = spec::compressed_extent(entry, cluster_bits);
             return Ok((Mapping::Compressed { offset: host, len }, cs - in_cluster));
         }
         let host = entry & spec::L2E_OFFSET_MASK;

@@ -10,27 +10,9 @@
 use std::fs::File;
 
 use super::edit::Editor;
-use super::spec::{self, Version};
+use super::spec::{self, OFLAG_COMPRESSED, OFLAG_ZERO, Version};
 use crate::image::prealloc::{allocate_or_zero, write_zeroes};
 use crate::image::{Error, ImageFile, Preallocation, WriteReport};
-
-/// Bit 62 of an L2 entry: compressed cluster.
-const OFLAG_COMPRESSED: u64 = 1 << 62;
-/// Bit 0 of a standard L2 entry: reads as zeros.
-const OFLAG_ZERO: u64 = 1;
-/// Extended L2 bitmap with every subcluster reading as zeros.
-const ALL_SUBCLUSTERS_ZERO: u64 = 0xffff_ffff << 32;
-
-fn words(bytes: &[u8]) -> Vec<u64> {
-    bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-        .collect()
-}
-
-fn to_bytes(words: &[u64]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.to_be_bytes()).collect()
-}
 
 /// Geometry of an open image.
 struct Geometry {
@@ -80,7 +62,7 @@ pub fn detect_preallocation(file: &File) -> Result<Preallocation, Error> {
         if table == 0 {
             return Ok(Preallocation::Off);
         }
-        let entries = words(&ed.read(table, g.cs)?);
+        let entries = ed.l2_table(table)?;
         let count = (guest - first).min(g.l2_entries);
         for i in 0..usize::try_from(count).unwrap_or(0) {
             let entry = entries[i * g.step];
@@ -108,7 +90,7 @@ pub fn data_cluster_extents(file: &File) -> Result<Vec<std::ops::Range<u64>>, Er
         if table == 0 {
             continue;
         }
-        let entries = words(&ed.read(table, g.cs)?);
+        let entries = ed.l2_table(table)?;
         for entry in entries.iter().step_by(g.step) {
             let host = entry & spec::L2E_OFFSET_MASK;
             if entry & OFLAG_COMPRESSED != 0 || host == 0 {
@@ -181,7 +163,7 @@ pub fn grow(
         let entry = if table == 0 {
             0
         } else {
-            let w = words(&ed.read(table, cs)?);
+            let w = ed.l2_table(table)?;
             w[usize::try_from(last % g.l2_entries).unwrap_or(0) * g.step]
         };
         if entry & OFLAG_COMPRESSED != 0 {
@@ -217,7 +199,7 @@ pub fn grow(
             None => {
                 let existing = l1[k] & spec::L1E_OFFSET_MASK;
                 if existing != 0 {
-                    tables.push((k, existing, words(&ed.read(existing, cs)?), false));
+                    tables.push((k, existing, ed.l2_table(existing)?, false));
                 } else {
                     let c = ed.alloc(1);
                     let table = vec![0u64; usize::try_from(cs / 8).unwrap_or(0)];
@@ -232,7 +214,7 @@ pub fn grow(
             for i in 0..usize::try_from(count).unwrap_or(0) {
                 let at = (first_index + i) * g.step;
                 if g.extended {
-                    tables[index].2[at + 1] = ALL_SUBCLUSTERS_ZERO;
+                    tables[index].2[at + 1] = spec::SUBCLUSTERS_ZERO;
                 } else {
                     tables[index].2[at] = OFLAG_ZERO;
                 }
@@ -254,7 +236,7 @@ pub fn grow(
     // The L1 table: like qemu (qcow2_grow_l1_table), a larger table always moves to new
     // clusters at the end and exactly its entries are written; the old clusters are freed.
     let old_l1_clusters = (old_l1_size * spec::ENTRY_SIZE).div_ceil(cs);
-    let l1_bytes = to_bytes(&l1);
+    let l1_bytes = spec::encode_entries(&l1);
     if l1.len() as u64 > old_l1_size {
         let clusters = (l1.len() as u64 * spec::ENTRY_SIZE).div_ceil(cs);
         let start = ed.alloc(clusters);
@@ -270,7 +252,7 @@ pub fn grow(
     ed.header.l1_size = u32::try_from(l1.len()).unwrap_or(u32::MAX);
     ed.header.size = new_size;
     for (_, offset, table, new) in tables {
-        let bytes = to_bytes(&table);
+        let bytes = spec::encode_entries(&table);
         if new {
             ed.write_new(offset, bytes);
         } else {
@@ -333,7 +315,7 @@ pub fn shrink(file: &File, new_size: u64) -> Result<(), Error> {
         if table == 0 {
             continue;
         }
-        let entries = words(&ed.read(table, g.cs)?);
+        let entries = ed.l2_table(table)?;
         for i in 0..g.l2_entries {
             let guest = table_first + i;
             if guest < first_dropped {

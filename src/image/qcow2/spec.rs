@@ -27,16 +27,17 @@ pub const MAX_REFTABLE_BYTES: u64 = 8 << 20;
 pub const MAX_REFCOUNT_ORDER: u32 = 6;
 /// Longest backing file name qemu accepts.
 pub const MAX_BACKING_FILE_NAME: usize = 1023;
-/// Size of a version 2 header.
-pub const V2_HEADER_LENGTH: usize = 72;
-/// [`V2_HEADER_LENGTH`] as the header field's type.
+/// Size of a version 2 header, as the header field's type.
 pub const V2_HEADER_LENGTH_U32: u32 = 72;
-/// [`V3_HEADER_LENGTH`] as the header field's type.
-pub const V3_HEADER_LENGTH_U32: u32 = 112;
+/// Size of a version 2 header.
+pub const V2_HEADER_LENGTH: usize = V2_HEADER_LENGTH_U32 as usize;
 /// Smallest version 3 header (without the compression type byte).
 pub const V3_MIN_HEADER_LENGTH: usize = 104;
-/// Size of the version 3 header qemu writes (compression type byte and padding included).
-pub const V3_HEADER_LENGTH: usize = 112;
+/// Size of the version 3 header qemu writes (compression type byte and padding included),
+/// as the header field's type.
+pub const V3_HEADER_LENGTH_U32: u32 = 112;
+/// [`V3_HEADER_LENGTH_U32`] as a byte count.
+pub const V3_HEADER_LENGTH: usize = V3_HEADER_LENGTH_U32 as usize;
 
 /// Bit 63 of L1 and standard L2 entries: refcount is exactly one (QCOW_OFLAG_COPIED).
 pub const OFLAG_COPIED: u64 = 1 << 63;
@@ -51,8 +52,16 @@ pub const ENTRY_SIZE: u64 = 8;
 /// Size of one extended L2 entry (entry + subcluster bitmap).
 pub const EXTENDED_L2_ENTRY_SIZE: u64 = 16;
 
+/// Bit 62 of an L2 entry: the cluster is compressed.
+pub const OFLAG_COMPRESSED: u64 = 1 << 62;
+/// Bit 0 of a standard L2 entry: the cluster reads as zeros.
+pub const OFLAG_ZERO: u64 = 1;
+/// Subclusters per cluster with extended L2 entries.
+pub const SUBCLUSTERS: u64 = 32;
 /// Extended L2 subcluster bitmap with all 32 subclusters allocated (bits 0–31).
 pub const SUBCLUSTERS_ALLOCATED: u64 = 0xffff_ffff;
+/// Extended L2 subcluster bitmap with all 32 subclusters reading as zeros (bits 32–63).
+pub const SUBCLUSTERS_ZERO: u64 = 0xffff_ffff << 32;
 
 /// Header extension: backing file format name.
 pub const EXT_BACKING_FORMAT: u32 = 0xe279_2aca;
@@ -471,6 +480,28 @@ pub fn l1_entry(l2_offset: u64) -> u64 {
 /// A standard L2 entry mapping a data cluster whose refcount is one (no zero flag).
 pub fn l2_entry(host_offset: u64) -> u64 {
     (host_offset & L2E_OFFSET_MASK) | OFLAG_COPIED
+}
+
+/// Decodes a table of big-endian 64-bit entries (L1, L2 or refcount table).
+pub fn decode_entries(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect()
+}
+
+/// Encodes a table of 64-bit entries big-endian (see [`decode_entries`]).
+pub fn encode_entries(entries: &[u64]) -> Vec<u8> {
+    entries.iter().flat_map(|e| e.to_be_bytes()).collect()
+}
+
+/// The host offset and the length in bytes of the compressed data a compressed L2 entry
+/// (bit 62 set) describes, in an image with `cluster_bits` (9–21).
+pub fn compressed_extent(entry: u64, cluster_bits: u32) -> (u64, u64) {
+    let shift = 62 - (cluster_bits - 8);
+    let host = entry & ((1u64 << shift) - 1);
+    let sectors = ((entry >> shift) & ((1u64 << (cluster_bits - 8)) - 1)) + 1;
+    (host, sectors * 512 - (host & 511))
 }
 
 /// Sets entry `index` of a refcount block with `1 << refcount_order`-bit entries.
