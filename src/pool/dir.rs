@@ -95,13 +95,9 @@ impl PoolDir {
         sys::open_read_at(self.fd.as_fd(), OsStr::new(name))
     }
 
-    /// Opens a regular-file entry read-write without following symlinks.
+    /// Opens an entry read-write without following symlinks.
     pub fn open_rw(&self, name: &str) -> io::Result<File> {
-        let file = sys::open_rw_at(self.fd.as_fd(), OsStr::new(name))?;
-        if kind_of(&sys::fstat(file.as_fd())?) != EntryKind::File {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        Ok(file)
+        sys::open_rw_at(self.fd.as_fd(), OsStr::new(name))
     }
 
     /// Removes an entry (a symlink itself, never its target).

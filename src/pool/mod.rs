@@ -24,6 +24,7 @@ use crate::xml::ext::{CompressionType, PreallocMode};
 use crate::xml::volume::{DEFAULT_VOLUME_MODE, Qcow2Report, Timestamp};
 use crate::xml::{Compat, Features, PoolReport, VolFormat, VolumeDef, VolumeReport};
 use dir::{EntryKind, PoolDir, TempVolume};
+use nix::sys::stat::FileStat;
 
 /// Kinds of failure, for the faces to map to exit codes and libvirt error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,9 +258,17 @@ pub enum Error {
     },
 }
 
-fn is_no_space(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::StorageFull
-        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+/// [`ErrorKind::NoSpace`] for a full filesystem or quota, else [`ErrorKind::Io`].
+fn io_kind(e: Option<&io::Error>) -> ErrorKind {
+    match e {
+        Some(e)
+            if e.kind() == io::ErrorKind::StorageFull
+                || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) =>
+        {
+            ErrorKind::NoSpace
+        }
+        _ => ErrorKind::Io,
+    }
 }
 
 impl Error {
@@ -283,28 +292,16 @@ impl Error {
                 | image::Error::OutOfRange { .. }
                 | image::Error::Options(_) => ErrorKind::InvalidArg,
                 image::Error::Unsupported(_) => ErrorKind::Unsupported,
-                _ => match source.io_error() {
-                    Some(e) if is_no_space(e) => ErrorKind::NoSpace,
-                    _ => ErrorKind::Io,
-                },
+                _ => io_kind(source.io_error()),
             },
             Self::WritingVolume { source, .. } | Self::InspectingVolume { source, .. } => {
-                match source.io_error() {
-                    Some(e) if is_no_space(e) => ErrorKind::NoSpace,
-                    _ => ErrorKind::Io,
-                }
+                io_kind(source.io_error())
             }
             Self::Backing { source, .. }
             | Self::ReadingPool { source, .. }
             | Self::ReadingVolume { source, .. }
             | Self::CreatingVolume { source, .. }
-            | Self::DeletingVolume { source, .. } => {
-                if is_no_space(source) {
-                    ErrorKind::NoSpace
-                } else {
-                    ErrorKind::Io
-                }
-            }
+            | Self::DeletingVolume { source, .. } => io_kind(Some(source)),
             Self::Rollback { cause, .. } => cause.kind(),
         }
     }
@@ -717,13 +714,7 @@ impl Pool {
         observer: Option<BuildObserver<'_>>,
     ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
         let plan = self.plan(def, flags)?;
-        let (info, report) = self.publish(&plan, observer, |file| {
-            if self.fallocate_disabled {
-                self.write_image(&plan, &NoFallocate(file))
-            } else {
-                self.write_image(&plan, file)
-            }
-        })?;
+        let (info, report) = self.publish(&plan, observer, |file| self.write_image(&plan, file))?;
         Ok((info, plan, report))
     }
 
@@ -838,19 +829,13 @@ impl Pool {
         match &source.image.qcow2 {
             None => def.target.format = Some(VolFormat::Raw),
             Some(q) => {
-                let h = &q.header;
+                let report = qcow2_report(q);
                 def.target.format = Some(VolFormat::Qcow2);
-                def.target.compat = Some(match h.version {
-                    qcow2::Version::V2 => Compat::V0_10,
-                    qcow2::Version::V3 => Compat::V1_1,
-                });
-                def.target.cluster_size = Some(h.cluster_size());
-                def.target.features = Some(Features {
-                    lazy_refcounts: q.lazy_refcounts(),
-                    extended_l2: q.extended_l2(),
-                });
-                def.target.ext.refcount_bits = Some(1 << h.refcount_order);
-                if h.version == qcow2::Version::V3 && h.compression_type == 1 {
+                def.target.compat = Some(report.compat);
+                def.target.cluster_size = Some(report.cluster_size);
+                def.target.features = Some(report.features);
+                def.target.ext.refcount_bits = Some(1 << q.header.refcount_order);
+                if uses_zstd(q) {
                     def.target.ext.compression = Some(CompressionType::Zstd);
                 }
                 if let Some(b) = &q.backing_file {
@@ -878,8 +863,9 @@ impl Pool {
         flags: CreateFlags,
         reflink: bool,
     ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
-        let def = self.clone_definition(&self.volume(source)?, new_name);
-        self.create_volume_from(&def, source, flags, reflink, None)
+        let (src_file, src) = self.open_volume(source, false)?;
+        let def = self.clone_definition(&src, new_name);
+        self.create_from(&def, src_file, &src, flags, reflink, None)
     }
 
     /// `vol-create-from`: a new volume described by `def` holding the data of `source`.
@@ -895,30 +881,26 @@ impl Pool {
         reflink: bool,
         observer: Option<BuildObserver<'_>>,
     ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
-        let src = self.volume(source)?;
-        let exact = def.from_report && !flags.prealloc_metadata;
-        self.create_from(def, &src, flags, reflink, exact, observer)
+        let (src_file, src) = self.open_volume(source, false)?;
+        self.create_from(def, src_file, &src, flags, reflink, observer)
     }
 
+    /// [`Pool::create_volume_from`] with the source already open and inspected.
     fn create_from(
         &self,
         def: &VolumeDef,
+        src_file: File,
         src: &VolumeInfo,
         flags: CreateFlags,
         reflink: bool,
-        exact: bool,
         observer: Option<BuildObserver<'_>>,
     ) -> Result<(VolumeInfo, Plan, WriteReport), Error> {
+        let exact = def.from_report && !flags.prealloc_metadata;
         let mut def = def.clone();
         let capacity = def.capacity.unwrap_or(0).max(src.capacity);
         def.capacity = Some(capacity);
         let mut plan = self.plan(&def, flags)?;
         let name = plan.name.clone();
-        let reading = |source| Error::ReadingVolume {
-            name: src.name.clone(),
-            source,
-        };
-        let src_file = self.dir.open_read(&src.name).map_err(reading)?;
         let copying = |source| Error::WritingVolume {
             name: name.clone(),
             source,
@@ -943,29 +925,28 @@ impl Pool {
             }
             _ => false,
         };
-        if reflink
-            && !(same_format && (plan.format == VolFormat::Qcow2 || plan.capacity == src.capacity))
-        {
+        // (A qcow2 copy in the same format has the source's capacity already.)
+        if reflink && !(same_format && plan.capacity == src.capacity) {
             return Err(Error::InvalidCopy {
                 name: name.clone(),
                 reason: "--reflink needs a copy in the same format with the same size and options; this one converts".into(),
             });
         }
-        let no_falloc = self.fallocate_disabled;
-        let mut report = WriteReport::default();
         if same_format {
             // A file copy keeps the source's layout; the estimate is the source's usage.
             plan.expected_allocation = if reflink { 0 } else { src.allocation };
-            let (info, _) = self.publish(&plan, observer, |file| {
+            let (info, report) = self.publish(&plan, observer, |file| {
                 if reflink {
                     image::copy::reflink(&src_file, file).map_err(copying)?;
                 } else {
                     image::copy::copy_sparse(&src_file, file).map_err(copying)?;
                 }
-                if plan.format == VolFormat::Raw && !exact {
-                    raw_finish(file, &plan, src.capacity, no_falloc, &mut report)
-                        .map_err(copying)?;
-                }
+                let report = if plan.format == VolFormat::Raw && !exact {
+                    self.raw_finish(file, &plan, src.capacity)
+                        .map_err(copying)?
+                } else {
+                    WriteReport::default()
+                };
                 if plan.format == VolFormat::Raw
                     && exact
                     && src.allocation.saturating_mul(100) >= src.physical.saturating_mul(99)
@@ -1038,19 +1019,13 @@ impl Pool {
         } else {
             plan.expected_allocation = plan.expected_allocation.max(data_bytes);
         }
-        let (info, _) = self.publish(&plan, observer, |file| {
-            match &plan.qcow2 {
+        let (info, report) = self.publish(&plan, observer, |file| {
+            let report = match &plan.qcow2 {
                 Some((_, layout)) => {
-                    let mut r = if no_falloc {
-                        qcow2::write::write(layout, &NoFallocate(file), plan.decision.reserve)
-                    } else {
-                        qcow2::write::write(layout, &file, plan.decision.reserve)
-                    }
-                    .map_err(copying)?;
+                    let report = self.write_image(&plan, file)?;
                     image::copy::fill_qcow2(guest.as_mut(), &extents, layout, file)
                         .map_err(copying)?;
-                    r.fell_back_to_zeroes |= report.fell_back_to_zeroes;
-                    report = r;
+                    report
                 }
                 None => {
                     file.set_len(plan.capacity).map_err(|source| {
@@ -1060,10 +1035,10 @@ impl Pool {
                         })
                     })?;
                     image::copy::fill_raw(guest.as_mut(), &extents, file).map_err(copying)?;
-                    raw_finish(file, &plan, plan.capacity, no_falloc, &mut report)
-                        .map_err(copying)?;
+                    self.raw_finish(file, &plan, plan.capacity)
+                        .map_err(copying)?
                 }
-            }
+            };
             file.sync_all()
                 .map_err(|e| copying(image::Error::Syncing(e)))?;
             Ok(report)
@@ -1071,61 +1046,115 @@ impl Pool {
         Ok((info, plan, report))
     }
 
-    fn write_image<F: ImageFile + ?Sized>(
-        &self,
-        plan: &Plan,
-        file: &F,
-    ) -> Result<WriteReport, Error> {
-        let writing = |source| Error::WritingVolume {
-            name: plan.name.clone(),
-            source,
-        };
-        match &plan.qcow2 {
-            Some((_, layout)) => {
-                qcow2::write::write(layout, file, plan.decision.reserve).map_err(writing)
-            }
+    /// Writes the planned image (qcow2 metadata, or the raw file) into `file`.
+    fn write_image(&self, plan: &Plan, file: &File) -> Result<WriteReport, Error> {
+        self.with_fill_target(file, |file| match &plan.qcow2 {
+            Some((_, layout)) => qcow2::write::write(layout, file, plan.decision.reserve),
             None => image::raw::create(
                 file,
                 plan.capacity,
                 plan.preallocation,
                 plan.decision.reserve,
-            )
-            .map_err(writing),
+            ),
+        })
+        .map_err(|source| Error::WritingVolume {
+            name: plan.name.clone(),
+            source,
+        })
+    }
+
+    /// Runs `f` on `file`, seen as a file that cannot `fallocate` when that is disabled
+    /// ([`Pool::set_fallocate_disabled`]).
+    fn with_fill_target<R>(&self, file: &File, f: impl FnOnce(&dyn ImageFile) -> R) -> R {
+        if self.fallocate_disabled {
+            f(&NoFallocate(file))
+        } else {
+            f(file)
         }
+    }
+
+    /// Applies a raw volume's preallocation after its data was copied in: the first
+    /// `reserve` bytes or the whole file reserved, or the holes written with zeros for
+    /// `full`.
+    fn raw_finish(
+        &self,
+        file: &File,
+        plan: &Plan,
+        copied_len: u64,
+    ) -> Result<WriteReport, image::Error> {
+        file.set_len(plan.capacity.max(copied_len))
+            .map_err(|source| image::Error::SettingLength {
+                len: plan.capacity,
+                source,
+            })?;
+        let mut report = WriteReport::default();
+        self.with_fill_target(file, |target| match plan.preallocation {
+            Preallocation::Falloc => {
+                image::prealloc::allocate_or_zero(target, 0, plan.capacity, &mut report)
+            }
+            Preallocation::Full => image::prealloc::zero_holes(target, 0, plan.capacity),
+            Preallocation::Off | Preallocation::Metadata => {
+                let reserve = plan.decision.reserve.min(plan.capacity);
+                image::prealloc::allocate_or_zero(target, 0, reserve, &mut report)
+            }
+        })?;
+        Ok(report)
     }
 
     /// Looks a volume up by name and reads what libvirt reports about it.
     pub fn volume(&self, name: &str) -> Result<VolumeInfo, Error> {
-        let file = match self.dir.open_read(name) {
+        self.open_volume(name, false).map(|(_, info)| info)
+    }
+
+    /// Opens a volume's file (read-write with `write`) without following a symlink, and
+    /// reads what libvirt reports about it from that same open file.
+    fn open_volume(&self, name: &str, write: bool) -> Result<(File, VolumeInfo), Error> {
+        let (file, st) = self.open_volume_file(name, write)?;
+        let info = self.inspect(name, &file, &st)?;
+        Ok((file, info))
+    }
+
+    /// Opens a volume's file (read-write with `write`) without following a symlink: a
+    /// missing name is [`Error::NoVolume`], anything but a regular file
+    /// [`Error::NotAVolume`].
+    fn open_volume_file(&self, name: &str, write: bool) -> Result<(File, FileStat), Error> {
+        let not_a_volume = |what| Error::NotAVolume {
+            name: name.to_string(),
+            pool: self.name.clone(),
+            what,
+        };
+        let reading = |source| Error::ReadingVolume {
+            name: name.to_string(),
+            source,
+        };
+        let opened = if write {
+            self.dir.open_rw(name)
+        } else {
+            self.dir.open_read(name)
+        };
+        let file = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.no_volume(name)),
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(Error::NotAVolume {
-                    name: name.to_string(),
-                    pool: self.name.clone(),
-                    what: "symbolic link",
-                });
+                return Err(not_a_volume("symbolic link"));
             }
-            Err(source) => {
-                return Err(Error::ReadingVolume {
-                    name: name.to_string(),
-                    source,
-                });
+            // Only a read-write open reaches this: a directory cannot be opened for writing.
+            Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+                return Err(not_a_volume("directory or special file"));
             }
+            Err(source) => return Err(reading(source)),
         };
-        let st = crate::sys::fstat(file.as_fd()).map_err(|source| Error::ReadingVolume {
-            name: name.to_string(),
-            source,
-        })?;
+        let st = crate::sys::fstat(file.as_fd()).map_err(reading)?;
         if dir::kind_of(&st) != EntryKind::File {
-            return Err(Error::NotAVolume {
-                name: name.to_string(),
-                pool: self.name.clone(),
-                what: "directory or special file",
-            });
+            return Err(not_a_volume("directory or special file"));
         }
+        Ok((file, st))
+    }
+
+    /// What libvirt reports about an open volume file.
+    fn inspect(&self, name: &str, file: &File, st: &FileStat) -> Result<VolumeInfo, Error> {
         let physical = u64::try_from(st.st_size).unwrap_or(0);
-        let image = image::probe(&file, physical).map_err(|source| Error::InspectingVolume {
+        let image = image::probe(file, physical).map_err(|source| Error::InspectingVolume {
             name: name.to_string(),
             source,
         })?;
@@ -1209,7 +1238,7 @@ impl Pool {
             reason,
         };
         let new = match (req.delta, req.shrink) {
-            (true, true) => old - req.capacity.min(old),
+            (true, true) => old.saturating_sub(req.capacity),
             (true, false) => old
                 .checked_add(req.capacity)
                 .ok_or_else(|| invalid(format!("{old} + {} overflows", req.capacity)))?,
@@ -1237,13 +1266,8 @@ impl Pool {
                 });
             }
         }
-        let file = self
-            .dir
-            .open_rw(name)
-            .map_err(|source| Error::ReadingVolume {
-                name: name.to_string(),
-                source,
-            })?;
+        // Opened only now: a refused or empty request needs no write access.
+        let (file, _) = self.open_volume_file(name, true)?;
         let resizing = |source| Error::ResizingVolume {
             name: name.to_string(),
             source,
@@ -1271,22 +1295,15 @@ impl Pool {
                     }
                     None => None,
                 };
-                let no_falloc = NoFallocate(&file);
-                let fill: &dyn ImageFile = if self.fallocate_disabled {
-                    &no_falloc
-                } else {
-                    &file
-                };
-                qcow2::resize::grow(&file, fill, new, prealloc, backing_size).map_err(resizing)?;
+                self.with_fill_target(&file, |fill| {
+                    qcow2::resize::grow(&file, fill, new, prealloc, backing_size)
+                })
+                .map_err(resizing)?;
             }
             (Format::Qcow2, Some(_)) => qcow2::resize::shrink(&file, new).map_err(resizing)?,
             _ => {
-                if self.fallocate_disabled {
-                    image::raw::resize(&NoFallocate(&file), new, req.allocate)
-                } else {
-                    image::raw::resize(&file, new, req.allocate)
-                }
-                .map_err(resizing)?;
+                self.with_fill_target(&file, |fill| image::raw::resize(fill, new, req.allocate))
+                    .map_err(resizing)?;
             }
         }
         log::info!(
@@ -1305,14 +1322,7 @@ impl Pool {
         length: u64,
         sparse: bool,
     ) -> Result<image::stream::VolumeReader, Error> {
-        self.volume(name)?;
-        let file = self
-            .dir
-            .open_read(name)
-            .map_err(|source| Error::ReadingVolume {
-                name: name.to_string(),
-                source,
-            })?;
+        let (file, _) = self.open_volume(name, false)?;
         image::stream::VolumeReader::new(file, offset, length, sparse).map_err(|source| {
             Error::Streaming {
                 name: name.to_string(),
@@ -1329,14 +1339,7 @@ impl Pool {
         offset: u64,
         length: u64,
     ) -> Result<image::stream::VolumeWriter, Error> {
-        self.volume(name)?;
-        let file = self
-            .dir
-            .open_rw(name)
-            .map_err(|source| Error::ReadingVolume {
-                name: name.to_string(),
-                source,
-            })?;
+        let (file, _) = self.open_volume(name, true)?;
         image::stream::VolumeWriter::new(file, offset, length).map_err(|source| Error::Streaming {
             name: name.to_string(),
             source,
@@ -1349,14 +1352,7 @@ impl Pool {
         name: &str,
         algorithm: image::wipe::WipeAlgorithm,
     ) -> Result<(), Error> {
-        let info = self.volume(name)?;
-        let file = self
-            .dir
-            .open_rw(name)
-            .map_err(|source| Error::ReadingVolume {
-                name: name.to_string(),
-                source,
-            })?;
+        let (file, info) = self.open_volume(name, true)?;
         image::wipe::wipe(&file, info.image.format, algorithm).map_err(|source| {
             Error::WipingVolume {
                 name: name.to_string(),
@@ -1452,6 +1448,26 @@ impl Pool {
     }
 }
 
+/// The qcow2 details `vol-dumpxml` shows (and a clone's definition repeats).
+fn qcow2_report(q: &qcow2::Qcow2Info) -> Qcow2Report {
+    Qcow2Report {
+        compat: match q.header.version {
+            qcow2::Version::V2 => Compat::V0_10,
+            qcow2::Version::V3 => Compat::V1_1,
+        },
+        cluster_size: q.header.cluster_size(),
+        features: Features {
+            lazy_refcounts: q.lazy_refcounts(),
+            extended_l2: q.extended_l2(),
+        },
+    }
+}
+
+/// Whether a qcow2 image compresses with zstd (a version 3 header field).
+fn uses_zstd(q: &qcow2::Qcow2Info) -> bool {
+    q.header.version == qcow2::Version::V3 && q.header.compression_type == 1
+}
+
 /// Whether a new image's options equal those of an existing qcow2 image.
 fn same_qcow2_options(opts: &qcow2::Options, q: &qcow2::Qcow2Info) -> bool {
     let h = &q.header;
@@ -1460,46 +1476,8 @@ fn same_qcow2_options(opts: &qcow2::Options, q: &qcow2::Qcow2Info) -> bool {
         && opts.refcount_bits == 1 << h.refcount_order
         && opts.lazy_refcounts == q.lazy_refcounts()
         && opts.extended_l2 == q.extended_l2()
-        && opts.compression_zstd == (h.version == qcow2::Version::V3 && h.compression_type == 1)
+        && opts.compression_zstd == uses_zstd(q)
         && opts.backing.as_ref().map(|(name, _)| name) == q.backing_file.as_ref()
-}
-
-/// Applies a raw volume's preallocation after its data was copied in: the first `reserve`
-/// bytes or the whole file reserved, or the holes written with zeros for `full`.
-fn raw_finish(
-    file: &File,
-    plan: &Plan,
-    copied_len: u64,
-    no_falloc: bool,
-    report: &mut WriteReport,
-) -> Result<(), image::Error> {
-    file.set_len(plan.capacity.max(copied_len))
-        .map_err(|source| image::Error::SettingLength {
-            len: plan.capacity,
-            source,
-        })?;
-    let target: &dyn ImageFile = if no_falloc { &NoFallocate(file) } else { &file };
-    match plan.preallocation {
-        Preallocation::Falloc => {
-            image::prealloc::allocate_or_zero(target, 0, plan.capacity, report)?;
-        }
-        Preallocation::Full => {
-            let mut at = 0;
-            while at < plan.capacity {
-                let (is_data, until) = crate::sys::extent_at(file, at, plan.capacity)
-                    .map_err(image::Error::ReadingImage)?;
-                if !is_data {
-                    image::prealloc::write_zeroes(target, at, until - at)?;
-                }
-                at = until.max(at + 1);
-            }
-        }
-        Preallocation::Off | Preallocation::Metadata => {
-            let reserve = plan.decision.reserve.min(plan.capacity);
-            image::prealloc::allocate_or_zero(target, 0, reserve, report)?;
-        }
-    }
-    Ok(())
 }
 
 impl VolumeInfo {
@@ -1510,17 +1488,7 @@ impl VolumeInfo {
             Format::Raw => VolFormat::Raw,
             Format::Qcow2 => VolFormat::Qcow2,
         };
-        let qcow2 = self.image.qcow2.as_ref().map(|q| Qcow2Report {
-            compat: match q.header.version {
-                qcow2::Version::V2 => Compat::V0_10,
-                qcow2::Version::V3 => Compat::V1_1,
-            },
-            cluster_size: q.header.cluster_size(),
-            features: Features {
-                lazy_refcounts: q.lazy_refcounts(),
-                extended_l2: q.extended_l2(),
-            },
-        });
+        let qcow2 = self.image.qcow2.as_ref().map(qcow2_report);
         let backing = self.image.qcow2.as_ref().and_then(|q| {
             let name = q.backing_file.as_ref()?;
             let path = if Path::new(name).is_absolute() {

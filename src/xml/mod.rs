@@ -126,10 +126,7 @@ const MAX_DOCUMENT_BYTES: usize = 4 << 20;
 const MAX_DEPTH: usize = 64;
 
 fn line_of(src: &str, byte_pos: u64) -> usize {
-    let end = usize::try_from(byte_pos)
-        .unwrap_or(src.len())
-        .min(src.len());
-    src.as_bytes()[..end]
+    src.as_bytes()[..position(byte_pos, src)]
         .iter()
         .filter(|&&b| b == b'\n')
         .count()
@@ -210,9 +207,9 @@ impl Element {
                     ));
                 }
                 Event::Decl(_)
-                    if !src[..position(pos_before, src)]
-                        .trim_start_matches('\u{feff}')
-                        .is_empty() =>
+                    if !src
+                        .get(..position(pos_before, src))
+                        .is_some_and(|before| before.trim_start_matches('\u{feff}').is_empty()) =>
                 {
                     return Err(malformed(
                         &reader,
