@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod daemon;
 pub mod image;
+pub mod model;
 pub mod policy;
 pub mod pool;
 pub mod rpc;

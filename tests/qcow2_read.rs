@@ -7,7 +7,8 @@ mod common;
 use std::path::Path;
 
 use common::{TempPool, have, run};
-use qpool::image::{BlockStatus, Format, open_guest_image};
+use qpool::image::{BlockStatus, open_guest_image};
+use qpool::model::VolFormat;
 
 fn qemu_io(path: &Path, format: &str, commands: &[&str]) {
     let mut args = vec!["-f", format];
@@ -36,7 +37,7 @@ fn qemu_img(args: &[&str]) {
 /// Reads the whole guest through qpool and compares it with qemu-img's raw conversion.
 fn assert_reads_like_qemu(case: &str, image: &Path, raw_of_it: &Path) {
     let expected = std::fs::read(raw_of_it).unwrap();
-    let mut guest = open_guest_image(image, Some(Format::Qcow2)).unwrap();
+    let mut guest = open_guest_image(image, Some(VolFormat::Qcow2)).unwrap();
     assert_eq!(guest.size(), expected.len() as u64, "{case}: size");
     let mut got = vec![0u8; expected.len()];
     // Read in odd-sized pieces so runs split inside clusters and subclusters.

@@ -14,10 +14,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use thiserror::Error;
 
+use crate::model::VolFormat;
 use crate::policy::CreateFlags;
 use crate::pool::{self, Pool};
 use crate::units::{SizeError, parse_virsh_size};
-use crate::xml::{BackingStoreDef, VolFormat, VolumeDef};
+use crate::xml::{BackingStoreDef, VolumeDef};
 
 /// Environment variable naming the pool directory (like `--pool-dir`).
 pub const POOL_DIR_ENV: &str = "QPOOL_POOL_DIR";
@@ -285,12 +286,13 @@ pub enum Error {
     #[error("negative size requires --shrink")]
     NegativeSize,
     /// A format argument is not supported.
-    #[error("--{option}: {message}")]
+    #[error("--{option}")]
     Format {
         /// Which option.
         option: &'static str,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: crate::model::UnknownName,
     },
 }
 
@@ -432,7 +434,9 @@ fn size_arg(what: &'static str, value: &str) -> Result<u64, Error> {
 }
 
 fn format_arg(option: &'static str, value: &str) -> Result<VolFormat, Error> {
-    VolFormat::parse(value).map_err(|message| Error::Format { option, message })
+    value
+        .parse()
+        .map_err(|source| Error::Format { option, source })
 }
 
 /// Runs one verb and returns what it prints on success.

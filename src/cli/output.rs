@@ -110,10 +110,7 @@ pub fn explain(plan: &Plan) -> String {
     let format = match &plan.qcow2 {
         Some((opts, _)) => format!(
             "qcow2 (compat {}, cluster size {}, refcount bits {}{}{}{})",
-            match opts.version {
-                crate::image::qcow2::Version::V2 => "0.10",
-                crate::image::qcow2::Version::V3 => "1.1",
-            },
+            opts.version,
             opts.cluster_size,
             opts.refcount_bits,
             if opts.lazy_refcounts {

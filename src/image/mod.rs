@@ -14,43 +14,13 @@ pub mod raw;
 pub mod stream;
 pub mod wipe;
 
-use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
 use thiserror::Error;
 
-/// How the data area of a new image is provided (qemu-img's `preallocation=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Preallocation {
-    /// Nothing beyond the minimal metadata; data reads as zeros through holes / no mapping.
-    Off,
-    /// qcow2 only: all metadata mapped, data clusters left as file holes.
-    Metadata,
-    /// Data area reserved with `fallocate` (unwritten extents).
-    Falloc,
-    /// Data area written with zeros.
-    Full,
-}
-
-impl Preallocation {
-    /// qemu-img's name for the mode.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Off => "off",
-            Self::Metadata => "metadata",
-            Self::Falloc => "falloc",
-            Self::Full => "full",
-        }
-    }
-}
-
-impl fmt::Display for Preallocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::model::VolFormat;
 
 /// A file the image writers write into. `std::fs::File` implements it with the real
 /// syscalls; tests wrap it to take `fallocate` away or to record calls.
@@ -193,30 +163,11 @@ pub struct WriteReport {
     pub fell_back_to_zeroes: bool,
 }
 
-/// Image formats qpool reads and writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Plain file.
-    Raw,
-    /// qcow2.
-    Qcow2,
-}
-
-impl Format {
-    /// The format's name as libvirt and qemu write it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Raw => "raw",
-            Self::Qcow2 => "qcow2",
-        }
-    }
-}
-
 /// What probing a volume file found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageInfo {
     /// Detected format.
-    pub format: Format,
+    pub format: VolFormat,
     /// Guest-visible size: qcow2 virtual size, or the raw file's length.
     pub capacity: u64,
     /// qcow2 details.
@@ -359,7 +310,7 @@ pub(crate) fn read_prefix(file: &File, len: usize) -> io::Result<Vec<u8>> {
 pub fn probe(file: &File, file_len: u64) -> Result<ImageInfo, Error> {
     let prefix = read_prefix(file, PROBE_BYTES).map_err(Error::ReadingHeader)?;
     let raw = ImageInfo {
-        format: Format::Raw,
+        format: VolFormat::Raw,
         capacity: file_len,
         qcow2: None,
     };
@@ -368,7 +319,7 @@ pub fn probe(file: &File, file_len: u64) -> Result<ImageInfo, Error> {
     }
     match qcow2::Qcow2Info::read(file, &prefix) {
         Ok(info) => Ok(ImageInfo {
-            format: Format::Qcow2,
+            format: VolFormat::Qcow2,
             capacity: info.header.size,
             qcow2: Some(info),
         }),
@@ -446,7 +397,7 @@ pub const MAX_BACKING_CHAIN: usize = 16;
 /// `format` is the declared format; without one the file is probed (like qemu without `-F`).
 pub fn open_guest_image(
     path: &std::path::Path,
-    format: Option<Format>,
+    format: Option<VolFormat>,
 ) -> Result<Box<dyn GuestImage + Send>, Error> {
     open_path(path, format, 0)
 }
@@ -456,14 +407,14 @@ pub fn open_guest_image(
 pub fn open_guest_file(
     file: File,
     path: &std::path::Path,
-    format: Option<Format>,
+    format: Option<VolFormat>,
 ) -> Result<Box<dyn GuestImage + Send>, Error> {
     open_chain(file, path, format, 0)
 }
 
 fn open_path(
     path: &std::path::Path,
-    format: Option<Format>,
+    format: Option<VolFormat>,
     depth: usize,
 ) -> Result<Box<dyn GuestImage + Send>, Error> {
     let file = File::open(path).map_err(|source| Error::OpeningImage {
@@ -476,7 +427,7 @@ fn open_path(
 fn open_chain(
     file: File,
     path: &std::path::Path,
-    format: Option<Format>,
+    format: Option<VolFormat>,
     depth: usize,
 ) -> Result<Box<dyn GuestImage + Send>, Error> {
     if depth >= MAX_BACKING_CHAIN {
@@ -490,20 +441,19 @@ fn open_chain(
     let info = probe(&file, len)?;
     let format = format.unwrap_or(info.format);
     match (format, info.qcow2) {
-        (Format::Raw, _) => Ok(Box::new(RawImage::new(file)?)),
-        (Format::Qcow2, None) => Err(Error::CorruptImage(format!(
+        (VolFormat::Raw, _) => Ok(Box::new(RawImage::new(file)?)),
+        (VolFormat::Qcow2, None) => Err(Error::CorruptImage(format!(
             "{} is not a qcow2 image",
             path.display()
         ))),
-        (Format::Qcow2, Some(q)) => {
+        (VolFormat::Qcow2, Some(q)) => {
             let backing = match &q.backing_file {
                 None => None,
                 Some(name) => {
                     let base = path.parent().unwrap_or(std::path::Path::new("/"));
                     let backing_path = base.join(name);
                     let backing_format = match q.backing_format.as_deref() {
-                        Some("qcow2") => Some(Format::Qcow2),
-                        Some("raw") => Some(Format::Raw),
+                        Some(name) if name.parse::<VolFormat>().is_ok() => name.parse().ok(),
                         Some(other) => {
                             return Err(Error::Unsupported(format!(
                                 "backing format '{other}' of {}",

@@ -5,7 +5,8 @@
 //! Must not: name or place the file.
 
 use super::prealloc::{allocate_or_zero, write_zeroes};
-use super::{Error, ImageFile, Preallocation, WriteReport};
+use super::{Error, ImageFile, WriteReport};
+use crate::model::Preallocation;
 
 /// Writes a raw volume of `capacity` bytes into an empty `file`.
 ///

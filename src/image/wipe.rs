@@ -11,8 +11,9 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::qcow2::{self, Layout, Qcow2Info, Version};
-use super::{Error, Format, read_prefix};
+use super::qcow2::{self, Layout, Qcow2Info};
+use super::{Error, read_prefix};
+use crate::model::{Compat, VolFormat};
 
 /// A wipe algorithm (libvirt's `virStorageVolWipeAlgorithm` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,10 +136,10 @@ fn destroy(file: &File, algorithm: WipeAlgorithm, whole_file: bool) -> Result<()
 /// sparseness pattern, `random` overwrites every byte. qcow2: the data is destroyed, then
 /// the file is rebuilt in place (same inode) as an empty image with the same size, options,
 /// backing file and preallocation.
-pub fn wipe(file: &File, format: Format, algorithm: WipeAlgorithm) -> Result<(), Error> {
+pub fn wipe(file: &File, format: VolFormat, algorithm: WipeAlgorithm) -> Result<(), Error> {
     match format {
-        Format::Raw => destroy(file, algorithm, algorithm == WipeAlgorithm::Random),
-        Format::Qcow2 => {
+        VolFormat::Raw => destroy(file, algorithm, algorithm == WipeAlgorithm::Random),
+        VolFormat::Qcow2 => {
             let prefix = read_prefix(file, 4096).map_err(Error::ReadingHeader)?;
             let info = Qcow2Info::read(file, &prefix)?;
             let prealloc = qcow2::resize::detect_preallocation(file)?;
@@ -150,7 +151,7 @@ pub fn wipe(file: &File, format: Format, algorithm: WipeAlgorithm) -> Result<(),
                 refcount_bits: 1 << h.refcount_order,
                 lazy_refcounts: info.lazy_refcounts(),
                 extended_l2: info.extended_l2(),
-                compression_zstd: h.version == Version::V3 && h.compression_type == 1,
+                compression_zstd: h.version == Compat::V1_1 && h.compression_type == 1,
                 backing: info
                     .backing_file
                     .clone()

@@ -28,9 +28,8 @@ use std::fmt;
 
 use thiserror::Error;
 
-use crate::xml::VolFormat;
+use crate::model::{Preallocation, VolFormat};
 use crate::xml::VolumeDef;
-use crate::xml::ext::PreallocMode;
 
 /// libvirt's create flags that matter to the policy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,13 +42,13 @@ pub struct CreateFlags {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolPolicy {
     /// Mode for a qcow2 volume whose XML has no `<allocation>` (design.md: off).
-    pub qcow2_default: PreallocMode,
+    pub qcow2_default: Preallocation,
 }
 
 impl Default for PoolPolicy {
     fn default() -> Self {
         Self {
-            qcow2_default: PreallocMode::Off,
+            qcow2_default: Preallocation::Off,
         }
     }
 }
@@ -89,7 +88,7 @@ pub enum Rule {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     /// Preallocation mode of the image.
-    pub mode: PreallocMode,
+    pub mode: Preallocation,
     /// Bytes at the start of the guest data to reserve with fallocate on top of `mode`
     /// (only the partial rows; 0 otherwise).
     pub reserve: u64,
@@ -183,7 +182,7 @@ pub enum Error {
     #[error(
         "preallocation '{0}' with a backing store needs <features><extended_l2/></features> (qemu allows backing file and preallocation together only with extended_l2)"
     )]
-    OverlayPrealloc(PreallocMode),
+    OverlayPrealloc(Preallocation),
 }
 
 /// Decides the preallocation of a new volume of `capacity` bytes.
@@ -210,7 +209,7 @@ pub fn decide(
             return Err(Error::RawBacking);
         }
         if let Some(mode) = def.target.ext.preallocation {
-            if mode == PreallocMode::Metadata {
+            if mode == Preallocation::Metadata {
                 return Err(Error::RawMetadata);
             }
             return Ok(decision(mode, 0, Rule::Explicit));
@@ -219,16 +218,16 @@ pub fn decide(
             return Err(Error::RawPreallocFlag);
         }
         return Ok(match allocation {
-            None => decision(PreallocMode::Falloc, 0, Rule::RawAbsent),
-            Some(0) => decision(PreallocMode::Off, 0, Rule::RawZero),
-            Some(a) if a < capacity => decision(PreallocMode::Off, a, Rule::RawPartial),
-            Some(_) => decision(PreallocMode::Falloc, 0, Rule::RawAtCapacity),
+            None => decision(Preallocation::Falloc, 0, Rule::RawAbsent),
+            Some(0) => decision(Preallocation::Off, 0, Rule::RawZero),
+            Some(a) if a < capacity => decision(Preallocation::Off, a, Rule::RawPartial),
+            Some(_) => decision(Preallocation::Falloc, 0, Rule::RawAtCapacity),
         });
     }
 
     let thin_overlay = overlay && !extended_l2;
     if let Some(mode) = def.target.ext.preallocation {
-        if thin_overlay && mode != PreallocMode::Off {
+        if thin_overlay && mode != Preallocation::Off {
             return Err(Error::OverlayPrealloc(mode));
         }
         return Ok(decision(mode, 0, Rule::Explicit));
@@ -236,9 +235,9 @@ pub fn decide(
     if flags.prealloc_metadata {
         let below = allocation.is_some_and(|a| a < capacity);
         let mode = if below {
-            PreallocMode::Metadata
+            Preallocation::Metadata
         } else {
-            PreallocMode::Falloc
+            Preallocation::Falloc
         };
         if thin_overlay {
             return Err(Error::OverlayPrealloc(mode));
@@ -251,16 +250,16 @@ pub fn decide(
         return Ok(decision(mode, 0, rule));
     }
     if thin_overlay {
-        return Ok(decision(PreallocMode::Off, 0, Rule::OverlayThin));
+        return Ok(decision(Preallocation::Off, 0, Rule::OverlayThin));
     }
     Ok(match allocation {
         None => decision(policy.qcow2_default, 0, Rule::Qcow2Absent),
-        Some(0) => decision(PreallocMode::Off, 0, Rule::Qcow2Zero),
+        Some(0) => decision(Preallocation::Off, 0, Rule::Qcow2Zero),
         Some(a) if a < capacity && def.from_report => {
-            decision(PreallocMode::Off, 0, Rule::Qcow2Report)
+            decision(Preallocation::Off, 0, Rule::Qcow2Report)
         }
-        Some(a) if a < capacity => decision(PreallocMode::Metadata, a, Rule::Qcow2Partial),
-        Some(_) => decision(PreallocMode::Falloc, 0, Rule::Qcow2AtCapacity),
+        Some(a) if a < capacity => decision(Preallocation::Metadata, a, Rule::Qcow2Partial),
+        Some(_) => decision(Preallocation::Falloc, 0, Rule::Qcow2AtCapacity),
     })
 }
 
@@ -316,17 +315,17 @@ mod tests {
         let d = no_flags(&qcow2(None)).unwrap();
         assert_eq!(
             (d.mode, d.reserve, d.rule),
-            (PreallocMode::Off, 0, Rule::Qcow2Absent)
+            (Preallocation::Off, 0, Rule::Qcow2Absent)
         );
     }
 
     #[test]
     fn qcow2_allocation_absent_follows_a_changed_pool_default() {
         let policy = PoolPolicy {
-            qcow2_default: PreallocMode::Metadata,
+            qcow2_default: Preallocation::Metadata,
         };
         let d = decide(&qcow2(None), CAP, CreateFlags::default(), &policy).unwrap();
-        assert_eq!(d.mode, PreallocMode::Metadata);
+        assert_eq!(d.mode, Preallocation::Metadata);
     }
 
     #[test]
@@ -334,7 +333,7 @@ mod tests {
         let d = no_flags(&qcow2(Some(0))).unwrap();
         assert_eq!(
             (d.mode, d.reserve, d.rule),
-            (PreallocMode::Off, 0, Rule::Qcow2Zero)
+            (Preallocation::Off, 0, Rule::Qcow2Zero)
         );
     }
 
@@ -343,7 +342,7 @@ mod tests {
         let d = no_flags(&qcow2(Some(2 << 30))).unwrap();
         assert_eq!(
             (d.mode, d.reserve, d.rule),
-            (PreallocMode::Metadata, 2 << 30, Rule::Qcow2Partial)
+            (Preallocation::Metadata, 2 << 30, Rule::Qcow2Partial)
         );
         assert!(d.to_string().contains("first 2147483648 bytes"), "{d}");
     }
@@ -355,7 +354,7 @@ mod tests {
         let d = no_flags(&def).unwrap();
         assert_eq!(
             (d.mode, d.reserve, d.rule),
-            (PreallocMode::Off, 0, Rule::Qcow2Report)
+            (Preallocation::Off, 0, Rule::Qcow2Report)
         );
     }
 
@@ -363,7 +362,7 @@ mod tests {
     fn qcow2_report_allocation_at_capacity_stays_falloc() {
         let mut def = qcow2(Some(CAP + 1_000_000));
         def.from_report = true;
-        assert_eq!(no_flags(&def).unwrap().mode, PreallocMode::Falloc);
+        assert_eq!(no_flags(&def).unwrap().mode, Preallocation::Falloc);
     }
 
     #[test]
@@ -371,19 +370,19 @@ mod tests {
         let d = no_flags(&qcow2(Some(CAP))).unwrap();
         assert_eq!(
             (d.mode, d.rule),
-            (PreallocMode::Falloc, Rule::Qcow2AtCapacity)
+            (Preallocation::Falloc, Rule::Qcow2AtCapacity)
         );
     }
 
     #[test]
     fn qcow2_allocation_above_capacity_uses_falloc() {
         let d = no_flags(&qcow2(Some(CAP + 1))).unwrap();
-        assert_eq!(d.mode, PreallocMode::Falloc);
+        assert_eq!(d.mode, Preallocation::Falloc);
     }
 
     #[test]
     fn qcow2_explicit_mode_wins_over_allocation() {
-        for mode in PreallocMode::ALL {
+        for mode in Preallocation::ALL {
             let mut def = qcow2(Some(1));
             def.target.ext.preallocation = Some(mode);
             let d = with_flag(&def).unwrap();
@@ -400,14 +399,14 @@ mod tests {
         let d = with_flag(&qcow2(Some(1 << 30))).unwrap();
         assert_eq!(
             (d.mode, d.reserve, d.rule),
-            (PreallocMode::Metadata, 0, Rule::FlagBelowCapacity)
+            (Preallocation::Metadata, 0, Rule::FlagBelowCapacity)
         );
     }
 
     #[test]
     fn prealloc_metadata_flag_with_allocation_zero_uses_metadata() {
         let d = with_flag(&qcow2(Some(0))).unwrap();
-        assert_eq!(d.mode, PreallocMode::Metadata);
+        assert_eq!(d.mode, Preallocation::Metadata);
     }
 
     #[test]
@@ -415,7 +414,7 @@ mod tests {
         let d = with_flag(&qcow2(Some(CAP))).unwrap();
         assert_eq!(
             (d.mode, d.rule),
-            (PreallocMode::Falloc, Rule::FlagAtCapacity)
+            (Preallocation::Falloc, Rule::FlagAtCapacity)
         );
     }
 
@@ -424,14 +423,14 @@ mod tests {
         let d = with_flag(&qcow2(None)).unwrap();
         assert_eq!(
             (d.mode, d.rule),
-            (PreallocMode::Falloc, Rule::FlagAtCapacity)
+            (Preallocation::Falloc, Rule::FlagAtCapacity)
         );
     }
 
     #[test]
     fn raw_allocation_absent_is_fully_allocated() {
         let d = no_flags(&raw(None)).unwrap();
-        assert_eq!((d.mode, d.rule), (PreallocMode::Falloc, Rule::RawAbsent));
+        assert_eq!((d.mode, d.rule), (Preallocation::Falloc, Rule::RawAbsent));
     }
 
     #[test]
@@ -439,7 +438,7 @@ mod tests {
         let d = no_flags(&raw(Some(0))).unwrap();
         assert_eq!(
             (d.mode, d.reserve, d.rule),
-            (PreallocMode::Off, 0, Rule::RawZero)
+            (Preallocation::Off, 0, Rule::RawZero)
         );
     }
 
@@ -448,7 +447,7 @@ mod tests {
         let d = no_flags(&raw(Some(1 << 20))).unwrap();
         assert_eq!(
             (d.mode, d.reserve, d.rule),
-            (PreallocMode::Off, 1 << 20, Rule::RawPartial)
+            (Preallocation::Off, 1 << 20, Rule::RawPartial)
         );
     }
 
@@ -457,13 +456,17 @@ mod tests {
         let d = no_flags(&raw(Some(CAP))).unwrap();
         assert_eq!(
             (d.mode, d.rule),
-            (PreallocMode::Falloc, Rule::RawAtCapacity)
+            (Preallocation::Falloc, Rule::RawAtCapacity)
         );
     }
 
     #[test]
     fn raw_explicit_modes_off_falloc_full_are_taken() {
-        for mode in [PreallocMode::Off, PreallocMode::Falloc, PreallocMode::Full] {
+        for mode in [
+            Preallocation::Off,
+            Preallocation::Falloc,
+            Preallocation::Full,
+        ] {
             let mut def = raw(Some(0));
             def.target.ext.preallocation = Some(mode);
             assert_eq!(no_flags(&def).unwrap().mode, mode);
@@ -473,7 +476,7 @@ mod tests {
     #[test]
     fn raw_explicit_metadata_is_refused() {
         let mut def = raw(None);
-        def.target.ext.preallocation = Some(PreallocMode::Metadata);
+        def.target.ext.preallocation = Some(Preallocation::Metadata);
         assert_eq!(no_flags(&def), Err(Error::RawMetadata));
     }
 
@@ -495,16 +498,16 @@ mod tests {
     #[test]
     fn overlay_without_extended_l2_stays_thin_whatever_the_allocation() {
         let d = no_flags(&overlay(qcow2(Some(CAP)), false)).unwrap();
-        assert_eq!((d.mode, d.rule), (PreallocMode::Off, Rule::OverlayThin));
+        assert_eq!((d.mode, d.rule), (Preallocation::Off, Rule::OverlayThin));
     }
 
     #[test]
     fn overlay_without_extended_l2_refuses_explicit_preallocation() {
         let mut def = overlay(qcow2(None), false);
-        def.target.ext.preallocation = Some(PreallocMode::Metadata);
+        def.target.ext.preallocation = Some(Preallocation::Metadata);
         assert_eq!(
             no_flags(&def),
-            Err(Error::OverlayPrealloc(PreallocMode::Metadata))
+            Err(Error::OverlayPrealloc(Preallocation::Metadata))
         );
     }
 
@@ -513,7 +516,7 @@ mod tests {
         let d = no_flags(&overlay(qcow2(Some(1 << 20)), true)).unwrap();
         assert_eq!(
             (d.mode, d.rule),
-            (PreallocMode::Metadata, Rule::Qcow2Partial)
+            (Preallocation::Metadata, Rule::Qcow2Partial)
         );
     }
 }

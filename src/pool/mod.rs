@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::image::qcow2::{self, Layout};
-use crate::image::{self, Format, ImageFile, ImageInfo, NoFallocate, Preallocation, WriteReport};
+use crate::image::{self, ImageFile, ImageInfo, NoFallocate, WriteReport};
+use crate::model::{Compat, Compression, Preallocation, VolFormat};
 use crate::policy::{self, CreateFlags, Decision, PoolPolicy};
-use crate::xml::ext::{CompressionType, PreallocMode};
 use crate::xml::volume::{DEFAULT_VOLUME_MODE, Qcow2Report, Timestamp};
-use crate::xml::{Compat, Features, PoolReport, VolFormat, VolumeDef, VolumeReport};
+use crate::xml::{Features, PoolReport, VolumeDef, VolumeReport};
 use dir::{EntryKind, PoolDir, TempVolume};
 use nix::sys::stat::FileStat;
 
@@ -571,10 +571,7 @@ impl Pool {
             path: b.path.clone(),
             source: io::Error::other(e.to_string()),
         })?;
-        let probed = match info.format {
-            Format::Raw => VolFormat::Raw,
-            Format::Qcow2 => VolFormat::Qcow2,
-        };
+        let probed = info.format;
         if b.format == Some(VolFormat::Qcow2) && probed != VolFormat::Qcow2 {
             return Err(Error::BackingFormat {
                 path: b.path.clone(),
@@ -616,12 +613,7 @@ impl Pool {
                 name: name.clone(),
                 source,
             })?;
-        let preallocation = match decision.mode {
-            PreallocMode::Off => Preallocation::Off,
-            PreallocMode::Metadata => Preallocation::Metadata,
-            PreallocMode::Falloc => Preallocation::Falloc,
-            PreallocMode::Full => Preallocation::Full,
-        };
+        let preallocation = decision.mode;
         let block = self.dir.block_size().unwrap_or(4096);
         let round = |v: u64| crate::units::round_up(v, block).unwrap_or(v);
         let format = def.format();
@@ -637,15 +629,12 @@ impl Pool {
                 let features = def.target.features.unwrap_or_default();
                 let opts = qcow2::Options {
                     size: capacity,
-                    version: match def.target.compat.unwrap_or(Compat::V1_1) {
-                        Compat::V0_10 => qcow2::Version::V2,
-                        Compat::V1_1 => qcow2::Version::V3,
-                    },
+                    version: def.target.compat.unwrap_or(Compat::V1_1),
                     cluster_size: def.target.cluster_size.unwrap_or(65536),
                     refcount_bits: def.target.ext.refcount_bits.unwrap_or(16),
                     lazy_refcounts: features.lazy_refcounts,
                     extended_l2: features.extended_l2,
-                    compression_zstd: def.target.ext.compression == Some(CompressionType::Zstd),
+                    compression_zstd: def.target.ext.compression == Some(Compression::Zstd),
                     backing: backing
                         .as_ref()
                         .map(|b| (b.path.clone(), Some(b.format.as_str().to_string()))),
@@ -836,15 +825,12 @@ impl Pool {
                 def.target.features = Some(report.features);
                 def.target.ext.refcount_bits = Some(1 << q.header.refcount_order);
                 if uses_zstd(q) {
-                    def.target.ext.compression = Some(CompressionType::Zstd);
+                    def.target.ext.compression = Some(Compression::Zstd);
                 }
                 if let Some(b) = &q.backing_file {
                     def.backing_store = Some(crate::xml::BackingStoreDef {
                         path: b.clone(),
-                        format: q
-                            .backing_format
-                            .as_deref()
-                            .and_then(|f| VolFormat::parse(f).ok()),
+                        format: q.backing_format.as_deref().and_then(|f| f.parse().ok()),
                     });
                 }
             }
@@ -906,8 +892,8 @@ impl Pool {
             source,
         };
         let same_format = match (plan.format, src.image.format) {
-            (VolFormat::Raw, Format::Raw) => true,
-            (VolFormat::Qcow2, Format::Qcow2) => {
+            (VolFormat::Raw, VolFormat::Raw) => true,
+            (VolFormat::Qcow2, VolFormat::Qcow2) => {
                 let src_prealloc =
                     qcow2::resize::detect_preallocation(&src_file).map_err(|source| {
                         Error::InspectingVolume {
@@ -1273,7 +1259,7 @@ impl Pool {
             source,
         };
         match (info.image.format, info.image.qcow2.as_ref()) {
-            (Format::Qcow2, Some(q)) if new > old => {
+            (VolFormat::Qcow2, Some(q)) if new > old => {
                 let prealloc = if req.allocate {
                     Preallocation::Falloc
                 } else {
@@ -1282,11 +1268,7 @@ impl Pool {
                 let backing_size = match &q.backing_file {
                     Some(b) => {
                         let path = self.dir.path().join(b);
-                        let format = q.backing_format.as_deref().and_then(|f| match f {
-                            "qcow2" => Some(Format::Qcow2),
-                            "raw" => Some(Format::Raw),
-                            _ => None,
-                        });
+                        let format = q.backing_format.as_deref().and_then(|f| f.parse().ok());
                         Some(
                             image::open_guest_image(&path, format)
                                 .map_err(resizing)?
@@ -1300,7 +1282,7 @@ impl Pool {
                 })
                 .map_err(resizing)?;
             }
-            (Format::Qcow2, Some(_)) => qcow2::resize::shrink(&file, new).map_err(resizing)?,
+            (VolFormat::Qcow2, Some(_)) => qcow2::resize::shrink(&file, new).map_err(resizing)?,
             _ => {
                 self.with_fill_target(&file, |fill| image::raw::resize(fill, new, req.allocate))
                     .map_err(resizing)?;
@@ -1451,10 +1433,7 @@ impl Pool {
 /// The qcow2 details `vol-dumpxml` shows (and a clone's definition repeats).
 fn qcow2_report(q: &qcow2::Qcow2Info) -> Qcow2Report {
     Qcow2Report {
-        compat: match q.header.version {
-            qcow2::Version::V2 => Compat::V0_10,
-            qcow2::Version::V3 => Compat::V1_1,
-        },
+        compat: q.header.version,
         cluster_size: q.header.cluster_size(),
         features: Features {
             lazy_refcounts: q.lazy_refcounts(),
@@ -1465,7 +1444,7 @@ fn qcow2_report(q: &qcow2::Qcow2Info) -> Qcow2Report {
 
 /// Whether a qcow2 image compresses with zstd (a version 3 header field).
 fn uses_zstd(q: &qcow2::Qcow2Info) -> bool {
-    q.header.version == qcow2::Version::V3 && q.header.compression_type == 1
+    q.header.version == Compat::V1_1 && q.header.compression_type == 1
 }
 
 /// Whether a new image's options equal those of an existing qcow2 image.
@@ -1484,10 +1463,7 @@ impl VolumeInfo {
     /// The volume as `vol-dumpxml` prints it; relative backing paths are resolved against
     /// the pool directory (where qemu resolves them).
     pub fn report(&self) -> VolumeReport {
-        let format = match self.image.format {
-            Format::Raw => VolFormat::Raw,
-            Format::Qcow2 => VolFormat::Qcow2,
-        };
+        let format = self.image.format;
         let qcow2 = self.image.qcow2.as_ref().map(qcow2_report);
         let backing = self.image.qcow2.as_ref().and_then(|q| {
             let name = q.backing_file.as_ref()?;
@@ -1496,10 +1472,7 @@ impl VolumeInfo {
             } else {
                 self.path.parent().unwrap_or(Path::new("/")).join(name)
             };
-            let format = q
-                .backing_format
-                .as_deref()
-                .and_then(|f| VolFormat::parse(f).ok());
+            let format = q.backing_format.as_deref().and_then(|f| f.parse().ok());
             let attributes = std::fs::metadata(&path).ok().map(|m| {
                 use std::os::unix::fs::MetadataExt;
                 crate::xml::FileAttributes {

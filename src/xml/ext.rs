@@ -10,89 +10,21 @@
 //!
 //! The schema is `xml-schemas/volume.rng`. Must not: interpret the values beyond parsing them.
 
-use std::fmt;
-use std::str::FromStr;
-
 use super::{Element, Error};
+use crate::model::{Compression, Preallocation};
 
 /// The extension namespace URI.
 pub const NAMESPACE: &str = "urn:qpool:volume:1";
-
-/// A preallocation mode as the XML names it (qemu-img's `preallocation=` values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PreallocMode {
-    /// Thin: only the metadata a fresh image needs.
-    Off,
-    /// qcow2: every L2 table and data cluster mapped, data left as holes.
-    Metadata,
-    /// Metadata plus the data area reserved with `fallocate` (reads as zeros).
-    Falloc,
-    /// Metadata plus the data area written with zeros.
-    Full,
-}
-
-impl PreallocMode {
-    /// All modes, in the order the documentation lists them.
-    pub const ALL: [PreallocMode; 4] = [Self::Off, Self::Metadata, Self::Falloc, Self::Full];
-
-    /// The name used in XML, on the command line and by qemu-img.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Off => "off",
-            Self::Metadata => "metadata",
-            Self::Falloc => "falloc",
-            Self::Full => "full",
-        }
-    }
-}
-
-impl fmt::Display for PreallocMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for PreallocMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown preallocation mode '{s}' (expected off, metadata, falloc or full)")
-            })
-    }
-}
-
-/// qcow2 compression type recorded in the image header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CompressionType {
-    /// zlib/deflate (qemu's default; header byte 104 = 0).
-    #[default]
-    Zlib,
-    /// zstd (incompatible feature bit 3, header byte 104 = 1).
-    Zstd,
-}
-
-impl CompressionType {
-    /// The name used in XML and by qemu-img.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Zlib => "zlib",
-            Self::Zstd => "zstd",
-        }
-    }
-}
 
 /// Extension settings found inside `<target>`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TargetExt {
     /// `<qpool:preallocation mode=…/>`.
-    pub preallocation: Option<PreallocMode>,
+    pub preallocation: Option<Preallocation>,
     /// `<qpool:refcount bits=…/>`.
     pub refcount_bits: Option<u32>,
     /// `<qpool:compression type=…/>`.
-    pub compression: Option<CompressionType>,
+    pub compression: Option<Compression>,
 }
 
 fn required_attr<'a>(el: &'a Element, name: &str) -> Result<&'a str, Error> {
@@ -109,7 +41,10 @@ pub(crate) fn parse_target_ext(target: &Element) -> Result<TargetExt, Error> {
         match el.name.as_str() {
             "preallocation" => {
                 let mode = required_attr(el, "mode")?;
-                ext.preallocation = Some(mode.parse().map_err(|m: String| el.bad_attr("mode", m))?);
+                ext.preallocation =
+                    Some(mode.parse().map_err(|e: crate::model::UnknownName| {
+                        el.bad_attr("mode", e.to_string())
+                    })?);
             }
             "refcount" => {
                 let bits = required_attr(el, "bits")?;
@@ -128,16 +63,10 @@ pub(crate) fn parse_target_ext(target: &Element) -> Result<TargetExt, Error> {
             }
             "compression" => {
                 let kind = required_attr(el, "type")?;
-                ext.compression = Some(match kind {
-                    "zlib" => CompressionType::Zlib,
-                    "zstd" => CompressionType::Zstd,
-                    other => {
-                        return Err(el.bad_attr(
-                            "type",
-                            format!("unknown compression type '{other}' (expected zlib or zstd)"),
-                        ));
-                    }
-                });
+                ext.compression =
+                    Some(kind.parse().map_err(|e: crate::model::UnknownName| {
+                        el.bad_attr("type", e.to_string())
+                    })?);
             }
             other => {
                 return Err(el.unsupported(format!(

@@ -17,8 +17,8 @@ pub mod volume;
 
 pub use pool::{PoolDef, PoolReport};
 pub use volume::{
-    BackingReport, BackingStoreDef, Compat, Features, FileAttributes, Permissions, TargetDef,
-    VolFormat, VolumeDef, VolumeReport,
+    BackingReport, BackingStoreDef, Features, FileAttributes, Permissions, TargetDef, VolumeDef,
+    VolumeReport,
 };
 
 use quick_xml::events::Event;

@@ -12,55 +12,7 @@ use std::fmt::Write as _;
 
 use super::ext::{self, TargetExt};
 use super::{Element, Error, escape};
-
-/// Volume formats qpool creates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VolFormat {
-    /// Plain file.
-    Raw,
-    /// qcow2 image.
-    Qcow2,
-}
-
-impl VolFormat {
-    /// libvirt's name for the format.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Raw => "raw",
-            Self::Qcow2 => "qcow2",
-        }
-    }
-
-    /// Parses a format name; anything but raw and qcow2 is refused with the supported list.
-    pub fn parse(name: &str) -> Result<Self, String> {
-        match name {
-            "raw" => Ok(Self::Raw),
-            "qcow2" => Ok(Self::Qcow2),
-            other => Err(format!(
-                "unsupported volume format '{other}' (qpool supports: raw, qcow2)"
-            )),
-        }
-    }
-}
-
-/// qcow2 compatibility level, as libvirt's `<compat>` writes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compat {
-    /// `0.10`: qcow2 version 2.
-    V0_10,
-    /// `1.1`: qcow2 version 3 (qemu's and qpool's default).
-    V1_1,
-}
-
-impl Compat {
-    /// The `<compat>` text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::V0_10 => "0.10",
-            Self::V1_1 => "1.1",
-        }
-    }
-}
+use crate::model::{Compat, VolFormat};
 
 /// `<target><features>`: qcow2 features libvirt knows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -203,7 +155,8 @@ fn parse_format(el: &Element) -> Result<VolFormat, Error> {
         path: el.path.clone(),
         what: "attribute 'type'".into(),
     })?;
-    VolFormat::parse(kind).map_err(|m| el.bad_attr("type", m))
+    kind.parse()
+        .map_err(|e: crate::model::UnknownName| el.bad_attr("type", e.to_string()))
 }
 
 fn parse_id(el: &Element, what: &str) -> Result<Option<u32>, Error> {
@@ -248,15 +201,12 @@ fn parse_target(target: &Element) -> Result<TargetDef, Error> {
         def.permissions = parse_permissions(perms)?;
     }
     if let Some(compat) = target.child("compat") {
-        def.compat = Some(match compat.trimmed() {
-            "0.10" => Compat::V0_10,
-            "1.1" => Compat::V1_1,
-            other => {
-                return Err(compat.bad_value(format!(
-                    "unsupported compat level '{other}' (expected 0.10 or 1.1)"
-                )));
-            }
-        });
+        def.compat = Some(
+            compat
+                .trimmed()
+                .parse::<Compat>()
+                .map_err(|e| compat.bad_value(e.to_string()))?,
+        );
     }
     if let Some(cluster) = target.child("clusterSize") {
         def.cluster_size = Some(cluster.scaled()?);
@@ -539,7 +489,7 @@ impl VolumeReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xml::ext::{CompressionType, PreallocMode};
+    use crate::model::{Compression, Preallocation};
 
     #[test]
     fn minimal_volume_defaults_to_raw() {
@@ -595,9 +545,9 @@ mod tests {
             })
         );
         assert!(t.nocow);
-        assert_eq!(t.ext.preallocation, Some(PreallocMode::Falloc));
+        assert_eq!(t.ext.preallocation, Some(Preallocation::Falloc));
         assert_eq!(t.ext.refcount_bits, Some(64));
-        assert_eq!(t.ext.compression, Some(CompressionType::Zstd));
+        assert_eq!(t.ext.compression, Some(Compression::Zstd));
     }
 
     #[test]
@@ -606,7 +556,7 @@ mod tests {
             "<volume><name>x</name><capacity>1</capacity><target xmlns:q='urn:qpool:volume:1'><q:preallocation mode='metadata'/></target></volume>",
         )
         .unwrap();
-        assert_eq!(def.target.ext.preallocation, Some(PreallocMode::Metadata));
+        assert_eq!(def.target.ext.preallocation, Some(Preallocation::Metadata));
     }
 
     #[test]

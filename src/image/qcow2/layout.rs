@@ -11,8 +11,8 @@ use std::ops::Range;
 
 use thiserror::Error;
 
-use super::spec::{self, Extension, Header, Version};
-use crate::image::Preallocation;
+use super::spec::{self, Extension, Header};
+use crate::model::{Compat, Preallocation};
 use crate::units::div_ceil;
 
 /// The qcow2 creation options, as qemu-img's `-o` would take them.
@@ -21,7 +21,7 @@ pub struct Options {
     /// Virtual size in bytes (rounded up to 512 like qemu-img).
     pub size: u64,
     /// Header version (compat 0.10 → 2, 1.1 → 3).
-    pub version: Version,
+    pub version: Compat,
     /// Cluster size in bytes: a power of two from 512 to 2 MiB.
     pub cluster_size: u64,
     /// Refcount width in bits: a power of two up to 64 (v2: 16 only).
@@ -41,7 +41,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             size: 0,
-            version: Version::V3,
+            version: Compat::V1_1,
             cluster_size: 65536,
             refcount_bits: 16,
             lazy_refcounts: false,
@@ -277,7 +277,7 @@ fn check(opts: &Options, prealloc: Preallocation) -> Result<Geometry, Error> {
     if !rb.is_power_of_two() || rb > 64 {
         return Err(Error::RefcountBits(rb));
     }
-    if opts.version == Version::V2 {
+    if opts.version == Compat::V0_10 {
         if rb != 16 {
             return Err(Error::NeedsV3("a refcount width other than 16 bits"));
         }
@@ -320,12 +320,12 @@ fn check(opts: &Options, prealloc: Preallocation) -> Result<Geometry, Error> {
     if let Some((_, Some(format))) = &opts.backing {
         extensions.push(Extension::BackingFormat(format.clone()));
     }
-    if opts.version == Version::V3 && cs > 4096 {
+    if opts.version == Compat::V1_1 && cs > 4096 {
         extensions.push(Extension::FeatureNameTable);
     }
     let header_length = match opts.version {
-        Version::V2 => spec::V2_HEADER_LENGTH,
-        Version::V3 => spec::V3_HEADER_LENGTH,
+        Compat::V0_10 => spec::V2_HEADER_LENGTH,
+        Compat::V1_1 => spec::V3_HEADER_LENGTH,
     };
     let needed = header_length
         + spec::encode_extensions(&extensions).len()
@@ -594,8 +594,8 @@ impl Layout {
 
         let backing_name = opts.backing.as_ref().map(|(name, _)| name.clone());
         let (header_length, incompatible, compatible) = match opts.version {
-            Version::V2 => (spec::V2_HEADER_LENGTH_U32, 0, 0),
-            Version::V3 => (
+            Compat::V0_10 => (spec::V2_HEADER_LENGTH_U32, 0, 0),
+            Compat::V1_1 => (
                 spec::V3_HEADER_LENGTH_U32,
                 if opts.extended_l2 {
                     spec::INCOMPAT_EXTL2
@@ -1019,7 +1019,7 @@ mod tests {
             Error::RefcountBits(128)
         );
         let v2 = Options {
-            version: Version::V2,
+            version: Compat::V0_10,
             ..opts(GIB, 65536)
         };
         assert!(matches!(

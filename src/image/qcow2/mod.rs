@@ -15,9 +15,10 @@ pub mod write;
 use std::fs::File;
 
 pub use layout::{Layout, Options};
-pub use spec::{Header, Version};
+pub use spec::Header;
 
-use super::{Error, ImageFile, Preallocation, WriteReport};
+use super::{Error, ImageFile, WriteReport};
+use crate::model::Preallocation;
 
 /// Creates a qcow2 image in an empty `file`. `reserve` bytes of guest data are additionally
 /// fallocated (the partial-allocation row of the policy).

@@ -13,8 +13,9 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use super::spec::{self, Header, OFLAG_COMPRESSED, OFLAG_ZERO, SUBCLUSTERS, Version};
+use super::spec::{self, Header, OFLAG_COMPRESSED, OFLAG_ZERO, SUBCLUSTERS};
 use crate::image::{BlockStatus, Error, GuestImage};
+use crate::model::Compat;
 
 /// Incompatible features this reader understands.
 const KNOWN_INCOMPAT: u64 = spec::INCOMPAT_DIRTY
@@ -108,7 +109,7 @@ impl Qcow2Image {
             read_exact_at(&file, &mut raw, header.l1_table_offset)?;
         }
         let l1 = spec::decode_entries(&raw);
-        let zstd = header.version == Version::V3 && header.compression_type == 1;
+        let zstd = header.version == Compat::V1_1 && header.compression_type == 1;
         Ok(Qcow2Image {
             file,
             header,

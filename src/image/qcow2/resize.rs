@@ -10,9 +10,11 @@
 use std::fs::File;
 
 use super::edit::Editor;
-use super::spec::{self, OFLAG_COMPRESSED, OFLAG_ZERO, Version};
+use super::spec::{self, OFLAG_COMPRESSED, OFLAG_ZERO};
 use crate::image::prealloc::{allocate_or_zero, write_zeroes};
-use crate::image::{Error, ImageFile, Preallocation, WriteReport};
+use crate::image::{Error, ImageFile, WriteReport};
+use crate::model::Compat;
+use crate::model::Preallocation;
 
 /// Geometry of an open image.
 struct Geometry {
@@ -148,7 +150,9 @@ pub fn grow(
     let zero_until = backing_size
         .filter(|&b| b > old_size)
         .map_or(old_guest, |b| b.min(new_size).div_ceil(cs));
-    if zero_until > old_guest && prealloc == Preallocation::Off && ed.header.version == Version::V2
+    if zero_until > old_guest
+        && prealloc == Preallocation::Off
+        && ed.header.version == Compat::V0_10
     {
         return Err(Error::Unsupported(
             "growing a compat 0.10 overlay over its larger backing image".into(),

@@ -10,6 +10,8 @@
 use std::mem::{offset_of, size_of};
 
 use thiserror::Error;
+
+use crate::model::Compat;
 use zerocopy::byteorder::{BigEndian, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -167,20 +169,11 @@ const _: () = {
     assert!(offset_of!(RawHeader, compression_type) == V3_MIN_HEADER_LENGTH);
 };
 
-/// qcow2 version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
-    /// Version 2 (compat 0.10): 72-byte header, 16-bit refcounts, no feature bits.
-    V2,
-    /// Version 3 (compat 1.1).
-    V3,
-}
-
 /// A decoded header with host-endian fields and spec names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    /// Version.
-    pub version: Version,
+    /// The version field, as the compat level it stands for (2: 0.10, 3: 1.1).
+    pub version: Compat,
     /// Offset of the backing file name, 0 if none.
     pub backing_file_offset: u64,
     /// Length of the backing file name.
@@ -259,7 +252,7 @@ impl Header {
 
     /// Encodes the header: 72 bytes for v2, `header_length` (112) bytes for v3.
     pub fn encode(&self) -> Vec<u8> {
-        let v3 = self.version == Version::V3;
+        let v3 = self.version == Compat::V1_1;
         let raw = RawHeader {
             magic: MAGIC.into(),
             version: if v3 { 3u32 } else { 2u32 }.into(),
@@ -302,11 +295,8 @@ impl Header {
         if raw.magic.get() != MAGIC {
             return Err(SpecError::BadMagic);
         }
-        let version = match raw.version.get() {
-            2 => Version::V2,
-            3 => Version::V3,
-            v => return Err(SpecError::BadVersion(v)),
-        };
+        let version = Compat::from_version(raw.version.get())
+            .ok_or(SpecError::BadVersion(raw.version.get()))?;
         let cluster_bits = raw.cluster_bits.get();
         if !(MIN_CLUSTER_BITS..=MAX_CLUSTER_BITS).contains(&cluster_bits) {
             return Err(SpecError::BadClusterBits(cluster_bits));
@@ -331,7 +321,7 @@ impl Header {
             header_length: V2_HEADER_LENGTH_U32,
             compression_type: 0,
         };
-        if version == Version::V3 {
+        if version == Compat::V1_1 {
             if bytes.len() < V3_MIN_HEADER_LENGTH {
                 return Err(SpecError::Truncated(bytes.len()));
             }
@@ -571,7 +561,7 @@ mod tests {
 
     fn default_header() -> Header {
         Header {
-            version: Version::V3,
+            version: Compat::V1_1,
             backing_file_offset: 0,
             backing_file_size: 0,
             cluster_bits: 16,
@@ -605,7 +595,7 @@ mod tests {
     #[test]
     fn v2_header_is_72_bytes_and_round_trips() {
         let mut h = default_header();
-        h.version = Version::V2;
+        h.version = Compat::V0_10;
         h.header_length = 72;
         let bytes = h.encode();
         assert_eq!(bytes.len(), 72);

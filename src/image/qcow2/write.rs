@@ -12,7 +12,8 @@ use std::ops::Range;
 use super::layout::{Layout, Piece};
 use super::spec;
 use crate::image::prealloc::{allocate_or_zero, write_zeroes};
-use crate::image::{Error, ImageFile, Preallocation, WriteReport};
+use crate::image::{Error, ImageFile, WriteReport};
+use crate::model::Preallocation;
 
 /// Converts a byte count bounded by the layout (clusters of at most 2 MiB, an L1 table of at
 /// most 32 MiB) to `usize`; lossless on the 64-bit targets qpool runs on.

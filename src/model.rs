@@ -1,0 +1,236 @@
+//! The shared vocabulary: the few enums every layer speaks about.
+//!
+//! Owns: the one definition each of a volume format ([`VolFormat`]), a preallocation mode
+//! ([`Preallocation`]), a qcow2 compatibility level ([`Compat`]) and a qcow2 compression type
+//! ([`Compression`]), with their names as libvirt, qemu-img and the XML write them, parsing
+//! those names, and the qcow2 header version each compat level stands for.
+//! Must not: import anything from the crate but [`crate::units`], do I/O, or know any
+//! policy. xml, policy, image, pool, cli and rpc all use these types; none keeps a copy.
+
+use std::fmt;
+use std::str::FromStr;
+
+use thiserror::Error;
+
+/// A name that none of a vocabulary enum's variants has.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum UnknownName {
+    /// A volume format other than raw and qcow2.
+    #[error("unsupported volume format '{0}' (qpool supports: raw, qcow2)")]
+    Format(String),
+    /// A preallocation mode qemu-img does not have.
+    #[error("unknown preallocation mode '{0}' (expected off, metadata, falloc or full)")]
+    Preallocation(String),
+    /// A qcow2 compat level other than 0.10 and 1.1.
+    #[error("unsupported compat level '{0}' (expected 0.10 or 1.1)")]
+    Compat(String),
+    /// A compression type other than zlib and zstd.
+    #[error("unknown compression type '{0}' (expected zlib or zstd)")]
+    Compression(String),
+}
+
+/// Volume formats qpool reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VolFormat {
+    /// A plain file.
+    Raw,
+    /// A qcow2 image.
+    Qcow2,
+}
+
+impl VolFormat {
+    /// The name libvirt, qemu and the qcow2 backing-format extension use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Qcow2 => "qcow2",
+        }
+    }
+}
+
+impl FromStr for VolFormat {
+    type Err = UnknownName;
+    fn from_str(name: &str) -> Result<Self, UnknownName> {
+        match name {
+            "raw" => Ok(Self::Raw),
+            "qcow2" => Ok(Self::Qcow2),
+            other => Err(UnknownName::Format(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for VolFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the data area of a new image is provided (qemu-img's `preallocation=` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Preallocation {
+    /// Thin: only the metadata a fresh image needs; data reads as zeros through holes.
+    Off,
+    /// qcow2 only: every L2 table and data cluster mapped, data left as file holes.
+    Metadata,
+    /// The data area reserved with `fallocate` (unwritten extents that read as zeros).
+    Falloc,
+    /// The data area written with zeros.
+    Full,
+}
+
+impl Preallocation {
+    /// All modes, in the order the documentation lists them.
+    pub const ALL: [Preallocation; 4] = [Self::Off, Self::Metadata, Self::Falloc, Self::Full];
+
+    /// The name used in XML, on the command line and by qemu-img.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Metadata => "metadata",
+            Self::Falloc => "falloc",
+            Self::Full => "full",
+        }
+    }
+}
+
+impl FromStr for Preallocation {
+    type Err = UnknownName;
+    fn from_str(name: &str) -> Result<Self, UnknownName> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == name)
+            .ok_or_else(|| UnknownName::Preallocation(name.to_string()))
+    }
+}
+
+impl fmt::Display for Preallocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// qcow2 compatibility level: libvirt's `<compat>`, qemu-img's `compat=`, and the header's
+/// version field (0.10 is version 2, 1.1 is version 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compat {
+    /// `0.10`: qcow2 version 2 (72-byte header, 16-bit refcounts, no feature bits).
+    V0_10,
+    /// `1.1`: qcow2 version 3 (qemu-img's and qpool's default).
+    V1_1,
+}
+
+impl Compat {
+    /// The `<compat>` text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V0_10 => "0.10",
+            Self::V1_1 => "1.1",
+        }
+    }
+
+    /// The qcow2 header version this level writes.
+    pub fn version(self) -> u32 {
+        match self {
+            Self::V0_10 => 2,
+            Self::V1_1 => 3,
+        }
+    }
+
+    /// The level of a qcow2 header version; `None` for versions qcow2 does not define.
+    pub fn from_version(version: u32) -> Option<Compat> {
+        match version {
+            2 => Some(Self::V0_10),
+            3 => Some(Self::V1_1),
+            _ => None,
+        }
+    }
+}
+
+impl FromStr for Compat {
+    type Err = UnknownName;
+    fn from_str(text: &str) -> Result<Self, UnknownName> {
+        match text {
+            "0.10" => Ok(Self::V0_10),
+            "1.1" => Ok(Self::V1_1),
+            other => Err(UnknownName::Compat(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Compat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// qcow2 compression type recorded in a version 3 header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Compression {
+    /// zlib/deflate (qemu's default; header compression_type 0).
+    #[default]
+    Zlib,
+    /// zstd (incompatible feature bit 3, header compression_type 1).
+    Zstd,
+}
+
+impl Compression {
+    /// The name used in XML and by qemu-img.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Zlib => "zlib",
+            Self::Zstd => "zstd",
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = UnknownName;
+    fn from_str(name: &str) -> Result<Self, UnknownName> {
+        match name {
+            "zlib" => Ok(Self::Zlib),
+            "zstd" => Ok(Self::Zstd),
+            other => Err(UnknownName::Compression(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_round_trips() {
+        for f in [VolFormat::Raw, VolFormat::Qcow2] {
+            assert_eq!(f.as_str().parse::<VolFormat>(), Ok(f));
+        }
+        for p in Preallocation::ALL {
+            assert_eq!(p.to_string().parse::<Preallocation>(), Ok(p));
+        }
+        for c in [Compat::V0_10, Compat::V1_1] {
+            assert_eq!(c.as_str().parse::<Compat>(), Ok(c));
+            assert_eq!(Compat::from_version(c.version()), Some(c));
+        }
+        for c in [Compression::Zlib, Compression::Zstd] {
+            assert_eq!(c.as_str().parse::<Compression>(), Ok(c));
+        }
+    }
+
+    #[test]
+    fn unknown_names_list_what_is_supported() {
+        let e = "vmdk".parse::<VolFormat>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unsupported volume format 'vmdk' (qpool supports: raw, qcow2)"
+        );
+        assert!("sparse".parse::<Preallocation>().is_err());
+        assert!("2.0".parse::<Compat>().is_err());
+        assert_eq!(Compat::from_version(4), None);
+        assert!("lz4".parse::<Compression>().is_err());
+    }
+}
