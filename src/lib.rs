@@ -16,8 +16,11 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod error;
 pub mod image;
+pub mod logging;
 pub mod model;
+pub mod paths;
 pub mod policy;
 pub mod pool;
 pub mod rpc;
@@ -25,4 +28,5 @@ pub mod sys;
 pub mod units;
 pub mod xml;
 
-pub use pool::{Error, ErrorKind, Pool};
+pub use error::{Error, ErrorKind};
+pub use pool::Pool;

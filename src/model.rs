@@ -1,8 +1,8 @@
 //! The shared vocabulary: the few enums every layer speaks about.
 //!
 //! Owns: the one definition each of a volume format ([`VolFormat`]), a preallocation mode
-//! ([`Preallocation`]), a qcow2 compatibility level ([`Compat`]) and a qcow2 compression type
-//! ([`Compression`]), with their names as libvirt, qemu-img and the XML write them, parsing
+//! ([`Preallocation`]), a qcow2 compatibility level ([`Compat`]), a qcow2 compression type
+//! ([`Compression`]) and a wipe algorithm ([`WipeAlgorithm`]), with their names as libvirt, qemu-img and the XML write them, parsing
 //! those names, and the qcow2 header version each compat level stands for.
 //! Must not: import anything from the crate but [`crate::units`], do I/O, or know any
 //! policy. xml, policy, image, pool, cli and rpc all use these types; none keeps a copy.
@@ -27,6 +27,9 @@ pub enum UnknownName {
     /// A compression type other than zlib and zstd.
     #[error("unknown compression type '{0}' (expected zlib or zstd)")]
     Compression(String),
+    /// A wipe algorithm libvirt does not have.
+    #[error("unknown wipe algorithm '{0}' (qpool supports: zero, trim, random)")]
+    WipeAlgorithm(String),
 }
 
 /// Volume formats qpool reads and writes.
@@ -200,6 +203,85 @@ impl fmt::Display for Compression {
     }
 }
 
+/// A wipe algorithm: libvirt's `virStorageVolWipeAlgorithm`, with its numbers (the values
+/// `virStorageVolWipePattern` carries on the wire) and `virsh vol-wipe --algorithm` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WipeAlgorithm {
+    /// 0: one pass of zeros.
+    Zero,
+    /// 1: NNSA NAP Policy 4.1 (4 passes).
+    Nnsa,
+    /// 2: DoD 5220.22-M (4 passes).
+    Dod,
+    /// 3: BSI (9 passes).
+    Bsi,
+    /// 4: Gutmann (35 passes).
+    Gutmann,
+    /// 5: Schneier (7 passes).
+    Schneier,
+    /// 6: Roy Pfitzner, 7 random passes.
+    Pfitzner7,
+    /// 7: Roy Pfitzner, 33 random passes.
+    Pfitzner33,
+    /// 8: one pass of random bytes.
+    Random,
+    /// 9: discard (punch holes).
+    Trim,
+}
+
+impl WipeAlgorithm {
+    /// Every algorithm, in libvirt's numbering.
+    pub const ALL: [WipeAlgorithm; 10] = [
+        Self::Zero,
+        Self::Nnsa,
+        Self::Dod,
+        Self::Bsi,
+        Self::Gutmann,
+        Self::Schneier,
+        Self::Pfitzner7,
+        Self::Pfitzner33,
+        Self::Random,
+        Self::Trim,
+    ];
+
+    /// virsh's name for the algorithm.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Zero => "zero",
+            Self::Nnsa => "nnsa",
+            Self::Dod => "dod",
+            Self::Bsi => "bsi",
+            Self::Gutmann => "gutmann",
+            Self::Schneier => "schneier",
+            Self::Pfitzner7 => "pfitzner7",
+            Self::Pfitzner33 => "pfitzner33",
+            Self::Random => "random",
+            Self::Trim => "trim",
+        }
+    }
+
+    /// The algorithm with libvirt's number `n`.
+    pub fn from_libvirt(n: u32) -> Option<WipeAlgorithm> {
+        Self::ALL.get(usize::try_from(n).ok()?).copied()
+    }
+}
+
+impl FromStr for WipeAlgorithm {
+    type Err = UnknownName;
+    fn from_str(name: &str) -> Result<Self, UnknownName> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == name)
+            .ok_or_else(|| UnknownName::WipeAlgorithm(name.to_string()))
+    }
+}
+
+impl fmt::Display for WipeAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +301,16 @@ mod tests {
         for c in [Compression::Zlib, Compression::Zstd] {
             assert_eq!(c.as_str().parse::<Compression>(), Ok(c));
         }
+        for (n, a) in WipeAlgorithm::ALL.into_iter().enumerate() {
+            assert_eq!(a.as_str().parse::<WipeAlgorithm>(), Ok(a));
+            assert_eq!(
+                WipeAlgorithm::from_libvirt(u32::try_from(n).unwrap()),
+                Some(a)
+            );
+        }
+        assert_eq!(WipeAlgorithm::from_libvirt(10), None);
+        assert_eq!(WipeAlgorithm::Random.as_str(), "random");
+        assert_eq!(WipeAlgorithm::from_libvirt(9), Some(WipeAlgorithm::Trim));
     }
 
     #[test]

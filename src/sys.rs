@@ -1,11 +1,12 @@
 //! The only module that makes raw system calls (through `nix` where it has a wrapper).
 //!
-//! Owns: `fallocate` (also hole punching), O_DIRECT zero-filling, extent maps
+//! Owns: `fallocate` (also hole punching), switching O_DIRECT on and off, extent maps
 //! (`SEEK_DATA`/`SEEK_HOLE`, FIEMAP), in-kernel copies (`copy_file_range`, FICLONE),
 //! directory-relative opens with `O_NOFOLLOW`, `renameat2(RENAME_NOREPLACE)` with its
 //! link/unlink fallback, open file description (OFD) locks, `statvfs`, and the btrfs
 //! no-copy-on-write flag.
-//! Must not: know about volumes, pools or image formats.
+//! Must not: know about volumes, pools or image formats, or import anything from the crate
+//! (it is the bottom layer; strategies built from these calls live in `image`).
 
 #![allow(unsafe_code)]
 
@@ -272,58 +273,14 @@ pub fn reflink(src: &File, dst: &File) -> io::Result<()> {
         .map_err(to_io)
 }
 
-/// Alignment of O_DIRECT buffers and offsets.
-const DIRECT_ALIGN: usize = 4096;
-/// Size of one O_DIRECT zero write.
-const DIRECT_CHUNK: usize = 8 << 20;
-
 /// Turns O_DIRECT on or off for an open file description.
-fn set_direct(file: &File, on: bool) -> io::Result<()> {
+pub fn set_direct(file: &File, on: bool) -> io::Result<()> {
     let flags = nix::fcntl::fcntl(file.as_fd(), FcntlArg::F_GETFL).map_err(to_io)?;
     let mut flags = OFlag::from_bits_truncate(flags);
     flags.set(OFlag::O_DIRECT, on);
     nix::fcntl::fcntl(file.as_fd(), FcntlArg::F_SETFL(flags))
         .map(|_| ())
         .map_err(to_io)
-}
-
-/// Writes `len` zeros at `offset`, the aligned middle with O_DIRECT and 8 MiB buffers (no
-/// page-cache copy, like `dd oflag=direct`), the unaligned ends through the page cache.
-/// Falls back to buffered writes where O_DIRECT is refused (tmpfs, some FUSE).
-pub fn write_zeroes_direct(file: &File, offset: u64, len: u64) -> io::Result<()> {
-    let end = offset + len;
-    let align = DIRECT_ALIGN as u64;
-    let mid_start = offset.next_multiple_of(align).min(end);
-    let mid_end = (end / align * align).max(mid_start);
-    if mid_end - mid_start < DIRECT_CHUNK as u64 || set_direct(file, true).is_err() {
-        return crate::image::write_zeroes_buffered(file, offset, len);
-    }
-    // An aligned window into a zeroed buffer: no allocator tricks, no unsafe.
-    let backing = vec![0u8; DIRECT_CHUNK + DIRECT_ALIGN];
-    let skew = backing.as_ptr().align_offset(DIRECT_ALIGN);
-    let zeros = &backing[skew..skew + DIRECT_CHUNK];
-    let mut at = mid_start;
-    let result = (|| {
-        while at < mid_end {
-            let n =
-                usize::try_from(mid_end - at).map_or(DIRECT_CHUNK, |left| left.min(DIRECT_CHUNK));
-            match file.write_all_at(&zeros[..n], at) {
-                Ok(()) => at += n as u64,
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    // The filesystem takes O_DIRECT but not this alignment: finish buffered.
-                    set_direct(file, false)?;
-                    return crate::image::write_zeroes_buffered(file, at, mid_end - at);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    })();
-    let restored = set_direct(file, false);
-    result?;
-    restored?;
-    crate::image::write_zeroes_buffered(file, offset, mid_start - offset)?;
-    crate::image::write_zeroes_buffered(file, mid_end, end - mid_end)
 }
 
 /// Whether the byte at `offset` of a file lies in data (`true`) or a hole, and where that

@@ -3,7 +3,7 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    qpool::cli::init_logging();
+    qpool::logging::init();
     let args = qpool::daemon::Args::parse();
     qpool::daemon::run(&args)
 }

@@ -1,9 +1,10 @@
 //! The `qpool` command line: virsh's storage verbs on a pool directory, no daemon needed.
 //!
 //! Owns: argument parsing (virsh's verb names, flags and size suffixes), turning arguments
-//! into engine calls, printing virsh-compatible output, and translating every error into one
-//! `error: …` line and exit status 1.
-//! Must not: implement engine logic; everything it does is a call into [`crate::pool`].
+//! into engine calls, printing virsh-compatible output ([`output`]), and translating every
+//! error into one `error: …` line and exit status 1.
+//! Must not: implement engine logic (everything it does is a call into [`crate::pool`]), or
+//! be imported by any other module: it is a face.
 
 pub mod output;
 
@@ -14,9 +15,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use thiserror::Error;
 
-use crate::model::VolFormat;
+use crate::error::one_line;
+use crate::model::{UnknownName, VolFormat, WipeAlgorithm};
 use crate::policy::CreateFlags;
-use crate::pool::{self, Pool};
+use crate::pool::{Pool, ResizeRequest};
 use crate::units::{SizeError, parse_virsh_size};
 use crate::xml::{BackingStoreDef, VolumeDef};
 
@@ -228,7 +230,7 @@ pub enum Command {
 pub enum Error {
     /// The engine refused or failed.
     #[error(transparent)]
-    Engine(#[from] pool::Error),
+    Engine(#[from] crate::Error),
     /// A volume XML file could not be read.
     #[error("cannot read {}", path.display())]
     ReadingFile {
@@ -238,7 +240,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A local file could not be written.
+    /// A local file could not be created.
     #[error("cannot write {}", path.display())]
     WritingFile {
         /// The file.
@@ -247,15 +249,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A local file could not be read as a stream source.
-    #[error("cannot read {}", path.display())]
-    ReadingLocal {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: crate::image::Error,
-    },
     /// A volume XML file was refused.
     #[error("{}", path.display())]
     XmlFile {
@@ -263,7 +256,7 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong.
         #[source]
-        source: pool::Error,
+        source: crate::Error,
     },
     /// A size argument is malformed.
     #[error("malformed {what} '{value}'")]
@@ -276,12 +269,9 @@ pub enum Error {
         #[source]
         source: SizeError,
     },
-    /// An unsupported wipe algorithm.
-    #[error("{message}")]
-    Algorithm {
-        /// What is wrong and what is supported.
-        message: String,
-    },
+    /// An unknown wipe algorithm.
+    #[error(transparent)]
+    Algorithm(UnknownName),
     /// A negative size without `--shrink` (virsh's rule).
     #[error("negative size requires --shrink")]
     NegativeSize,
@@ -292,7 +282,7 @@ pub enum Error {
         option: &'static str,
         /// What is wrong.
         #[source]
-        source: crate::model::UnknownName,
+        source: UnknownName,
     },
 }
 
@@ -303,44 +293,9 @@ impl Error {
     }
 }
 
-/// The whole error chain on one line: `outer: inner: innermost`.
-pub fn one_line(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !next.is_empty() && !text.ends_with(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text.replace('\n', " ")
-}
-
-/// Sets up `env_logger` to stderr, filtered by `QPOOL_LOG`, else `RUST_LOG`, else `warn`.
-pub fn init_logging() {
-    let filter = std::env::var("QPOOL_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "warn".to_string());
-    let _ = env_logger::Builder::new()
-        .parse_filters(&filter)
-        .format(|buf, record| {
-            let level = match record.level() {
-                log::Level::Error => "error",
-                log::Level::Warn => "warning",
-                log::Level::Info => "info",
-                log::Level::Debug => "debug",
-                log::Level::Trace => "trace",
-            };
-            writeln!(buf, "{level}: {}", record.args())
-        })
-        .try_init();
-}
-
 /// Entry point of the `qpool` binary.
 pub fn main() -> ExitCode {
-    init_logging();
+    crate::logging::init();
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) => {
@@ -380,27 +335,24 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Opens the pool the arguments name (the default pool, created on first use, when none).
-pub fn open_pool(pool_dir: Option<&Path>) -> Result<Pool, Error> {
-    let default = pool::default_pool_dir();
-    let mut pool = match pool_dir {
+/// The pool the arguments name, and whether it is autostarted (the default pool is, as
+/// libvirt's is): the default pool, created on first use, when none is named.
+pub fn open_pool(pool_dir: Option<&Path>) -> Result<(Pool, bool), Error> {
+    let default = crate::paths::default_pool_dir();
+    let (mut pool, autostart) = match pool_dir {
         Some(dir) if dir != default => {
             let name = std::fs::canonicalize(dir)
                 .ok()
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| "default".to_string());
-            Pool::open(dir, &name)?
+            (Pool::open(dir, &name)?, false)
         }
-        _ => {
-            let mut pool = Pool::open_or_create(&default, "default")?;
-            pool.set_autostart(true);
-            pool
-        }
+        _ => (Pool::open_or_create(&default, "default")?, true),
     };
     if std::env::var_os(NO_FALLOCATE_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
         pool.set_fallocate_disabled(true);
     }
-    Ok(pool)
+    Ok((pool, autostart))
 }
 
 fn read_volume_xml(path: &Path) -> Result<VolumeDef, Error> {
@@ -412,17 +364,6 @@ fn read_volume_xml(path: &Path) -> Result<VolumeDef, Error> {
         path: path.to_path_buf(),
         source: e.into(),
     })
-}
-
-/// Size of the chunks `vol-upload` and `vol-download` move between two local files (the
-/// daemon's streams use libvirt's 262120-byte packets instead).
-const STREAM_CHUNK: usize = 4 << 20;
-
-fn local_error(path: &Path, source: crate::image::Error) -> Error {
-    Error::ReadingLocal {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 fn size_arg(what: &'static str, value: &str) -> Result<u64, Error> {
@@ -439,19 +380,20 @@ fn format_arg(option: &'static str, value: &str) -> Result<VolFormat, Error> {
         .map_err(|source| Error::Format { option, source })
 }
 
+fn flags(prealloc_metadata: bool) -> CreateFlags {
+    CreateFlags { prealloc_metadata }
+}
+
 /// Runs one verb and returns what it prints on success.
 pub fn run(args: &Args) -> Result<String, Error> {
-    let pool = open_pool(args.pool_dir.as_deref())?;
+    let (pool, autostart) = open_pool(args.pool_dir.as_deref())?;
     Ok(match &args.command {
         Command::VolCreate {
             file,
             prealloc_metadata,
         } => {
             let def = read_volume_xml(file)?;
-            let flags = CreateFlags {
-                prealloc_metadata: *prealloc_metadata,
-            };
-            let (info, _, _) = pool.create_volume(&def, flags, None)?;
+            let (info, _) = pool.create_volume(&def, flags(*prealloc_metadata), None)?;
             format!("Vol {} created from {}\n", info.name, file.display())
         }
         Command::VolCreateAs {
@@ -474,8 +416,8 @@ pub fn run(args: &Args) -> Result<String, Error> {
                 .transpose()?;
             if let Some(backing) = backing_vol {
                 // Like virsh: a volume of this pool by name, else a path.
-                let path = match pool.resolve_name(backing) {
-                    Ok(n) if pool.volume(n).is_ok() => pool.path().join(n).display().to_string(),
+                let path = match pool.volume_name(backing) {
+                    Ok(n) if pool.volume(&n).is_ok() => pool.volume_path(&n).display().to_string(),
                     _ => backing.clone(),
                 };
                 def.backing_store = Some(BackingStoreDef {
@@ -486,10 +428,7 @@ pub fn run(args: &Args) -> Result<String, Error> {
                         .transpose()?,
                 });
             }
-            let flags = CreateFlags {
-                prealloc_metadata: *prealloc_metadata,
-            };
-            let (info, _, _) = pool.create_volume(&def, flags, None)?;
+            let (info, _) = pool.create_volume(&def, flags(*prealloc_metadata), None)?;
             format!("Vol {} created\n", info.name)
         }
         Command::VolClone {
@@ -498,11 +437,9 @@ pub fn run(args: &Args) -> Result<String, Error> {
             prealloc_metadata,
             reflink,
         } => {
-            let source = pool.resolve_name(vol)?;
-            let flags = CreateFlags {
-                prealloc_metadata: *prealloc_metadata,
-            };
-            let (info, _, _) = pool.clone_volume(source, newname, flags, *reflink)?;
+            let source = pool.volume_name(vol)?;
+            let (info, _) =
+                pool.clone_volume(&source, newname, flags(*prealloc_metadata), *reflink)?;
             format!("Vol {} cloned from {source}\n", info.name)
         }
         Command::VolCreateFrom {
@@ -512,11 +449,9 @@ pub fn run(args: &Args) -> Result<String, Error> {
             reflink,
         } => {
             let def = read_volume_xml(file)?;
-            let source = pool.resolve_name(vol)?;
-            let flags = CreateFlags {
-                prealloc_metadata: *prealloc_metadata,
-            };
-            let (info, _, _) = pool.create_volume_from(&def, source, flags, *reflink, None)?;
+            let source = pool.volume_name(vol)?;
+            let (info, _) =
+                pool.create_volume_from(&def, &source, flags(*prealloc_metadata), *reflink, None)?;
             format!("Vol {} created from input vol {source}\n", info.name)
         }
         Command::VolList { details } => output::vol_list(&pool.list()?, *details),
@@ -525,17 +460,17 @@ pub fn run(args: &Args) -> Result<String, Error> {
             bytes,
             physical,
         } => {
-            let info = pool.volume(pool.resolve_name(vol)?)?;
+            let info = pool.volume(&pool.volume_name(vol)?)?;
             output::vol_info(&info, *bytes, *physical)
         }
-        Command::VolDumpxml { vol } => pool.volume(pool.resolve_name(vol)?)?.report().to_xml(),
+        Command::VolDumpxml { vol } => pool.volume(&pool.volume_name(vol)?)?.report().to_xml(),
         Command::VolPath { vol } => {
-            let info = pool.volume(pool.resolve_name(vol)?)?;
+            let info = pool.volume(&pool.volume_name(vol)?)?;
             format!("{}\n", info.path.display())
         }
         Command::VolDelete { vol } => {
-            let name = pool.resolve_name(vol)?;
-            pool.delete(name)?;
+            let name = pool.volume_name(vol)?;
+            pool.delete(&name)?;
             format!("Vol {name} deleted\n")
         }
         Command::VolUpload {
@@ -545,34 +480,12 @@ pub fn run(args: &Args) -> Result<String, Error> {
             length,
             sparse,
         } => {
-            let name = pool.resolve_name(vol)?;
+            let name = pool.volume_name(vol)?;
             let local = std::fs::File::open(file).map_err(|source| Error::ReadingFile {
                 path: file.clone(),
                 source,
             })?;
-            let mut writer = pool.upload(name, *offset, *length)?;
-            let mut reader = crate::image::stream::VolumeReader::new(local, 0, *length, *sparse)
-                .map_err(|e| local_error(file, e))?;
-            let streaming = |source| pool::Error::Streaming {
-                name: name.to_string(),
-                source,
-            };
-            let mut buf = vec![0u8; STREAM_CHUNK];
-            loop {
-                match reader
-                    .next_chunk(&mut buf)
-                    .map_err(|e| local_error(file, e))?
-                {
-                    crate::image::stream::Chunk::Data(n) => {
-                        writer.write_data(&buf[..n]).map_err(streaming)?;
-                    }
-                    crate::image::stream::Chunk::Hole(n) => {
-                        writer.write_hole(n).map_err(streaming)?;
-                    }
-                    crate::image::stream::Chunk::End => break,
-                }
-            }
-            writer.finish().map_err(streaming)?;
+            pool.upload_from_file(&name, local, file, *offset, *length, *sparse)?;
             String::new()
         }
         Command::VolDownload {
@@ -582,28 +495,20 @@ pub fn run(args: &Args) -> Result<String, Error> {
             length,
             sparse,
         } => {
-            let name = pool.resolve_name(vol)?;
-            let reader = pool.download(name, *offset, *length, *sparse)?;
-            let writing = |source| Error::WritingFile {
+            let name = pool.volume_name(vol)?;
+            // The volume is checked before the local file is created.
+            pool.volume(&name)?;
+            let local = std::fs::File::create(file).map_err(|source| Error::WritingFile {
                 path: file.clone(),
                 source,
-            };
-            let local = std::fs::File::create(file).map_err(writing)?;
-            // Between two local files the bytes move in the kernel.
-            reader
-                .copy_to(&local, 0)
-                .map_err(|source| pool::Error::Streaming {
-                    name: name.to_string(),
-                    source,
-                })?;
-            local.sync_all().map_err(writing)?;
+            })?;
+            pool.download_to_file(&name, &local, file, *offset, *length, *sparse)?;
             String::new()
         }
         Command::VolWipe { vol, algorithm } => {
-            let name = pool.resolve_name(vol)?;
-            let algorithm = crate::image::wipe::WipeAlgorithm::parse(algorithm)
-                .map_err(|message| Error::Algorithm { message })?;
-            pool.wipe_volume(name, algorithm)?;
+            let name = pool.volume_name(vol)?;
+            let algorithm: WipeAlgorithm = algorithm.parse().map_err(Error::Algorithm)?;
+            pool.wipe_volume(&name, algorithm)?;
             format!("Vol {name} wiped\n")
         }
         Command::VolResize {
@@ -613,7 +518,7 @@ pub fn run(args: &Args) -> Result<String, Error> {
             delta,
             shrink,
         } => {
-            let name = pool.resolve_name(vol)?;
+            let name = pool.volume_name(vol)?;
             // virsh: "+N" is absolute; "-N" needs --shrink and means "shrink by N".
             let mut text = capacity.trim_start();
             let mut delta = *delta;
@@ -626,8 +531,8 @@ pub fn run(args: &Args) -> Result<String, Error> {
             }
             let value = size_arg("size", text.strip_prefix('+').unwrap_or(text))?;
             pool.resize_volume(
-                name,
-                pool::ResizeRequest {
+                &name,
+                ResizeRequest {
                     capacity: value,
                     delta,
                     shrink: *shrink,
@@ -640,7 +545,7 @@ pub fn run(args: &Args) -> Result<String, Error> {
                 format!("Size of volume '{name}' successfully changed to {text}\n")
             }
         }
-        Command::PoolInfo { bytes } => output::pool_info(&pool.info()?, *bytes),
+        Command::PoolInfo { bytes } => output::pool_info(&pool.info(true, autostart)?, *bytes),
         Command::PoolRefresh => {
             pool.refresh()?;
             format!("Pool {} refreshed\n", pool.name())
@@ -651,10 +556,7 @@ pub fn run(args: &Args) -> Result<String, Error> {
             prealloc_metadata,
         } => {
             let def = read_volume_xml(file)?;
-            let flags = CreateFlags {
-                prealloc_metadata: *prealloc_metadata,
-            };
-            output::explain(&pool.plan(&def, flags)?)
+            output::explain(&pool.plan(&def, flags(*prealloc_metadata))?)
         }
     })
 }

@@ -107,8 +107,8 @@ pub fn pool_info(p: &PoolInfo, bytes: bool) -> String {
 pub fn explain(plan: &Plan) -> String {
     let mut out = String::new();
     label(&mut out, "Volume:", &plan.name);
-    let format = match &plan.qcow2 {
-        Some((opts, _)) => format!(
+    let format = match plan.image.qcow2_options() {
+        Some(opts) => format!(
             "qcow2 (compat {}, cluster size {}, refcount bits {}{}{}{})",
             opts.version,
             opts.cluster_size,
@@ -135,7 +135,11 @@ pub fn explain(plan: &Plan) -> String {
     label(
         &mut out,
         "Capacity:",
-        &format!("{} bytes ({})", plan.capacity, format_pretty(plan.capacity)),
+        &format!(
+            "{} bytes ({})",
+            plan.capacity(),
+            format_pretty(plan.capacity())
+        ),
     );
     if let Some(b) = &plan.backing {
         label(
@@ -165,8 +169,8 @@ pub fn explain(plan: &Plan) -> String {
         "Allocation:",
         &format!(
             "{} bytes expected ({})",
-            plan.expected_allocation,
-            format_pretty(plan.expected_allocation)
+            plan.expected_allocation(),
+            format_pretty(plan.expected_allocation())
         ),
     );
     label(
@@ -174,8 +178,8 @@ pub fn explain(plan: &Plan) -> String {
         "Physical:",
         &format!(
             "{} bytes expected ({})",
-            plan.expected_physical,
-            format_pretty(plan.expected_physical)
+            plan.expected_physical(),
+            format_pretty(plan.expected_physical())
         ),
     );
     out

@@ -20,16 +20,10 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 
+use crate::paths;
 use crate::pool::registry::Registry;
-use crate::rpc::dispatch::Dispatcher;
 use crate::rpc::server::Server;
 
-/// Default read-write socket.
-pub const DEFAULT_SOCKET: &str = "/run/qpool/qpoold-sock";
-/// Default pool definitions directory.
-pub const DEFAULT_POOLS: &str = "/etc/qpool/storage";
-/// Default configuration file.
-pub const DEFAULT_CONFIG: &str = "/etc/qpool/qpoold.conf";
 /// How long a clean shutdown waits for running calls.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -76,22 +70,18 @@ pub struct Settings {
 pub fn settings(args: &Args) -> Result<Settings, config::ConfigError> {
     let file = match &args.config {
         Some(path) => config::load(path, true)?,
-        None => config::load(Path::new(DEFAULT_CONFIG), false)?,
+        None => config::load(Path::new(paths::CONFIG), false)?,
     };
     let socket = args
         .socket
         .clone()
         .or(file.socket)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+        .unwrap_or_else(|| PathBuf::from(paths::SOCKET));
     let socket_ro = args
         .socket_ro
         .clone()
         .or(file.socket_ro)
-        .unwrap_or_else(|| {
-            let mut s = socket.clone().into_os_string();
-            s.push("-ro");
-            PathBuf::from(s)
-        });
+        .unwrap_or_else(|| paths::read_only_socket(&socket));
     Ok(Settings {
         socket,
         socket_ro,
@@ -99,13 +89,13 @@ pub fn settings(args: &Args) -> Result<Settings, config::ConfigError> {
             .pools
             .clone()
             .or(file.pools)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_POOLS)),
+            .unwrap_or_else(|| PathBuf::from(paths::POOL_DEFINITIONS)),
         timeout: args.timeout.or(file.timeout).unwrap_or(0),
         default_pool_dir: args
             .default_pool_dir
             .clone()
             .or(file.default_pool_dir)
-            .unwrap_or_else(crate::pool::default_pool_dir),
+            .unwrap_or_else(crate::paths::default_pool_dir),
     })
 }
 
@@ -139,7 +129,7 @@ pub fn run(args: &Args) -> ExitCode {
     let settings = match settings(args) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {}", crate::cli::one_line(&e));
+            eprintln!("error: {}", crate::error::one_line(&e));
             return ExitCode::from(1);
         }
     };
@@ -155,11 +145,11 @@ pub fn run(args: &Args) -> ExitCode {
     let registry = match Registry::load(&settings.pools, &settings.default_pool_dir) {
         Ok(r) => Arc::new(r),
         Err(e) => {
-            eprintln!("error: {}", crate::cli::one_line(&e));
+            eprintln!("error: {}", crate::error::one_line(&e));
             return ExitCode::from(1);
         }
     };
-    let server = Server::new(Arc::new(Dispatcher::new(registry)));
+    let server = Server::new(registry);
     let rw = match bind(&settings.socket, 0o600) {
         Ok(l) => l,
         Err(e) => {

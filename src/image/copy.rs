@@ -1,18 +1,250 @@
 //! Copying volumes: file copies that keep holes, reflinks, and format conversion of guest
 //! data into a freshly laid-out image.
 //!
-//! Owns: the data-moving half of `vol-clone` / `vol-create-from`. A same-format copy moves
-//! the file's data extents with `copy_file_range` (holes stay holes); a reflink shares the
-//! blocks; a conversion reads the guest data through [`GuestImage`] (qcow2 reader, backing
-//! chains, compressed clusters) and writes it where the new image's layout maps it.
+//! Owns: the data-moving half of `vol-clone` / `vol-create-from`, and the choice between its
+//! two ways ([`plan_copy`]): when the new image has the source's format, size, options and
+//! preallocation, the file's extents are copied with `copy_file_range` (holes stay holes,
+//! reserved extents stay reserved) or shared with a reflink; otherwise the guest data is read
+//! through [`GuestImage`] (qcow2 reader, backing chains, compressed clusters) and written
+//! where the new image's layout maps it, as `qemu-img convert` does.
 //! Must not: name, place or publish files, or decide the new image's options.
 
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
-use super::qcow2::Layout;
-use super::{BlockStatus, Error, GuestImage};
+use super::file::{WriteReport, with_target};
+use super::guest::{BlockStatus, GuestImage, open_guest_file};
+use super::plan::{ImagePlan, create};
+use super::qcow2::{self, Layout, Options};
+use super::{Error, ImageInfo, raw};
+use crate::model::{Preallocation, VolFormat};
+
+/// The volume a copy reads, opened and inspected by the caller.
+#[derive(Debug)]
+pub struct Source<'a> {
+    /// The open source file.
+    pub file: File,
+    /// Its path (relative backing names resolve against its directory).
+    pub path: &'a Path,
+    /// What probing it found.
+    pub info: &'a ImageInfo,
+    /// Its `st_blocks * 512`.
+    pub allocation: u64,
+    /// Its `st_size`.
+    pub physical: u64,
+}
+
+/// How a planned copy moves the data.
+enum How {
+    /// The source file's bytes, holes kept, or its blocks shared.
+    File {
+        src: File,
+        reflink: bool,
+        exact: bool,
+        /// The source is a raw file with (nearly) every block allocated.
+        fully_allocated_raw: bool,
+        physical: u64,
+        src_capacity: u64,
+        expected_allocation: u64,
+    },
+    /// The guest data, read and laid out anew.
+    Convert {
+        guest: Box<dyn GuestImage + Send>,
+        extents: Vec<Range<u64>>,
+    },
+}
+
+/// A copy decided before anything is written: the new image and how its data gets there.
+pub struct CopyPlan {
+    plan: ImagePlan,
+    how: How,
+}
+
+impl std::fmt::Debug for CopyPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyPlan")
+            .field("plan", &self.plan)
+            .field("converts", &self.converts())
+            .finish()
+    }
+}
+
+/// Whether two qcow2 option sets make the same image apart from the size and the backing
+/// format name (what a file copy would keep).
+fn same_image_options(a: &Options, b: &Options) -> bool {
+    a.version == b.version
+        && a.cluster_size == b.cluster_size
+        && a.refcount_bits == b.refcount_bits
+        && a.lazy_refcounts == b.lazy_refcounts
+        && a.extended_l2 == b.extended_l2
+        && a.compression_zstd == b.compression_zstd
+        && a.backing.as_ref().map(|(name, _)| name) == b.backing.as_ref().map(|(name, _)| name)
+}
+
+/// Decides how the new image `plan` gets the data of `src`. `exact` asks for an exact copy
+/// (a clone: the source's own preallocation is kept); `reflink` asks to share blocks, which
+/// only a same-format copy can ([`Error::ReflinkConverts`] otherwise). Nothing is written.
+pub fn plan_copy(
+    src: Source<'_>,
+    plan: ImagePlan,
+    exact: bool,
+    reflink: bool,
+) -> Result<CopyPlan, Error> {
+    let same_format = match (plan.format(), src.info.format, &src.info.qcow2) {
+        (VolFormat::Raw, VolFormat::Raw, _) => true,
+        (VolFormat::Qcow2, VolFormat::Qcow2, Some(q)) => {
+            let src_prealloc = qcow2::resize::detect_preallocation(&src.file)?;
+            plan.qcow2_options()
+                .is_some_and(|o| same_image_options(o, &q.options()))
+                && plan.capacity() == src.info.capacity
+                && (exact || (plan.preallocation() == src_prealloc && plan.reserve() == 0))
+        }
+        _ => false,
+    };
+    if reflink && !(same_format && plan.capacity() == src.info.capacity) {
+        return Err(Error::ReflinkConverts);
+    }
+    if same_format {
+        return Ok(CopyPlan {
+            how: How::File {
+                reflink,
+                exact,
+                fully_allocated_raw: src.info.format == VolFormat::Raw
+                    && src.physical > 0
+                    && src.allocation.saturating_mul(100) >= src.physical.saturating_mul(99),
+                physical: src.physical,
+                src_capacity: src.info.capacity,
+                // A file copy keeps the source's layout: the estimate is the source's usage.
+                expected_allocation: if reflink { 0 } else { src.allocation },
+                src: src.file,
+            },
+            plan,
+        });
+    }
+    let mut guest = open_guest_file(src.file, src.path, Some(src.info.format))?;
+    let extents = data_extents(guest.as_mut(), plan.capacity())?;
+    Ok(CopyPlan {
+        plan: plan.with_data(&extents)?,
+        how: How::Convert { guest, extents },
+    })
+}
+
+impl CopyPlan {
+    /// The new image.
+    pub fn image(&self) -> &ImagePlan {
+        &self.plan
+    }
+
+    /// Whether the copy converts (reads guest data) rather than copying the file.
+    pub fn converts(&self) -> bool {
+        matches!(self.how, How::Convert { .. })
+    }
+
+    /// The expected `st_blocks * 512` of the copy.
+    pub fn expected_allocation(&self) -> u64 {
+        match &self.how {
+            How::File {
+                expected_allocation,
+                ..
+            } => *expected_allocation,
+            How::Convert { .. } => self.plan.expected_allocation(),
+        }
+    }
+
+    /// Writes the copy into the empty `dst` and syncs it. Without `fallocate`,
+    /// reservations are written as zeros.
+    pub fn write(&mut self, dst: &File, fallocate: bool) -> Result<WriteReport, Error> {
+        let plan = &self.plan;
+        let report = match &mut self.how {
+            How::File {
+                src,
+                reflink,
+                exact,
+                fully_allocated_raw,
+                physical,
+                src_capacity,
+                ..
+            } => {
+                if *reflink {
+                    self::reflink(src, dst)?;
+                } else {
+                    copy_sparse(src, dst)?;
+                }
+                let mut report = WriteReport::default();
+                if plan.format() == VolFormat::Raw && !*exact {
+                    report = finish_raw(dst, plan, *src_capacity, fallocate)?;
+                }
+                if plan.format() == VolFormat::Raw && *exact && *fully_allocated_raw {
+                    // A fully allocated raw source gives a fully allocated copy, even where
+                    // the filesystem cannot tell reserved blocks from holes.
+                    if let Err(e) = crate::sys::fallocate_keep_size(dst, 0, *physical) {
+                        log::debug!("cannot reserve the copy: {e}");
+                    }
+                }
+                if plan.format() == VolFormat::Qcow2
+                    && matches!(
+                        plan.preallocation(),
+                        Preallocation::Falloc | Preallocation::Full
+                    )
+                {
+                    // A preallocated copy stays preallocated whatever the filesystem could
+                    // tell about the source's reserved extents: its data clusters are
+                    // reserved (a no-op where the copy already holds them).
+                    for r in qcow2::resize::data_cluster_extents(dst)? {
+                        if let Err(e) =
+                            crate::sys::fallocate_keep_size(dst, r.start, r.end - r.start)
+                        {
+                            log::debug!("cannot reserve the copy: {e}");
+                            break;
+                        }
+                    }
+                }
+                report
+            }
+            How::Convert { guest, extents } => match plan.layout() {
+                Some(layout) => {
+                    let report = create(plan, dst, fallocate)?;
+                    fill_qcow2(guest.as_mut(), extents, layout, dst)?;
+                    report
+                }
+                None => {
+                    dst.set_len(plan.capacity())
+                        .map_err(|source| Error::SettingLength {
+                            len: plan.capacity(),
+                            source,
+                        })?;
+                    fill_raw(guest.as_mut(), extents, dst)?;
+                    finish_raw(dst, plan, plan.capacity(), fallocate)?
+                }
+            },
+        };
+        dst.sync_all().map_err(Error::Syncing)?;
+        Ok(report)
+    }
+}
+
+/// Applies a raw volume's preallocation after its data was copied in: the first `reserve`
+/// bytes or the whole file reserved, or the holes written with zeros for `full`.
+fn finish_raw(
+    file: &File,
+    plan: &ImagePlan,
+    copied_len: u64,
+    fallocate: bool,
+) -> Result<WriteReport, Error> {
+    let len = plan.capacity().max(copied_len);
+    file.set_len(len)
+        .map_err(|source| Error::SettingLength { len, source })?;
+    with_target(file, fallocate, |target| {
+        raw::finish(
+            target,
+            plan.capacity(),
+            plan.preallocation(),
+            plan.reserve(),
+        )
+    })
+}
 
 /// Size of the buffer guest data moves through.
 const CHUNK: u64 = 4 << 20;
@@ -26,7 +258,7 @@ fn writing(offset: u64) -> impl Fn(std::io::Error) -> Error {
 /// without reading them. Where FIEMAP is unavailable, SEEK_DATA decides (and may call
 /// reserved, never written blocks holes: callers that know the source was preallocated
 /// reserve the copy themselves).
-pub fn copy_sparse(src: &File, dst: &File) -> Result<(), Error> {
+fn copy_sparse(src: &File, dst: &File) -> Result<(), Error> {
     let len = src.metadata().map_err(Error::ReadingImage)?.len();
     let extents = match crate::sys::allocated_extents(src, len).map_err(Error::ReadingImage)? {
         Some(extents) => extents,
@@ -55,15 +287,13 @@ pub fn copy_sparse(src: &File, dst: &File) -> Result<(), Error> {
 }
 
 /// Shares all of `src`'s blocks with the empty `dst` (FICLONE).
-pub fn reflink(src: &File, dst: &File) -> Result<(), Error> {
+fn reflink(src: &File, dst: &File) -> Result<(), Error> {
     crate::sys::reflink(src, dst).map_err(|source| {
         if matches!(
             source.raw_os_error(),
             Some(libc::EOPNOTSUPP) | Some(libc::EXDEV) | Some(libc::EINVAL) | Some(libc::ENOTTY)
         ) {
-            Error::Unsupported(format!(
-                "reflinks on this filesystem ({source}); copy without --reflink"
-            ))
+            Error::NoReflink(source)
         } else {
             Error::WritingMetadata { offset: 0, source }
         }
@@ -71,7 +301,7 @@ pub fn reflink(src: &File, dst: &File) -> Result<(), Error> {
 }
 
 /// The runs of guest bytes below `limit` that hold data, as `Range`s of bytes.
-pub fn data_extents(src: &mut dyn GuestImage, limit: u64) -> Result<Vec<Range<u64>>, Error> {
+fn data_extents(src: &mut dyn GuestImage, limit: u64) -> Result<Vec<Range<u64>>, Error> {
     let end = limit.min(src.size());
     let mut out: Vec<Range<u64>> = Vec::new();
     let mut at = 0;
@@ -126,7 +356,7 @@ fn copy_guest(
 /// Writes the guest data `extents` of `src` into a new qcow2 image whose metadata `layout`
 /// has already been written to `dst`: each extent goes to the host clusters the layout maps
 /// its guest clusters to.
-pub fn fill_qcow2(
+fn fill_qcow2(
     src: &mut dyn GuestImage,
     extents: &[Range<u64>],
     layout: &Layout,
@@ -157,7 +387,7 @@ pub fn fill_qcow2(
 }
 
 /// Writes the guest data `extents` of `src` into a raw file at the same offsets.
-pub fn fill_raw(src: &mut dyn GuestImage, extents: &[Range<u64>], dst: &File) -> Result<(), Error> {
+fn fill_raw(src: &mut dyn GuestImage, extents: &[Range<u64>], dst: &File) -> Result<(), Error> {
     let mut buf = vec![0u8; usize::try_from(CHUNK).unwrap_or(0)];
     for extent in extents {
         copy_guest(src, dst, extent.clone(), |g| g, &mut buf)?;

@@ -1,18 +1,34 @@
-//! Image formats: writing new raw and qcow2 volumes natively, and reading back what an
-//! existing volume file is.
+//! Image formats: writing new raw and qcow2 volumes natively, reading back what an existing
+//! volume file is, and changing one in place.
 //!
-//! Owns: the [`ImageFile`] trait the writers go through (so tests can inject a file without
-//! `fallocate`), the format-level [`Preallocation`] enum, format probing and the numbers
-//! libvirt reports (capacity from the qcow2 header or the raw file size).
+//! Owns: the front door the pool goes through, and nothing deeper is called from above:
+//! [`probe`] (what a file is, the numbers libvirt reports), [`ImagePlan`] and [`create`]
+//! (a new image and its expected allocation), [`plan_copy`] and [`CopyPlan`] (clone and
+//! convert), [`resize`], [`wipe()`], [`VolumeReader`] / [`VolumeWriter`] (a file's bytes in
+//! and out), [`backing_path`] and [`open_guest_image`] (guest data through a backing chain).
 //! Must not: choose a preallocation (that is `policy`), name or place files in a pool (that
 //! is `pool`), or know byte offsets (only `qcow2::spec` does).
 
 pub mod copy;
+pub mod file;
+pub mod guest;
+pub mod plan;
 pub mod prealloc;
 pub mod qcow2;
 pub mod raw;
+pub mod resize;
 pub mod stream;
 pub mod wipe;
+
+pub use copy::{CopyPlan, Source, plan_copy};
+pub use file::WriteReport;
+pub use guest::{BlockStatus, GuestImage, backing_path, open_guest_file, open_guest_image};
+pub use plan::{ImagePlan, create};
+pub use qcow2::Options as Qcow2Options;
+pub use qcow2::Qcow2Info;
+pub use resize::resize;
+pub use stream::{Chunk, VolumeReader, VolumeWriter};
+pub use wipe::wipe;
 
 use std::fs::File;
 use std::io;
@@ -20,148 +36,7 @@ use std::os::unix::fs::FileExt;
 
 use thiserror::Error;
 
-use crate::model::VolFormat;
-
-/// A file the image writers write into. `std::fs::File` implements it with the real
-/// syscalls; tests wrap it to take `fallocate` away or to record calls.
-pub trait ImageFile {
-    /// Writes all of `buf` at `offset`.
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
-    /// Sets the file length (`ftruncate`).
-    fn set_len(&self, len: u64) -> io::Result<()>;
-    /// Current file length.
-    fn file_length(&self) -> io::Result<u64>;
-    /// Allocates `len` bytes at `offset` (`fallocate` mode 0: may extend the file). Fails
-    /// with `EOPNOTSUPP` where the filesystem cannot.
-    fn allocate(&self, offset: u64, len: u64) -> io::Result<()>;
-    /// Writes `len` zero bytes at `offset`.
-    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
-        write_zeroes_buffered(self, offset, len)
-    }
-    /// Flushes data and metadata to stable storage.
-    fn sync(&self) -> io::Result<()>;
-    /// The holes (ranges that hold no data) within `offset .. offset + len`; by default the
-    /// whole range, for files that cannot tell.
-    fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
-        Ok(vec![offset..offset + len])
-    }
-}
-
-/// Size of the zero buffer used for buffered zero writes.
-const ZERO_CHUNK: usize = 1 << 20;
-
-/// Writes zeros through ordinary writes, one 1 MiB buffer at a time.
-pub fn write_zeroes_buffered<F: ImageFile + ?Sized>(
-    file: &F,
-    offset: u64,
-    len: u64,
-) -> io::Result<()> {
-    let zeros = vec![0u8; ZERO_CHUNK];
-    let mut done = 0u64;
-    while done < len {
-        let n = usize::try_from(len - done).map_or(ZERO_CHUNK, |left| left.min(ZERO_CHUNK));
-        file.write_all_at(&zeros[..n], offset + done)?;
-        done += n as u64;
-    }
-    Ok(())
-}
-
-impl ImageFile for File {
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        FileExt::write_all_at(self, buf, offset)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        File::set_len(self, len)
-    }
-    fn file_length(&self) -> io::Result<u64> {
-        Ok(self.metadata()?.len())
-    }
-    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
-        crate::sys::fallocate(self, offset, len)
-    }
-    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
-        crate::sys::write_zeroes_direct(self, offset, len)
-    }
-    fn sync(&self) -> io::Result<()> {
-        self.sync_all()
-    }
-    fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
-        let end = offset + len;
-        let size = self.metadata()?.len();
-        let mut out = Vec::new();
-        let mut at = offset;
-        for data in crate::sys::data_ranges(self, offset, end.min(size))? {
-            if data.start > at {
-                out.push(at..data.start);
-            }
-            at = data.end;
-        }
-        if at < end {
-            out.push(at..end);
-        }
-        Ok(out)
-    }
-}
-
-impl<F: ImageFile + ?Sized> ImageFile for &F {
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        (**self).write_all_at(buf, offset)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        (**self).set_len(len)
-    }
-    fn file_length(&self) -> io::Result<u64> {
-        (**self).file_length()
-    }
-    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
-        (**self).allocate(offset, len)
-    }
-    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
-        (**self).write_zeroes(offset, len)
-    }
-    fn sync(&self) -> io::Result<()> {
-        (**self).sync()
-    }
-    fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
-        (**self).holes(offset, len)
-    }
-}
-
-/// A file whose filesystem cannot `fallocate` (like NFS before 4.2): every
-/// [`ImageFile::allocate`] fails with `EOPNOTSUPP`. Used to exercise the fallback.
-#[derive(Debug)]
-pub struct NoFallocate<F>(pub F);
-
-impl<F: ImageFile> ImageFile for NoFallocate<F> {
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.0.write_all_at(buf, offset)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
-    }
-    fn file_length(&self) -> io::Result<u64> {
-        self.0.file_length()
-    }
-    fn allocate(&self, _offset: u64, _len: u64) -> io::Result<()> {
-        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
-    }
-    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.0.write_zeroes(offset, len)
-    }
-    fn sync(&self) -> io::Result<()> {
-        self.0.sync()
-    }
-    fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
-        self.0.holes(offset, len)
-    }
-}
-
-/// What a writer did, beyond the bytes: whether `fallocate` had to be replaced by zeros.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WriteReport {
-    /// `fallocate` was not supported and zeros were written instead.
-    pub fell_back_to_zeroes: bool,
-}
+use crate::model::{VolFormat, WipeAlgorithm};
 
 /// What probing a volume file found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,6 +116,15 @@ pub enum Error {
     /// The image uses something qpool cannot read.
     #[error("unsupported image: {0}")]
     Unsupported(String),
+    /// A wipe algorithm qpool does not implement.
+    #[error("wipe algorithm '{0}' is not supported (qpool supports: zero, trim, random)")]
+    UnsupportedWipe(WipeAlgorithm),
+    /// The filesystem cannot share blocks between files (FICLONE refused).
+    #[error("reflinks are not supported on this filesystem; copy without --reflink")]
+    NoReflink(#[source] io::Error),
+    /// `--reflink` asked of a copy that converts.
+    #[error("a reflink needs a copy in the same format with the same size and options")]
+    ReflinkConverts,
     /// A shrink would drop clusters that hold guest data.
     #[error("guest data is allocated at offset {offset}, beyond the new size")]
     ShrinkWouldDropData {
@@ -305,6 +189,17 @@ pub(crate) fn read_prefix(file: &File, len: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Opens the image at `path` and probes it ([`probe`]).
+pub fn probe_path(path: &std::path::Path) -> Result<ImageInfo, Error> {
+    let opening = |source| Error::OpeningImage {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = File::open(path).map_err(opening)?;
+    let len = file.metadata().map_err(opening)?.len();
+    probe(&file, len)
+}
+
 /// Probes an open volume file like libvirt does: qcow2 when the magic and a valid header
 /// are there, raw otherwise. `file_len` is the file's `st_size`.
 pub fn probe(file: &File, file_len: u64) -> Result<ImageInfo, Error> {
@@ -326,148 +221,6 @@ pub fn probe(file: &File, file_len: u64) -> Result<ImageInfo, Error> {
         Err(e) => {
             log::debug!("qcow2 magic but unreadable header ({e}); reporting the file as raw");
             Ok(raw)
-        }
-    }
-}
-
-/// What a range of guest data is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockStatus {
-    /// Holds data (which may still happen to be zeros).
-    Data,
-    /// Known to read as zeros (a hole, a zero cluster, unallocated without backing).
-    Zero,
-}
-
-/// Guest-visible content of an image: what a VM would read.
-pub trait GuestImage {
-    /// Guest-visible size in bytes.
-    fn size(&self) -> u64;
-    /// Reads `buf.len()` bytes at `offset`; the range must lie within [`GuestImage::size`].
-    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> Result<(), Error>;
-    /// Status of the bytes at `offset` and how many bytes (≥ 1, ≤ `max_len`) share it.
-    fn status(&mut self, offset: u64, max_len: u64) -> Result<(BlockStatus, u64), Error>;
-}
-
-/// A raw file as a guest image; holes report as zeros.
-pub struct RawImage {
-    file: File,
-    size: u64,
-}
-
-impl RawImage {
-    /// Wraps an open raw file.
-    pub fn new(file: File) -> Result<RawImage, Error> {
-        let size = file.metadata().map_err(Error::ReadingImage)?.len();
-        Ok(RawImage { file, size })
-    }
-}
-
-impl GuestImage for RawImage {
-    fn size(&self) -> u64 {
-        self.size
-    }
-
-    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
-        self.file
-            .read_exact_at(buf, offset)
-            .map_err(Error::ReadingImage)
-    }
-
-    fn status(&mut self, offset: u64, max_len: u64) -> Result<(BlockStatus, u64), Error> {
-        let end = offset.saturating_add(max_len).min(self.size);
-        if offset >= end {
-            return Ok((BlockStatus::Zero, max_len.max(1)));
-        }
-        let (status, until) =
-            crate::sys::extent_at(&self.file, offset, self.size).map_err(Error::ReadingImage)?;
-        let status = if status {
-            BlockStatus::Data
-        } else {
-            BlockStatus::Zero
-        };
-        Ok((status, until.min(end).saturating_sub(offset).max(1)))
-    }
-}
-
-/// Deepest backing chain followed.
-pub const MAX_BACKING_CHAIN: usize = 16;
-
-/// Opens the image at `path` for reading guest data, following its backing chain.
-/// `format` is the declared format; without one the file is probed (like qemu without `-F`).
-pub fn open_guest_image(
-    path: &std::path::Path,
-    format: Option<VolFormat>,
-) -> Result<Box<dyn GuestImage + Send>, Error> {
-    open_path(path, format, 0)
-}
-
-/// Like [`open_guest_image`] for an already open file; `path` names it (relative backing
-/// file names are resolved against its directory).
-pub fn open_guest_file(
-    file: File,
-    path: &std::path::Path,
-    format: Option<VolFormat>,
-) -> Result<Box<dyn GuestImage + Send>, Error> {
-    open_chain(file, path, format, 0)
-}
-
-fn open_path(
-    path: &std::path::Path,
-    format: Option<VolFormat>,
-    depth: usize,
-) -> Result<Box<dyn GuestImage + Send>, Error> {
-    let file = File::open(path).map_err(|source| Error::OpeningImage {
-        path: path.display().to_string(),
-        source,
-    })?;
-    open_chain(file, path, format, depth)
-}
-
-fn open_chain(
-    file: File,
-    path: &std::path::Path,
-    format: Option<VolFormat>,
-    depth: usize,
-) -> Result<Box<dyn GuestImage + Send>, Error> {
-    if depth >= MAX_BACKING_CHAIN {
-        return Err(Error::BackingChainTooDeep(MAX_BACKING_CHAIN));
-    }
-    let opening = |source| Error::OpeningImage {
-        path: path.display().to_string(),
-        source,
-    };
-    let len = file.metadata().map_err(opening)?.len();
-    let info = probe(&file, len)?;
-    let format = format.unwrap_or(info.format);
-    match (format, info.qcow2) {
-        (VolFormat::Raw, _) => Ok(Box::new(RawImage::new(file)?)),
-        (VolFormat::Qcow2, None) => Err(Error::CorruptImage(format!(
-            "{} is not a qcow2 image",
-            path.display()
-        ))),
-        (VolFormat::Qcow2, Some(q)) => {
-            let backing = match &q.backing_file {
-                None => None,
-                Some(name) => {
-                    let base = path.parent().unwrap_or(std::path::Path::new("/"));
-                    let backing_path = base.join(name);
-                    let backing_format = match q.backing_format.as_deref() {
-                        Some(name) if name.parse::<VolFormat>().is_ok() => name.parse().ok(),
-                        Some(other) => {
-                            return Err(Error::Unsupported(format!(
-                                "backing format '{other}' of {}",
-                                path.display()
-                            )));
-                        }
-                        None => None,
-                    };
-                    Some(open_path(&backing_path, backing_format, depth + 1)?)
-                }
-            };
-            Ok(Box::new(qcow2::read::Qcow2Image::open(
-                file, q.header, backing,
-            )?))
         }
     }
 }

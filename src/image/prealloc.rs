@@ -8,7 +8,8 @@
 
 use std::io;
 
-use super::{Error, ImageFile, WriteReport};
+use super::Error;
+use super::file::{ImageFile, WriteReport};
 
 /// True for the errors that mean "this filesystem cannot fallocate".
 fn is_unsupported(e: &io::Error) -> bool {
@@ -73,7 +74,7 @@ pub fn write_zeroes<F: ImageFile + ?Sized>(file: &F, offset: u64, len: u64) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::NoFallocate;
+    use crate::image::file::NoFallocate;
 
     /// An empty read-write file in a fresh directory (kept alive by the returned guard).
     fn new_file() -> (tempfile::TempDir, std::fs::File) {

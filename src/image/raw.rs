@@ -4,8 +4,9 @@
 //! (libvirt's partial allocation), fully fallocated (`falloc`) or zero-filled (`full`).
 //! Must not: name or place the file.
 
+use super::Error;
+use super::file::{ImageFile, WriteReport};
 use super::prealloc::{allocate_or_zero, write_zeroes};
-use super::{Error, ImageFile, WriteReport};
 use crate::model::Preallocation;
 
 /// Writes a raw volume of `capacity` bytes into an empty `file`.
@@ -57,6 +58,26 @@ pub fn resize<F: ImageFile + ?Sized>(
     Ok(report)
 }
 
+/// Applies a raw volume's preallocation to a file whose data was copied in: the whole file
+/// reserved (`falloc`), its holes written with zeros (`full`), or the first `reserve` bytes
+/// reserved (`off`).
+pub fn finish<F: ImageFile + ?Sized>(
+    file: &F,
+    capacity: u64,
+    prealloc: Preallocation,
+    reserve: u64,
+) -> Result<WriteReport, Error> {
+    let mut report = WriteReport::default();
+    match prealloc {
+        Preallocation::Falloc => allocate_or_zero(file, 0, capacity, &mut report)?,
+        Preallocation::Full => super::prealloc::zero_holes(file, 0, capacity)?,
+        Preallocation::Off | Preallocation::Metadata => {
+            allocate_or_zero(file, 0, reserve.min(capacity), &mut report)?;
+        }
+    }
+    Ok(report)
+}
+
 fn set_len<F: ImageFile + ?Sized>(file: &F, len: u64) -> Result<(), Error> {
     file.set_len(len)
         .map_err(|source| Error::SettingLength { len, source })
@@ -65,7 +86,7 @@ fn set_len<F: ImageFile + ?Sized>(file: &F, len: u64) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::NoFallocate;
+    use crate::image::file::NoFallocate;
     use std::os::unix::fs::MetadataExt;
 
     fn new_file(dir: &tempfile::TempDir) -> std::fs::File {

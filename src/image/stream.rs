@@ -24,6 +24,7 @@ pub enum Chunk {
 }
 
 /// Reads a file's bytes in chunks.
+#[derive(Debug)]
 pub struct VolumeReader {
     file: File,
     pos: u64,
@@ -116,6 +117,7 @@ impl VolumeReader {
 }
 
 /// Writes bytes into a file from a position onwards.
+#[derive(Debug)]
 pub struct VolumeWriter {
     file: File,
     pos: u64,
@@ -177,7 +179,7 @@ impl VolumeWriter {
         let size = self.file.metadata().map_err(Error::ReadingImage)?.len();
         let inside = size.saturating_sub(self.pos).min(len);
         if inside > 0 && crate::sys::punch_hole(&self.file, self.pos, inside).is_err() {
-            super::write_zeroes_buffered(&self.file, self.pos, inside).map_err(|source| {
+            super::file::write_zeroes_buffered(&self.file, self.pos, inside).map_err(|source| {
                 Error::WritingZeroes {
                     offset: self.pos,
                     len: inside,

@@ -13,47 +13,15 @@ use std::os::unix::fs::FileExt;
 
 use super::qcow2::{self, Layout, Qcow2Info};
 use super::{Error, read_prefix};
-use crate::model::{Compat, VolFormat};
+use crate::model::{VolFormat, WipeAlgorithm};
 
-/// A wipe algorithm (libvirt's `virStorageVolWipeAlgorithm` names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WipeAlgorithm {
-    /// Overwrite with zeros.
-    Zero,
-    /// Discard: punch holes.
-    Trim,
-    /// Overwrite with random bytes.
-    Random,
-}
-
-impl WipeAlgorithm {
-    /// Parses libvirt's algorithm name; the multi-pass ones qpool does not implement are
-    /// refused with the list of supported names.
-    pub fn parse(name: &str) -> Result<WipeAlgorithm, String> {
-        match name {
-            "zero" => Ok(Self::Zero),
-            "trim" => Ok(Self::Trim),
-            "random" => Ok(Self::Random),
-            "nnsa" | "dod" | "bsi" | "gutmann" | "schneier" | "pfitzner7" | "pfitzner33" => {
-                Err(format!(
-                    "wipe algorithm '{name}' is not supported (qpool supports: zero, trim, random)"
-                ))
-            }
-            other => Err(format!(
-                "unknown wipe algorithm '{other}' (qpool supports: zero, trim, random)"
-            )),
-        }
-    }
-
-    /// libvirt's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Zero => "zero",
-            Self::Trim => "trim",
-            Self::Random => "random",
-        }
-    }
-}
+/// The algorithms qpool implements; libvirt's multi-pass ones (which it runs through
+/// `scrub`) are refused before any byte is touched.
+pub const SUPPORTED: [WipeAlgorithm; 3] = [
+    WipeAlgorithm::Zero,
+    WipeAlgorithm::Trim,
+    WipeAlgorithm::Random,
+];
 
 /// xoshiro256** seeded from the OS: fast enough to fill disks, never repeating a volume.
 struct Random([u64; 4]);
@@ -128,6 +96,7 @@ fn destroy(file: &File, algorithm: WipeAlgorithm, whole_file: bool) -> Result<()
                 }
             }
         }
+        other => return Err(Error::UnsupportedWipe(other)),
     }
     file.sync_all().map_err(Error::Syncing)
 }
@@ -137,26 +106,16 @@ fn destroy(file: &File, algorithm: WipeAlgorithm, whole_file: bool) -> Result<()
 /// the file is rebuilt in place (same inode) as an empty image with the same size, options,
 /// backing file and preallocation.
 pub fn wipe(file: &File, format: VolFormat, algorithm: WipeAlgorithm) -> Result<(), Error> {
+    if !SUPPORTED.contains(&algorithm) {
+        return Err(Error::UnsupportedWipe(algorithm));
+    }
     match format {
         VolFormat::Raw => destroy(file, algorithm, algorithm == WipeAlgorithm::Random),
         VolFormat::Qcow2 => {
             let prefix = read_prefix(file, 4096).map_err(Error::ReadingHeader)?;
             let info = Qcow2Info::read(file, &prefix)?;
             let prealloc = qcow2::resize::detect_preallocation(file)?;
-            let h = &info.header;
-            let opts = qcow2::Options {
-                size: h.size,
-                version: h.version,
-                cluster_size: h.cluster_size(),
-                refcount_bits: 1 << h.refcount_order,
-                lazy_refcounts: info.lazy_refcounts(),
-                extended_l2: info.extended_l2(),
-                compression_zstd: h.version == Compat::V1_1 && h.compression_type == 1,
-                backing: info
-                    .backing_file
-                    .clone()
-                    .map(|name| (name, info.backing_format.clone())),
-            };
+            let opts = info.options();
             // Plan first: a refusal must come before any byte is destroyed.
             let layout = Layout::plan(&opts, prealloc)?;
             destroy(file, algorithm, false)?;

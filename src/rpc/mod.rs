@@ -1,10 +1,15 @@
 //! libvirt's remote RPC protocol, storage subset: the face `qpoold` speaks.
 //!
-//! Owns: XDR ([`xdr`]), framing ([`wire`]), procedure numbers and error shapes ([`proto`]),
-//! procedure handlers ([`dispatch`]) and connections ([`server`]).
-//! Must not: implement engine logic; procedures call into [`crate::pool`].
+//! Owns: XDR ([`xdr`]), framing ([`wire`]), libvirt's constants and error shapes
+//! ([`proto`]), the argument and return structs of each procedure ([`messages`]), the
+//! procedure table and one handler per procedure ([`handlers`]), the translation of engine
+//! failures into libvirt errors ([`errors`]), and connections ([`server`]).
+//! Must not: implement engine logic or driver rules; handlers call the registry
+//! ([`crate::pool::registry`]), and nothing outside the faces imports this module.
 
-pub mod dispatch;
+pub mod errors;
+pub mod handlers;
+pub mod messages;
 pub mod proto;
 pub mod server;
 pub mod wire;

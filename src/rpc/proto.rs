@@ -1,79 +1,24 @@
-//! Procedure numbers, enums and error shapes of libvirt's `remote_protocol.x` that the
+//! The constants and shared shapes of libvirt's `remote_protocol.x` and public API that the
 //! storage subset uses, named as libvirt names them.
 //!
-//! Owns: `REMOTE_PROC_*` numbers, flag values, the `remote_error` payload and the object
-//! handles (`remote_nonnull_storage_pool`, `remote_nonnull_storage_vol`) with their XDR.
-//! Must not: touch pools or volumes; `dispatch` connects these to the engine.
+//! Owns: the numbers of the server's unsolicited messages, virErrorNumber and virErrorDomain
+//! values, the API flag values ([`flags`]), the `remote_error` payload ([`RemoteError`]) and
+//! the object handles ([`NonnullStoragePool`], [`NonnullStorageVol`]) with their XDR.
+//! Must not: touch pools or volumes, or know which procedure does what (the procedure table
+//! in `handlers` does).
 
-use super::xdr::{Decoder, Encoder, XdrError};
+use super::xdr::{Decoder, Encoder, Xdr, XdrError};
 
-/// `REMOTE_PROC_*` numbers used by the storage subset.
-#[allow(missing_docs)]
+/// `REMOTE_PROC_*` numbers of the messages the server sends unasked (calls are numbered in
+/// the procedure table, `handlers::PROCEDURES`).
 pub mod procs {
-    pub const CONNECT_OPEN: i32 = 1;
-    pub const CONNECT_CLOSE: i32 = 2;
-    pub const CONNECT_GET_TYPE: i32 = 3;
-    pub const CONNECT_GET_VERSION: i32 = 4;
-    pub const CONNECT_GET_CAPABILITIES: i32 = 7;
-    pub const CONNECT_GET_HOSTNAME: i32 = 59;
-    pub const CONNECT_SUPPORTS_FEATURE: i32 = 60;
-    pub const AUTH_LIST: i32 = 66;
-    pub const CONNECT_NUM_OF_STORAGE_POOLS: i32 = 71;
-    pub const CONNECT_LIST_STORAGE_POOLS: i32 = 72;
-    pub const CONNECT_NUM_OF_DEFINED_STORAGE_POOLS: i32 = 73;
-    pub const CONNECT_LIST_DEFINED_STORAGE_POOLS: i32 = 74;
-    pub const CONNECT_FIND_STORAGE_POOL_SOURCES: i32 = 75;
-    pub const STORAGE_POOL_CREATE_XML: i32 = 76;
-    pub const STORAGE_POOL_DEFINE_XML: i32 = 77;
-    pub const STORAGE_POOL_CREATE: i32 = 78;
-    pub const STORAGE_POOL_BUILD: i32 = 79;
-    pub const STORAGE_POOL_DESTROY: i32 = 80;
-    pub const STORAGE_POOL_DELETE: i32 = 81;
-    pub const STORAGE_POOL_UNDEFINE: i32 = 82;
-    pub const STORAGE_POOL_REFRESH: i32 = 83;
-    pub const STORAGE_POOL_LOOKUP_BY_NAME: i32 = 84;
-    pub const STORAGE_POOL_LOOKUP_BY_UUID: i32 = 85;
-    pub const STORAGE_POOL_LOOKUP_BY_VOLUME: i32 = 86;
-    pub const STORAGE_POOL_GET_INFO: i32 = 87;
-    pub const STORAGE_POOL_GET_XML_DESC: i32 = 88;
-    pub const STORAGE_POOL_GET_AUTOSTART: i32 = 89;
-    pub const STORAGE_POOL_SET_AUTOSTART: i32 = 90;
-    pub const STORAGE_POOL_NUM_OF_VOLUMES: i32 = 91;
-    pub const STORAGE_POOL_LIST_VOLUMES: i32 = 92;
-    pub const STORAGE_VOL_CREATE_XML: i32 = 93;
-    pub const STORAGE_VOL_DELETE: i32 = 94;
-    pub const STORAGE_VOL_LOOKUP_BY_NAME: i32 = 95;
-    pub const STORAGE_VOL_LOOKUP_BY_KEY: i32 = 96;
-    pub const STORAGE_VOL_LOOKUP_BY_PATH: i32 = 97;
-    pub const STORAGE_VOL_GET_INFO: i32 = 98;
-    pub const STORAGE_VOL_GET_XML_DESC: i32 = 99;
-    pub const STORAGE_VOL_GET_PATH: i32 = 100;
-    pub const CONNECT_GET_URI: i32 = 110;
-    pub const STORAGE_VOL_CREATE_XML_FROM: i32 = 125;
-    pub const CONNECT_IS_SECURE: i32 = 149;
-    pub const STORAGE_POOL_IS_ACTIVE: i32 = 154;
-    pub const STORAGE_POOL_IS_PERSISTENT: i32 = 155;
-    pub const CONNECT_GET_LIB_VERSION: i32 = 157;
-    pub const STORAGE_VOL_WIPE: i32 = 165;
-    pub const CONNECT_GET_SYSINFO: i32 = 203;
-    pub const STORAGE_VOL_UPLOAD: i32 = 208;
-    pub const STORAGE_VOL_DOWNLOAD: i32 = 209;
-    pub const STORAGE_VOL_WIPE_PATTERN: i32 = 259;
-    pub const STORAGE_VOL_RESIZE: i32 = 260;
-    pub const CONNECT_LIST_ALL_STORAGE_POOLS: i32 = 281;
-    pub const STORAGE_POOL_LIST_ALL_VOLUMES: i32 = 282;
-    pub const CONNECT_REGISTER_CLOSE_CALLBACK: i32 = 360;
-    pub const CONNECT_UNREGISTER_CLOSE_CALLBACK: i32 = 361;
-    pub const CONNECT_STORAGE_POOL_EVENT_REGISTER_ANY: i32 = 368;
-    pub const CONNECT_STORAGE_POOL_EVENT_DEREGISTER_ANY: i32 = 369;
+    /// REMOTE_PROC_STORAGE_POOL_EVENT_LIFECYCLE.
     pub const STORAGE_POOL_EVENT_LIFECYCLE: i32 = 370;
+    /// REMOTE_PROC_STORAGE_POOL_EVENT_REFRESH.
     pub const STORAGE_POOL_EVENT_REFRESH: i32 = 373;
-    pub const STORAGE_VOL_GET_INFO_FLAGS: i32 = 378;
-    pub const STORAGE_POOL_LOOKUP_BY_TARGET_PATH: i32 = 391;
-    pub const CONNECT_GET_STORAGE_POOL_CAPABILITIES: i32 = 403;
 }
 
-/// virErrorNumber values used by the storage subset.
+/// virErrorNumber values qpoold sends, with libvirt's names (`VIR_ERR_*`).
 #[allow(missing_docs)]
 pub mod codes {
     pub const INTERNAL_ERROR: i32 = 1;
@@ -82,6 +27,7 @@ pub mod codes {
     pub const OPERATION_FAILED: i32 = 9;
     pub const XML_ERROR: i32 = 27;
     pub const OPERATION_DENIED: i32 = 29;
+    pub const XML_DETAIL: i32 = 35;
     pub const SYSTEM_ERROR: i32 = 38;
     pub const RPC: i32 = 39;
     pub const NO_STORAGE_POOL: i32 = 49;
@@ -89,40 +35,72 @@ pub mod codes {
     pub const OPERATION_INVALID: i32 = 55;
     pub const CONFIG_UNSUPPORTED: i32 = 67;
     pub const STORAGE_VOL_EXIST: i32 = 90;
+    pub const XML_INVALID_SCHEMA: i32 = 92;
 }
 
-/// virErrorDomain values used by the storage subset.
+/// virErrorDomain values qpoold sends, with libvirt's names (`VIR_FROM_*`).
 #[allow(missing_docs)]
 pub mod domains {
+    pub const XML: i32 = 5;
     pub const RPC: i32 = 7;
     pub const STORAGE: i32 = 18;
     pub const DOMAIN: i32 = 20;
 }
 
-/// The libvirt API name behind each mutating procedure, for read-only refusals.
-pub fn api_name(proc_: i32) -> Option<&'static str> {
-    use procs::*;
-    Some(match proc_ {
-        CONNECT_FIND_STORAGE_POOL_SOURCES => "virConnectFindStoragePoolSources",
-        STORAGE_POOL_CREATE_XML => "virStoragePoolCreateXML",
-        STORAGE_POOL_DEFINE_XML => "virStoragePoolDefineXML",
-        STORAGE_POOL_CREATE => "virStoragePoolCreate",
-        STORAGE_POOL_BUILD => "virStoragePoolBuild",
-        STORAGE_POOL_DESTROY => "virStoragePoolDestroy",
-        STORAGE_POOL_DELETE => "virStoragePoolDelete",
-        STORAGE_POOL_UNDEFINE => "virStoragePoolUndefine",
-        STORAGE_POOL_REFRESH => "virStoragePoolRefresh",
-        STORAGE_POOL_SET_AUTOSTART => "virStoragePoolSetAutostart",
-        STORAGE_VOL_CREATE_XML => "virStorageVolCreateXML",
-        STORAGE_VOL_CREATE_XML_FROM => "virStorageVolCreateXMLFrom",
-        STORAGE_VOL_DELETE => "virStorageVolDelete",
-        STORAGE_VOL_WIPE => "virStorageVolWipe",
-        STORAGE_VOL_WIPE_PATTERN => "virStorageVolWipePattern",
-        STORAGE_VOL_UPLOAD => "virStorageVolUpload",
-        STORAGE_VOL_DOWNLOAD => "virStorageVolDownload",
-        STORAGE_VOL_RESIZE => "virStorageVolResize",
-        _ => return None,
-    })
+/// virErrorLevel VIR_ERR_ERROR.
+const ERR_ERROR: i32 = 2;
+
+/// Flag values of libvirt's public API that the storage procedures take, with libvirt's
+/// names (the `VIR_` prefix dropped).
+#[allow(missing_docs)]
+pub mod flags {
+    /// virConnectFlags.
+    pub const CONNECT_RO: u32 = 1;
+    /// virStorageVolCreateFlags.
+    pub const STORAGE_VOL_CREATE_PREALLOC_METADATA: u32 = 1;
+    pub const STORAGE_VOL_CREATE_REFLINK: u32 = 2;
+    pub const STORAGE_VOL_CREATE_VALIDATE: u32 = 4;
+    /// virStorageVolResizeFlags.
+    pub const STORAGE_VOL_RESIZE_ALLOCATE: u32 = 1;
+    pub const STORAGE_VOL_RESIZE_DELTA: u32 = 2;
+    pub const STORAGE_VOL_RESIZE_SHRINK: u32 = 4;
+    /// virStorageVolUploadFlags / virStorageVolDownloadFlags.
+    pub const STORAGE_VOL_UPLOAD_SPARSE_STREAM: u32 = 1;
+    pub const STORAGE_VOL_DOWNLOAD_SPARSE_STREAM: u32 = 1;
+    /// virStorageVolInfoFlags.
+    pub const STORAGE_VOL_GET_PHYSICAL: u32 = 1;
+    /// virStorageXMLFlags.
+    pub const STORAGE_XML_INACTIVE: u32 = 1;
+    /// virStoragePoolDefineFlags.
+    pub const STORAGE_POOL_DEFINE_VALIDATE: u32 = 1;
+    /// virStoragePoolCreateFlags.
+    pub const STORAGE_POOL_CREATE_WITH_BUILD: u32 = 1;
+    pub const STORAGE_POOL_CREATE_WITH_BUILD_OVERWRITE: u32 = 2;
+    pub const STORAGE_POOL_CREATE_WITH_BUILD_NO_OVERWRITE: u32 = 4;
+    /// virStoragePoolBuildFlags.
+    pub const STORAGE_POOL_BUILD_REPAIR: u32 = 1;
+    pub const STORAGE_POOL_BUILD_RESIZE: u32 = 2;
+    pub const STORAGE_POOL_BUILD_NO_OVERWRITE: u32 = 4;
+    pub const STORAGE_POOL_BUILD_OVERWRITE: u32 = 8;
+    /// virConnectListAllStoragePoolsFlags.
+    pub const CONNECT_LIST_STORAGE_POOLS_INACTIVE: u32 = 1;
+    pub const CONNECT_LIST_STORAGE_POOLS_ACTIVE: u32 = 2;
+    pub const CONNECT_LIST_STORAGE_POOLS_PERSISTENT: u32 = 4;
+    pub const CONNECT_LIST_STORAGE_POOLS_TRANSIENT: u32 = 8;
+    pub const CONNECT_LIST_STORAGE_POOLS_AUTOSTART: u32 = 16;
+    pub const CONNECT_LIST_STORAGE_POOLS_NO_AUTOSTART: u32 = 32;
+    pub const CONNECT_LIST_STORAGE_POOLS_DIR: u32 = 64;
+    /// virDrvFeature values qpoold answers 1 to.
+    pub const DRV_FEATURE_PROGRAM_KEEPALIVE: i32 = 10;
+    pub const DRV_FEATURE_REMOTE_EVENT_CALLBACK: i32 = 14;
+    pub const DRV_FEATURE_REMOTE_CLOSE_CALLBACK: i32 = 15;
+    /// virStoragePoolEventID.
+    pub const STORAGE_POOL_EVENT_ID_LIFECYCLE: i32 = 0;
+    pub const STORAGE_POOL_EVENT_ID_REFRESH: i32 = 1;
+    /// virStoragePoolState VIR_STORAGE_POOL_RUNNING.
+    pub const STORAGE_POOL_RUNNING: u32 = 2;
+    /// remote_auth_type REMOTE_AUTH_NONE.
+    pub const AUTH_NONE: u32 = 0;
 }
 
 /// `remote_error`: what a failed call, or a failed stream, carries.
@@ -224,6 +202,25 @@ impl RemoteError {
         }
     }
 
+    /// libvirt's API layer refusing a call the connection's driver does not implement.
+    pub fn no_support(api: &str) -> RemoteError {
+        Self::new(
+            codes::NO_SUPPORT,
+            domains::DOMAIN,
+            "this function is not supported by the connection driver: %s",
+            api,
+        )
+    }
+
+    /// Refuses `flags` bits outside `allowed`, as libvirt's `virCheckFlags` does in
+    /// `function`.
+    pub fn check_flags(flags: u32, allowed: u32, function: &str) -> Result<(), RemoteError> {
+        match flags & !allowed {
+            0 => Ok(()),
+            extra => Err(Self::unsupported_flags(extra, function)),
+        }
+    }
+
     /// A payload that did not decode.
     pub fn bad_payload(e: &XdrError) -> RemoteError {
         Self::new(
@@ -239,7 +236,7 @@ impl RemoteError {
         e.i32(self.code)
             .i32(self.domain)
             .opt_string(Some(&self.message))
-            .i32(2) // VIR_ERR_ERROR
+            .i32(ERR_ERROR)
             .u32(0) // dom: NULL
             .opt_string(self.str1.as_deref())
             .opt_string(self.str2.as_deref())
@@ -250,33 +247,31 @@ impl RemoteError {
     }
 }
 
-/// `remote_nonnull_storage_pool`.
+/// `remote_nonnull_storage_pool`: pools are resolved by UUID.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolHandle {
+pub struct NonnullStoragePool {
     /// Pool name.
     pub name: String,
     /// Pool UUID.
     pub uuid: [u8; 16],
 }
 
-impl PoolHandle {
-    /// Decodes a handle.
-    pub fn decode(d: &mut Decoder<'_>) -> Result<PoolHandle, XdrError> {
-        Ok(PoolHandle {
+impl Xdr for NonnullStoragePool {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError> {
+        Ok(NonnullStoragePool {
             name: d.string()?,
             uuid: d.uuid()?,
         })
     }
-
-    /// Encodes a handle.
-    pub fn encode(&self, e: &mut Encoder) {
+    fn encode(&self, e: &mut Encoder) {
         e.string(&self.name).fixed(&self.uuid);
     }
 }
 
-/// `remote_nonnull_storage_vol`.
+/// `remote_nonnull_storage_vol`: volumes are resolved by pool name and volume name; the key
+/// of a dir-pool volume is its absolute path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolHandle {
+pub struct NonnullStorageVol {
     /// Pool name.
     pub pool: String,
     /// Volume name.
@@ -285,18 +280,15 @@ pub struct VolHandle {
     pub key: String,
 }
 
-impl VolHandle {
-    /// Decodes a handle.
-    pub fn decode(d: &mut Decoder<'_>) -> Result<VolHandle, XdrError> {
-        Ok(VolHandle {
+impl Xdr for NonnullStorageVol {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError> {
+        Ok(NonnullStorageVol {
             pool: d.string()?,
             name: d.string()?,
             key: d.string()?,
         })
     }
-
-    /// Encodes a handle.
-    pub fn encode(&self, e: &mut Encoder) {
+    fn encode(&self, e: &mut Encoder) {
         e.string(&self.pool).string(&self.name).string(&self.key);
     }
 }
@@ -344,7 +336,7 @@ mod tests {
     #[test]
     fn pool_handle_vector_round_trips() {
         let bytes = words("00000002 6c760000 298b18be 8fe04134 80448b5e 03b856c4");
-        let h = PoolHandle::decode(&mut Decoder::new(&bytes)).unwrap();
+        let h = NonnullStoragePool::decode(&mut Decoder::new(&bytes)).unwrap();
         assert_eq!(h.name, "lv");
         let mut e = Encoder::default();
         h.encode(&mut e);

@@ -3,7 +3,8 @@
 //! Owns: big-endian 4- and 8-byte integers, strings and opaques padded to 4 bytes, optional
 //! values (a 0/1 word), fixed opaques (UUIDs) and counted arrays, with libvirt's limits
 //! enforced while decoding so a hostile length word can never make the decoder allocate or
-//! loop beyond the message it holds.
+//! loop beyond the message it holds; and the [`Xdr`] trait that `messages` builds every
+//! argument and return struct from.
 //! Must not: know procedure numbers or message headers (that is `wire` and `proto`).
 
 use thiserror::Error;
@@ -249,6 +250,133 @@ impl<'a> Decoder<'a> {
     }
 }
 
+/// A value with an XDR encoding: what `remote_protocol.x` types become.
+pub trait Xdr: Sized {
+    /// Reads one value.
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError>;
+    /// Writes one value.
+    fn encode(&self, e: &mut Encoder);
+}
+
+/// `void`: no bytes.
+impl Xdr for () {
+    fn decode(_: &mut Decoder<'_>) -> Result<Self, XdrError> {
+        Ok(())
+    }
+    fn encode(&self, _: &mut Encoder) {}
+}
+
+/// `int` (also `char` and `unsigned char`, which XDR widens to four bytes).
+impl Xdr for i32 {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError> {
+        d.i32()
+    }
+    fn encode(&self, e: &mut Encoder) {
+        e.i32(*self);
+    }
+}
+
+/// `unsigned int`.
+impl Xdr for u32 {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError> {
+        d.u32()
+    }
+    fn encode(&self, e: &mut Encoder) {
+        e.u32(*self);
+    }
+}
+
+/// `hyper`.
+impl Xdr for i64 {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError> {
+        d.i64()
+    }
+    fn encode(&self, e: &mut Encoder) {
+        e.i64(*self);
+    }
+}
+
+/// `unsigned hyper`.
+impl Xdr for u64 {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError> {
+        d.u64()
+    }
+    fn encode(&self, e: &mut Encoder) {
+        e.u64(*self);
+    }
+}
+
+/// `remote_nonnull_string`.
+impl Xdr for String {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError> {
+        d.string()
+    }
+    fn encode(&self, e: &mut Encoder) {
+        e.string(self);
+    }
+}
+
+/// `remote_uuid`.
+impl Xdr for [u8; 16] {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError> {
+        d.uuid()
+    }
+    fn encode(&self, e: &mut Encoder) {
+        e.fixed(self);
+    }
+}
+
+/// A pointer type (`remote_string`, `remote_storage_pool`): a 0/1 word, then the value.
+impl<T: Xdr> Xdr for Option<T> {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError> {
+        if d.present()? {
+            Ok(Some(T::decode(d)?))
+        } else {
+            Ok(None)
+        }
+    }
+    fn encode(&self, e: &mut Encoder) {
+        match self {
+            Some(v) => {
+                e.u32(1);
+                v.encode(e);
+            }
+            None => {
+                e.u32(0);
+            }
+        }
+    }
+}
+
+/// Longest list decoded (REMOTE_STORAGE_POOL_LIST_MAX and REMOTE_STORAGE_VOL_LIST_MAX).
+pub const LIST_MAX: usize = 16384;
+
+/// A variable-length array `T<max>`: a count, then the elements. Decoding refuses more than
+/// [`LIST_MAX`] elements before reading any.
+impl<T: Xdr> Xdr for Vec<T> {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError> {
+        let n = d.count(LIST_MAX)?;
+        let mut out = Vec::with_capacity(n.min(d.remaining() / 4));
+        for _ in 0..n {
+            out.push(T::decode(d)?);
+        }
+        Ok(out)
+    }
+    fn encode(&self, e: &mut Encoder) {
+        e.count(self.len());
+        for v in self {
+            v.encode(e);
+        }
+    }
+}
+
+/// Encodes one value into a fresh buffer.
+pub fn to_bytes<T: Xdr>(value: &T) -> Vec<u8> {
+    let mut e = Encoder::default();
+    value.encode(&mut e);
+    e.into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,6 +427,24 @@ mod tests {
         assert!(matches!(
             d.present(),
             Err(XdrError::Discriminant { value: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn lists_and_options_round_trip() {
+        let value: (Vec<String>, Option<u64>) = (vec!["a".into(), "bcd".into()], Some(7));
+        let mut e = Encoder::default();
+        value.0.encode(&mut e);
+        value.1.encode(&mut e);
+        let bytes = e.into_bytes();
+        let mut d = Decoder::new(&bytes);
+        assert_eq!(Vec::<String>::decode(&mut d).unwrap(), value.0);
+        assert_eq!(Option::<u64>::decode(&mut d).unwrap(), value.1);
+        assert_eq!(d.remaining(), 0);
+        let mut d = Decoder::new(&[0xff, 0xff, 0xff, 0xff]);
+        assert!(matches!(
+            Vec::<u32>::decode(&mut d),
+            Err(XdrError::TooLong { .. })
         ));
     }
 

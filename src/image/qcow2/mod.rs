@@ -1,9 +1,12 @@
-//! qcow2 images: native creation and header reading.
+//! qcow2 images: the on-disk format ([`spec`]), placement of a new image ([`layout`]), the
+//! writer ([`write`]), the reader ([`read`]), the in-place editor ([`edit`]) and the
+//! resizer ([`resize`]).
 //!
-//! Owns: `create` (plan with [`layout`], write with [`write`]) and [`Qcow2Info::read`], which
-//! reads what `vol-dumpxml` reports: version, cluster size, features, virtual size, backing
-//! file.
-//! Must not: choose options or preallocation; those come from the caller.
+//! Owns: [`Qcow2Info`], what the header of an existing image says (version, cluster size,
+//! features, virtual size, backing file) and the creation [`Options`] that would make an
+//! image like it.
+//! Must not: choose options or preallocation for a new volume; those come from the caller
+//! through `image`'s front door.
 
 pub mod edit;
 pub mod layout;
@@ -17,21 +20,8 @@ use std::fs::File;
 pub use layout::{Layout, Options};
 pub use spec::Header;
 
-use super::{Error, ImageFile, WriteReport};
-use crate::model::Preallocation;
-
-/// Creates a qcow2 image in an empty `file`. `reserve` bytes of guest data are additionally
-/// fallocated (the partial-allocation row of the policy).
-pub fn create<F: ImageFile + ?Sized>(
-    file: &F,
-    opts: &Options,
-    prealloc: Preallocation,
-    reserve: u64,
-) -> Result<(Layout, WriteReport), Error> {
-    let layout = Layout::plan(opts, prealloc)?;
-    let report = write::write(&layout, file, reserve)?;
-    Ok((layout, report))
-}
+use super::Error;
+use crate::model::{Compat, Compression};
 
 /// What the header of an existing qcow2 image says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +43,34 @@ impl Qcow2Info {
     /// Extended L2 entries (incompatible feature bit 4).
     pub fn extended_l2(&self) -> bool {
         self.header.incompatible_features & spec::INCOMPAT_EXTL2 != 0
+    }
+
+    /// The compression type recorded in the header (version 3 only; zlib before).
+    pub fn compression(&self) -> Compression {
+        if self.header.version == Compat::V1_1 && self.header.compression_type == 1 {
+            Compression::Zstd
+        } else {
+            Compression::Zlib
+        }
+    }
+
+    /// The creation options that give an image like this one: same size, version, cluster
+    /// size, refcount width, features, compression and backing file.
+    pub fn options(&self) -> Options {
+        let h = &self.header;
+        Options {
+            size: h.size,
+            version: h.version,
+            cluster_size: h.cluster_size(),
+            refcount_bits: 1 << h.refcount_order,
+            lazy_refcounts: self.lazy_refcounts(),
+            extended_l2: self.extended_l2(),
+            compression_zstd: self.compression() == Compression::Zstd,
+            backing: self
+                .backing_file
+                .clone()
+                .map(|name| (name, self.backing_format.clone())),
+        }
     }
 
     /// Reads header, extensions and backing name; `prefix` holds the file's first bytes.

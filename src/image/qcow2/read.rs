@@ -14,7 +14,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use super::spec::{self, Header, OFLAG_COMPRESSED, OFLAG_ZERO, SUBCLUSTERS};
-use crate::image::{BlockStatus, Error, GuestImage};
+use crate::image::Error;
+use crate::image::guest::{BlockStatus, GuestImage};
 use crate::model::Compat;
 
 /// Incompatible features this reader understands.

@@ -11,8 +11,9 @@ use std::fs::File;
 
 use super::edit::Editor;
 use super::spec::{self, OFLAG_COMPRESSED, OFLAG_ZERO};
+use crate::image::Error;
+use crate::image::file::{ImageFile, WriteReport};
 use crate::image::prealloc::{allocate_or_zero, write_zeroes};
-use crate::image::{Error, ImageFile, WriteReport};
 use crate::model::Compat;
 use crate::model::Preallocation;
 

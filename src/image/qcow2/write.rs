@@ -11,8 +11,9 @@ use std::ops::Range;
 
 use super::layout::{Layout, Piece};
 use super::spec;
+use crate::image::Error;
+use crate::image::file::{ImageFile, WriteReport};
 use crate::image::prealloc::{allocate_or_zero, write_zeroes};
-use crate::image::{Error, ImageFile, WriteReport};
 use crate::model::Preallocation;
 
 /// Converts a byte count bounded by the layout (clusters of at most 2 MiB, an L1 table of at

@@ -1,12 +1,15 @@
-//! The set of pools a daemon serves: their definitions, state, autostart, and the volumes
-//! being built in them.
+//! The set of pools a daemon serves: libvirt's storage driver layer.
 //!
 //! Owns: pool definitions persisted as libvirt pool XML files (`DIR/NAME.xml`, autostart as
 //! a `DIR/autostart/NAME.xml` symlink, as libvirt keeps them), the lifecycle libvirt gives a
 //! dir pool (define, create, build, start, destroy, delete, undefine, autostart, refresh)
-//! with its events, lookups by name, UUID and target path, and the volumes under
-//! construction that clients may already see.
+//! with its state rules and events, persistence and autostart (their only owner), lookups
+//! by name, UUID and target path, and in [`volumes`] the driver rules for volumes: the ones
+//! still being built (visible, but not to be deleted or copied), duplicate names, lookups by
+//! path across pools, and every volume call a client makes.
 //! Must not: speak any protocol; the daemon face turns calls into these methods.
+
+pub mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,7 +19,9 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use super::Pool;
+use crate::error::{ErrorKind, one_line};
 use crate::xml::PoolDef;
+pub use volumes::{Building, VolumeState};
 
 /// libvirt's storage pool lifecycle events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,12 +72,78 @@ pub enum RegistryError {
         /// What was looked for.
         value: String,
     },
-    /// The definition conflicts with an existing pool.
-    #[error("{0}")]
-    Conflict(String),
-    /// The operation does not fit the pool's state.
-    #[error("{0}")]
-    InvalidState(String),
+    /// A definition names an existing pool with another UUID.
+    #[error("pool '{name}' already exists with uuid {}", uuid.hyphenated())]
+    UuidMismatch {
+        /// Pool name.
+        name: String,
+        /// The existing pool's UUID.
+        uuid: Uuid,
+    },
+    /// A transient pool of a name that exists.
+    #[error("pool '{name}' already exists")]
+    PoolExists {
+        /// Pool name.
+        name: String,
+    },
+    /// A definition takes another pool's UUID.
+    #[error("pool '{other}' is already defined with uuid {}", uuid.hyphenated())]
+    UuidTaken {
+        /// The pool that has it.
+        other: String,
+        /// The UUID.
+        uuid: Uuid,
+    },
+    /// A definition takes another pool's target directory.
+    #[error("Storage source conflict with pool: '{other}'")]
+    TargetTaken {
+        /// The pool that has it.
+        other: String,
+    },
+    /// The pool is not running.
+    #[error("storage pool '{name}' is not active")]
+    NotActive {
+        /// Pool name.
+        name: String,
+    },
+    /// The pool is running already.
+    #[error("storage pool '{name}' is already active")]
+    AlreadyActive {
+        /// Pool name.
+        name: String,
+    },
+    /// The pool must be stopped first.
+    #[error("storage pool '{name}' is still active")]
+    StillActive {
+        /// Pool name.
+        name: String,
+    },
+    /// The pool has no definition to remove.
+    #[error("storage pool '{name}' is not persistent")]
+    NotPersistent {
+        /// Pool name.
+        name: String,
+    },
+    /// Autostart asked of a transient pool.
+    #[error("cannot set autostart for transient pool")]
+    TransientAutostart {
+        /// Pool name.
+        name: String,
+    },
+    /// A volume still being built cannot be deleted, copied or changed.
+    #[error("volume '{name}' is still being allocated.")]
+    StillBuilding {
+        /// Volume name.
+        name: String,
+    },
+    /// A copy from a volume of another pool.
+    #[error("copying a volume between pools is not supported by qpool yet")]
+    CrossPoolCopy {
+        /// The source's pool.
+        source_pool: String,
+        /// The new volume's pool.
+        pool: String,
+    },
     /// The pool XML was refused.
     #[error("invalid pool XML")]
     Xml(#[from] crate::xml::Error),
@@ -83,7 +154,7 @@ pub enum RegistryError {
         name: String,
         /// Why.
         #[source]
-        source: super::Error,
+        source: crate::Error,
     },
     /// A filesystem operation on a definition or target directory failed.
     #[error("{what} {}", path.display())]
@@ -96,6 +167,36 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
+    /// The engine refused or failed a volume call.
+    #[error(transparent)]
+    Engine(#[from] crate::Error),
+}
+
+impl RegistryError {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NoPool { .. } => ErrorKind::NoPool,
+            Self::UuidMismatch { .. }
+            | Self::PoolExists { .. }
+            | Self::UuidTaken { .. }
+            | Self::TargetTaken { .. } => ErrorKind::Conflict,
+            Self::NotActive { .. }
+            | Self::AlreadyActive { .. }
+            | Self::StillActive { .. }
+            | Self::NotPersistent { .. }
+            | Self::TransientAutostart { .. }
+            | Self::StillBuilding { .. } => ErrorKind::InvalidState,
+            Self::CrossPoolCopy { .. } => ErrorKind::Unsupported,
+            Self::Xml(_) => ErrorKind::InvalidXml,
+            Self::Start { source, .. } => match source.kind() {
+                ErrorKind::NoPool => ErrorKind::Io,
+                kind => kind,
+            },
+            Self::Io { source, .. } => crate::error::io_kind(Some(source)),
+            Self::Engine(e) => e.kind(),
+        }
+    }
 }
 
 /// One pool's entry.
@@ -149,15 +250,6 @@ pub struct PoolSummary {
     pub autostart: bool,
     /// Target directory.
     pub target: String,
-}
-
-/// A volume being built: where its temporary file is, and its planned capacity.
-#[derive(Debug, Clone)]
-pub struct Building {
-    /// Hidden temporary file in the pool directory.
-    pub temp: PathBuf,
-    /// Planned capacity.
-    pub capacity: u64,
 }
 
 type Listener = Box<dyn Fn(&PoolEvent) + Send + Sync>;
@@ -254,10 +346,7 @@ impl Registry {
             .collect();
         for name in autostart {
             if let Err(e) = registry.start(&name) {
-                log::warn!(
-                    "autostart of pool '{name}' failed: {}",
-                    crate::cli::one_line(&e)
-                );
+                log::warn!("autostart of pool '{name}' failed: {}", one_line(&e));
             }
         }
         Ok(registry)
@@ -337,9 +426,35 @@ impl Registry {
     pub fn open_pool(&self, name: &str) -> Result<Arc<Pool>, RegistryError> {
         let pools = self.lock();
         let entry = pools.get(name).ok_or_else(|| Self::no_pool("name", name))?;
-        entry.pool.clone().ok_or_else(|| {
-            RegistryError::InvalidState(format!("storage pool '{name}' is not active"))
+        entry.pool.clone().ok_or_else(|| RegistryError::NotActive {
+            name: name.to_string(),
         })
+    }
+
+    /// `pool-info`: the pool's state, and its sizes while it is active.
+    pub fn info(
+        &self,
+        name: &str,
+    ) -> Result<(PoolSummary, Option<crate::pool::PoolInfo>), RegistryError> {
+        let summary = self.by_name(name)?;
+        if !summary.active {
+            return Ok((summary, None));
+        }
+        let info = self
+            .open_pool(name)?
+            .info(summary.persistent, summary.autostart)?;
+        Ok((summary, Some(info)))
+    }
+
+    /// `pool-dumpxml`: the running pool's report, or (inactive, or with `inactive`) its
+    /// definition.
+    pub fn xml_desc(&self, name: &str, inactive: bool) -> Result<String, RegistryError> {
+        let summary = self.by_name(name)?;
+        if summary.active && !inactive {
+            return Ok(self.open_pool(name)?.report()?.to_xml());
+        }
+        let (def, uuid) = self.definition(name)?;
+        Ok(def.to_xml(&uuid))
     }
 
     /// The definition of a pool.
@@ -357,28 +472,23 @@ impl Registry {
                 // libvirt gives a definition without <uuid> a random one, so only the same
                 // UUID redefines a pool; anything else is a second pool of the same name.
                 if def.uuid != Some(existing.uuid) {
-                    return Err(RegistryError::Conflict(format!(
-                        "pool '{}' already exists with uuid {}",
-                        def.name,
-                        existing.uuid.hyphenated()
-                    )));
+                    return Err(RegistryError::UuidMismatch {
+                        name: def.name,
+                        uuid: existing.uuid,
+                    });
                 }
                 if !persistent {
-                    return Err(RegistryError::Conflict(format!(
-                        "pool '{}' already exists",
-                        def.name
-                    )));
+                    return Err(RegistryError::PoolExists { name: def.name });
                 }
                 existing.uuid
             }
             None => {
                 let uuid = def.uuid.unwrap_or_else(Uuid::new_v4);
                 if let Some(other) = pools.values().find(|e| e.uuid == uuid) {
-                    return Err(RegistryError::Conflict(format!(
-                        "pool '{}' is already defined with uuid {}",
-                        other.def.name,
-                        uuid.hyphenated()
-                    )));
+                    return Err(RegistryError::UuidTaken {
+                        other: other.def.name.clone(),
+                        uuid,
+                    });
                 }
                 uuid
             }
@@ -387,10 +497,9 @@ impl Registry {
         if let Some(other) = pools.values().find(|e| {
             e.def.name != def.name && Path::new(&e.def.target_path) == Path::new(&def.target_path)
         }) {
-            return Err(RegistryError::Conflict(format!(
-                "Storage source conflict with pool: '{}'",
-                other.def.name
-            )));
+            return Err(RegistryError::TargetTaken {
+                other: other.def.name.clone(),
+            });
         }
         if persistent {
             let path = self.definition_path(&def.name);
@@ -433,8 +542,16 @@ impl Registry {
         self.by_name(&name)
     }
 
-    /// `pool-create`: a transient pool, started at once.
-    pub fn create(&self, xml: &str) -> Result<PoolSummary, RegistryError> {
+    /// `pool-create`: a transient pool, started at once; with `build`, its target directory
+    /// is created first.
+    pub fn create(&self, xml: &str, build: bool) -> Result<PoolSummary, RegistryError> {
+        if build {
+            let def = PoolDef::parse(xml)?;
+            create_target(&def).map_err(io_err(
+                "cannot create directory",
+                Path::new(&def.target_path),
+            ))?;
+        }
         let (name, _) = self.insert_def(xml, false)?;
         if let Err(e) = self.start(&name) {
             self.lock().remove(&name);
@@ -451,9 +568,9 @@ impl Registry {
                 .get_mut(name)
                 .ok_or_else(|| Self::no_pool("name", name))?;
             if entry.active() {
-                return Err(RegistryError::InvalidState(format!(
-                    "storage pool '{name}' is already active"
-                )));
+                return Err(RegistryError::AlreadyActive {
+                    name: name.to_string(),
+                });
             }
             if let Some(def) = entry.next_def.take() {
                 entry.def = def;
@@ -467,8 +584,6 @@ impl Registry {
             })?;
         let mut pools = self.lock();
         if let Some(entry) = pools.get_mut(name) {
-            let mut pool = pool;
-            pool.set_autostart(entry.autostart);
             entry.pool = Some(Arc::new(pool));
         }
         drop(pools);
@@ -495,9 +610,9 @@ impl Registry {
                 .get_mut(name)
                 .ok_or_else(|| Self::no_pool("name", name))?;
             if !entry.active() {
-                return Err(RegistryError::InvalidState(format!(
-                    "storage pool '{name}' is not active"
-                )));
+                return Err(RegistryError::NotActive {
+                    name: name.to_string(),
+                });
             }
             entry.pool = None;
             let uuid = entry.uuid;
@@ -516,9 +631,9 @@ impl Registry {
             let pools = self.lock();
             let entry = pools.get(name).ok_or_else(|| Self::no_pool("name", name))?;
             if entry.active() {
-                return Err(RegistryError::InvalidState(format!(
-                    "storage pool '{name}' is still active"
-                )));
+                return Err(RegistryError::StillActive {
+                    name: name.to_string(),
+                });
             }
             (PathBuf::from(&entry.def.target_path), entry.uuid)
         };
@@ -535,9 +650,9 @@ impl Registry {
                 .get_mut(name)
                 .ok_or_else(|| Self::no_pool("name", name))?;
             if !entry.persistent {
-                return Err(RegistryError::InvalidState(format!(
-                    "storage pool '{name}' is not persistent"
-                )));
+                return Err(RegistryError::NotPersistent {
+                    name: name.to_string(),
+                });
             }
             let path = self.definition_path(name);
             std::fs::remove_file(&path).map_err(io_err("cannot remove", &path))?;
@@ -562,9 +677,9 @@ impl Registry {
             .get_mut(name)
             .ok_or_else(|| Self::no_pool("name", name))?;
         if !entry.persistent {
-            return Err(RegistryError::InvalidState(
-                "cannot set autostart for transient pool".into(),
-            ));
+            return Err(RegistryError::TransientAutostart {
+                name: name.to_string(),
+            });
         }
         let link = self.autostart_path(name);
         if autostart {
@@ -576,13 +691,6 @@ impl Registry {
             std::fs::remove_file(&link).map_err(io_err("cannot remove", &link))?;
         }
         entry.autostart = autostart;
-        if let Some(pool) = &entry.pool {
-            // Reopen so the pool reports the new flag; the directory stays the same.
-            if let Ok(mut reopened) = Pool::open_with_uuid(pool.path(), name, entry.uuid) {
-                reopened.set_autostart(autostart);
-                entry.pool = Some(Arc::new(reopened));
-            }
-        }
         Ok(())
     }
 
@@ -598,41 +706,5 @@ impl Registry {
             uuid: pool.uuid(),
         });
         Ok(())
-    }
-
-    /// Marks a volume as being built.
-    pub fn mark_building(&self, pool: &str, volume: &str, building: Building) {
-        self.building
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((pool.to_string(), volume.to_string()), building);
-    }
-
-    /// Forgets a volume being built.
-    pub fn unmark_building(&self, pool: &str, volume: &str) {
-        self.building
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(pool.to_string(), volume.to_string()));
-    }
-
-    /// The volume being built under this name, if any.
-    pub fn building(&self, pool: &str, volume: &str) -> Option<Building> {
-        self.building
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(pool.to_string(), volume.to_string()))
-            .cloned()
-    }
-
-    /// Names of the volumes being built in a pool.
-    pub fn building_names(&self, pool: &str) -> Vec<String> {
-        self.building
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .filter(|(p, _)| p == pool)
-            .map(|(_, v)| v.clone())
-            .collect()
     }
 }

@@ -1,0 +1,206 @@
+//! The file an image writer writes into, and how zeros get onto the disk.
+//!
+//! Owns: the [`ImageFile`] trait every writer goes through (so a file without `fallocate`
+//! can be injected: [`NoFallocate`], and [`with_target`] picks it when a pool says so), the
+//! zero-writing strategy (O_DIRECT in 8 MiB pieces for the aligned middle of a range, the
+//! page cache for the ends and where O_DIRECT is refused), and [`WriteReport`].
+//! Must not: know image formats or choose what to write.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+/// A file the image writers write into. `std::fs::File` implements it with the real
+/// syscalls; tests wrap it to take `fallocate` away or to record calls.
+pub trait ImageFile {
+    /// Writes all of `buf` at `offset`.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Sets the file length (`ftruncate`).
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Current file length.
+    fn file_length(&self) -> io::Result<u64>;
+    /// Allocates `len` bytes at `offset` (`fallocate` mode 0: may extend the file). Fails
+    /// with `EOPNOTSUPP` where the filesystem cannot.
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// Writes `len` zero bytes at `offset`.
+    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
+        write_zeroes_buffered(self, offset, len)
+    }
+    /// Flushes data and metadata to stable storage.
+    fn sync(&self) -> io::Result<()>;
+    /// The holes (ranges that hold no data) within `offset .. offset + len`; by default the
+    /// whole range, for files that cannot tell.
+    fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
+        Ok(vec![offset..offset + len])
+    }
+}
+
+/// Size of the zero buffer used for buffered zero writes.
+const ZERO_CHUNK: usize = 1 << 20;
+
+/// Writes zeros through ordinary writes, one 1 MiB buffer at a time.
+pub fn write_zeroes_buffered<F: ImageFile + ?Sized>(
+    file: &F,
+    offset: u64,
+    len: u64,
+) -> io::Result<()> {
+    let zeros = vec![0u8; ZERO_CHUNK];
+    let mut done = 0u64;
+    while done < len {
+        let n = usize::try_from(len - done).map_or(ZERO_CHUNK, |left| left.min(ZERO_CHUNK));
+        file.write_all_at(&zeros[..n], offset + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+impl ImageFile for File {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        FileExt::write_all_at(self, buf, offset)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        File::set_len(self, len)
+    }
+    fn file_length(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        crate::sys::fallocate(self, offset, len)
+    }
+    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
+        write_zeroes_direct(self, offset, len)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.sync_all()
+    }
+    fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
+        let end = offset + len;
+        let size = self.metadata()?.len();
+        let mut out = Vec::new();
+        let mut at = offset;
+        for data in crate::sys::data_ranges(self, offset, end.min(size))? {
+            if data.start > at {
+                out.push(at..data.start);
+            }
+            at = data.end;
+        }
+        if at < end {
+            out.push(at..end);
+        }
+        Ok(out)
+    }
+}
+
+impl<F: ImageFile + ?Sized> ImageFile for &F {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        (**self).write_all_at(buf, offset)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        (**self).set_len(len)
+    }
+    fn file_length(&self) -> io::Result<u64> {
+        (**self).file_length()
+    }
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        (**self).allocate(offset, len)
+    }
+    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
+        (**self).write_zeroes(offset, len)
+    }
+    fn sync(&self) -> io::Result<()> {
+        (**self).sync()
+    }
+    fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
+        (**self).holes(offset, len)
+    }
+}
+
+/// A file whose filesystem cannot `fallocate` (like NFS before 4.2): every
+/// [`ImageFile::allocate`] fails with `EOPNOTSUPP`. Used to exercise the fallback.
+#[derive(Debug)]
+pub struct NoFallocate<F>(pub F);
+
+impl<F: ImageFile> ImageFile for NoFallocate<F> {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn file_length(&self) -> io::Result<u64> {
+        self.0.file_length()
+    }
+    fn allocate(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+    }
+    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.0.write_zeroes(offset, len)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync()
+    }
+    fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
+        self.0.holes(offset, len)
+    }
+}
+
+/// What a writer did, beyond the bytes: whether `fallocate` had to be replaced by zeros.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteReport {
+    /// `fallocate` was not supported and zeros were written instead.
+    pub fell_back_to_zeroes: bool,
+}
+
+/// Runs `f` on `file`, seen as a file whose filesystem cannot `fallocate` when `fallocate` is
+/// false (a pool's switch for filesystems that only pretend to reserve, and for tests).
+pub fn with_target<R>(file: &File, fallocate: bool, f: impl FnOnce(&dyn ImageFile) -> R) -> R {
+    if fallocate {
+        f(file)
+    } else {
+        f(&NoFallocate(file))
+    }
+}
+
+/// Alignment of O_DIRECT buffers and offsets.
+const DIRECT_ALIGN: usize = 4096;
+/// Size of one O_DIRECT zero write.
+const DIRECT_CHUNK: usize = 8 << 20;
+
+/// Writes `len` zeros at `offset`, the aligned middle with O_DIRECT and 8 MiB buffers (no
+/// page-cache copy, like `dd oflag=direct`), the unaligned ends through the page cache.
+/// Falls back to buffered writes where O_DIRECT is refused (tmpfs, some FUSE).
+pub fn write_zeroes_direct(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let end = offset + len;
+    let align = DIRECT_ALIGN as u64;
+    let mid_start = offset.next_multiple_of(align).min(end);
+    let mid_end = (end / align * align).max(mid_start);
+    if mid_end - mid_start < DIRECT_CHUNK as u64 || crate::sys::set_direct(file, true).is_err() {
+        return write_zeroes_buffered(file, offset, len);
+    }
+    // An aligned window into a zeroed buffer: no allocator tricks, no unsafe.
+    let backing = vec![0u8; DIRECT_CHUNK + DIRECT_ALIGN];
+    let skew = backing.as_ptr().align_offset(DIRECT_ALIGN);
+    let zeros = &backing[skew..skew + DIRECT_CHUNK];
+    let mut at = mid_start;
+    let result = (|| {
+        while at < mid_end {
+            let n =
+                usize::try_from(mid_end - at).map_or(DIRECT_CHUNK, |left| left.min(DIRECT_CHUNK));
+            match FileExt::write_all_at(file, &zeros[..n], at) {
+                Ok(()) => at += n as u64,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    // The filesystem takes O_DIRECT but not this alignment: finish buffered.
+                    crate::sys::set_direct(file, false)?;
+                    return write_zeroes_buffered(file, at, mid_end - at);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })();
+    let restored = crate::sys::set_direct(file, false);
+    result?;
+    restored?;
+    write_zeroes_buffered(file, offset, mid_start - offset)?;
+    write_zeroes_buffered(file, mid_end, end - mid_end)
+}

@@ -1,0 +1,231 @@
+//! A new image decided before any byte is written, and writing it.
+//!
+//! Owns: [`ImagePlan`] (format, capacity, preallocation, the bytes reserved on top, the qcow2
+//! layout) and the one formula for the allocation and file length a new image will have
+//! (what `explain` prints and what the pool checks against free space), and [`create`].
+//! Must not: choose the preallocation or the options (the pool and the policy do), or name
+//! and place files.
+
+use std::fs::File;
+use std::ops::Range;
+
+use super::file::{WriteReport, with_target};
+use super::qcow2::{self, Layout, Options};
+use super::{Error, raw};
+use crate::model::{Preallocation, VolFormat};
+use crate::units::round_up;
+
+/// Everything about a new image before it is written.
+#[derive(Debug, Clone)]
+pub struct ImagePlan {
+    format: VolFormat,
+    capacity: u64,
+    preallocation: Preallocation,
+    reserve: u64,
+    qcow2: Option<(Options, Layout)>,
+    block: u64,
+    data_bytes: u64,
+}
+
+impl ImagePlan {
+    /// A raw image of `capacity` bytes; `reserve` bytes at the start are reserved on top of
+    /// `preallocation` (the partial-allocation row of the policy). `block` is the
+    /// filesystem's block size, for the expected allocation.
+    pub fn raw(
+        capacity: u64,
+        preallocation: Preallocation,
+        reserve: u64,
+        block: u64,
+    ) -> Result<ImagePlan, Error> {
+        if preallocation == Preallocation::Metadata {
+            return Err(Error::RawMetadata);
+        }
+        Ok(ImagePlan {
+            format: VolFormat::Raw,
+            capacity,
+            preallocation,
+            reserve,
+            qcow2: None,
+            block: block.max(1),
+            data_bytes: 0,
+        })
+    }
+
+    /// A qcow2 image made with `options` (checked as qemu-img checks them).
+    pub fn qcow2(
+        options: Options,
+        preallocation: Preallocation,
+        reserve: u64,
+        block: u64,
+    ) -> Result<ImagePlan, Error> {
+        let layout = Layout::plan(&options, preallocation)?;
+        Ok(ImagePlan {
+            format: VolFormat::Qcow2,
+            capacity: layout.header.size,
+            preallocation,
+            reserve,
+            qcow2: Some((options, layout)),
+            block: block.max(1),
+            data_bytes: 0,
+        })
+    }
+
+    /// The same image made to receive guest data in `extents` (guest byte ranges, sorted):
+    /// a qcow2 layout maps the clusters that hold them, as `qemu-img convert` lays them out.
+    pub fn with_data(mut self, extents: &[Range<u64>]) -> Result<ImagePlan, Error> {
+        self.data_bytes = extents.iter().map(|e| e.end - e.start).sum();
+        if let Some((options, layout)) = &mut self.qcow2 {
+            let clusters = super::copy::clusters_of(extents, options.cluster_size);
+            self.data_bytes =
+                clusters.iter().map(|r| r.end - r.start).sum::<u64>() * options.cluster_size;
+            *layout = Layout::plan_with_data(options, self.preallocation, &clusters)?;
+        }
+        Ok(self)
+    }
+
+    /// The format.
+    pub fn format(&self) -> VolFormat {
+        self.format
+    }
+
+    /// Guest-visible size (qcow2: rounded up to 512 bytes, as qemu-img rounds).
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The preallocation mode.
+    pub fn preallocation(&self) -> Preallocation {
+        self.preallocation
+    }
+
+    /// Bytes of guest data reserved at the start on top of the mode.
+    pub fn reserve(&self) -> u64 {
+        self.reserve
+    }
+
+    /// The qcow2 creation options, for a qcow2 image.
+    pub fn qcow2_options(&self) -> Option<&Options> {
+        self.qcow2.as_ref().map(|(options, _)| options)
+    }
+
+    /// Whether writing this image asks the filesystem to `fallocate`.
+    pub fn needs_fallocate(&self) -> bool {
+        self.preallocation == Preallocation::Falloc || self.reserve > 0
+    }
+
+    /// The expected `st_blocks * 512` of the finished file: metadata widened to whole blocks,
+    /// plus the larger of the preallocated data, the reserved prefix and the data copied in.
+    pub fn expected_allocation(&self) -> u64 {
+        let round = |v: u64| round_up(v, self.block).unwrap_or(v);
+        let preallocated = matches!(
+            self.preallocation,
+            Preallocation::Falloc | Preallocation::Full
+        );
+        match &self.qcow2 {
+            None => {
+                let reserved = if preallocated {
+                    self.capacity
+                } else {
+                    self.reserve.min(self.capacity)
+                };
+                round(reserved.max(self.data_bytes))
+            }
+            Some((_, layout)) => {
+                let data = if preallocated { layout.data_bytes() } else { 0 };
+                let reserved: u64 = layout
+                    .guest_prefix_extents(self.reserve)
+                    .iter()
+                    .map(|r| r.end - r.start)
+                    .sum();
+                layout.metadata_allocation(self.block) + data.max(reserved).max(self.data_bytes)
+            }
+        }
+    }
+
+    /// The expected `st_size` of the finished file.
+    pub fn expected_physical(&self) -> u64 {
+        match &self.qcow2 {
+            None => self.capacity,
+            Some((_, layout)) => layout.file_length,
+        }
+    }
+
+    /// The qcow2 layout, for the writers of this module's siblings.
+    pub(super) fn layout(&self) -> Option<&Layout> {
+        self.qcow2.as_ref().map(|(_, layout)| layout)
+    }
+}
+
+/// Writes the planned image into the empty `file`: the qcow2 metadata (and its
+/// preallocation), or the raw file. Without `fallocate`, reservations are written as zeros.
+pub fn create(plan: &ImagePlan, file: &File, fallocate: bool) -> Result<WriteReport, Error> {
+    with_target(file, fallocate, |target| match plan.layout() {
+        Some(layout) => qcow2::write::write(layout, target, plan.reserve),
+        None => raw::create(target, plan.capacity, plan.preallocation, plan.reserve),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    fn qcow2_plan(size: u64, mode: Preallocation, reserve: u64) -> ImagePlan {
+        let options = Options {
+            size,
+            ..Options::default()
+        };
+        ImagePlan::qcow2(options, mode, reserve, 4096).unwrap()
+    }
+
+    #[test]
+    fn raw_allocation_is_what_gets_reserved() {
+        let thin = ImagePlan::raw(GIB, Preallocation::Off, 0, 4096).unwrap();
+        assert_eq!(thin.expected_allocation(), 0);
+        let partial = ImagePlan::raw(GIB, Preallocation::Off, 1000, 4096).unwrap();
+        assert_eq!(partial.expected_allocation(), 4096, "one whole block");
+        let full = ImagePlan::raw(GIB, Preallocation::Falloc, 0, 4096).unwrap();
+        assert_eq!(full.expected_allocation(), GIB);
+        assert_eq!(full.expected_physical(), GIB);
+        assert!(matches!(
+            ImagePlan::raw(GIB, Preallocation::Metadata, 0, 4096),
+            Err(Error::RawMetadata)
+        ));
+    }
+
+    #[test]
+    fn qcow2_allocation_adds_data_only_when_preallocated_or_reserved() {
+        let off = qcow2_plan(GIB, Preallocation::Off, 0);
+        let falloc = qcow2_plan(GIB, Preallocation::Falloc, 0);
+        let partial = qcow2_plan(GIB, Preallocation::Metadata, 256 << 20);
+        assert!(off.expected_allocation() < 1 << 20, "thin is metadata only");
+        assert!(falloc.expected_allocation() >= GIB);
+        let reserved = partial.expected_allocation();
+        assert!(
+            (256 << 20..(256 << 20) + (1 << 20)).contains(&reserved),
+            "{reserved}"
+        );
+        assert!(partial.needs_fallocate() && falloc.needs_fallocate() && !off.needs_fallocate());
+    }
+
+    #[test]
+    fn a_conversion_counts_the_clusters_its_data_lands_in() {
+        let plan = qcow2_plan(GIB, Preallocation::Off, 0)
+            .with_data(&[0..1, 65536 * 10..65536 * 10 + 5])
+            .unwrap();
+        let metadata_only = qcow2_plan(GIB, Preallocation::Off, 0).expected_allocation();
+        assert!(plan.expected_allocation() >= metadata_only + 2 * 65536);
+        let raw = ImagePlan::raw(GIB, Preallocation::Off, 0, 4096)
+            .unwrap()
+            .with_data(&[0..10_000])
+            .unwrap();
+        assert_eq!(raw.expected_allocation(), 12288);
+    }
+
+    #[test]
+    fn qcow2_capacity_rounds_to_512_like_qemu_img() {
+        let plan = qcow2_plan(1000, Preallocation::Off, 0);
+        assert_eq!(plan.capacity(), 1024);
+    }
+}

@@ -1,0 +1,639 @@
+//! The volumes of a pool: what counts as one, finding one, and changing one in place.
+//!
+//! Owns: the one rule for what is a volume (a regular file directly in the pool directory
+//! whose name is not hidden; symlinks, directories and devices never are, and are never
+//! followed), the one rule for naming a volume by name or by path (its libvirt key),
+//! reading what libvirt reports about a volume (capacity from the image; allocation =
+//! `st_blocks × 512`; physical = `st_size`), listing, delete, resize (libvirt's request
+//! rules), wipe, and the byte streams of upload and download, with errors in pool terms.
+//! Must not: publish new volumes (that is `create`) or know the daemon's pool states.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use nix::sys::stat::FileStat;
+
+use super::dir::{self, EntryKind};
+use super::{Error, Pool, ResizeRefusal, names};
+use crate::image::{self, Chunk, ImageInfo, VolumeReader, VolumeWriter};
+use crate::model::WipeAlgorithm;
+use crate::xml::volume::Timestamp;
+
+/// A volume as found in the pool.
+#[derive(Debug, Clone)]
+pub struct VolumeInfo {
+    /// Name.
+    pub name: String,
+    /// Absolute path (also the libvirt key).
+    pub path: PathBuf,
+    /// Guest-visible size.
+    pub capacity: u64,
+    /// `st_blocks * 512`.
+    pub allocation: u64,
+    /// `st_size`.
+    pub physical: u64,
+    /// What the file is.
+    pub image: ImageInfo,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// atime, mtime, ctime.
+    pub times: [Timestamp; 3],
+}
+
+/// A `vol-resize` request, with virsh's flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResizeRequest {
+    /// The size, or the change with `delta`.
+    pub capacity: u64,
+    /// `--delta`: change by `capacity` (down with `shrink`) instead of to it.
+    pub delta: bool,
+    /// `--shrink`: a smaller size is allowed.
+    pub shrink: bool,
+    /// `--allocate`: reserve the new area.
+    pub allocate: bool,
+}
+
+/// What libvirt reports as a file's allocation: `st_blocks × 512`.
+pub fn allocation_of(st: &FileStat) -> u64 {
+    u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512)
+}
+
+/// What libvirt reports as a file's physical size: `st_size`.
+pub fn physical_of(st: &FileStat) -> u64 {
+    u64::try_from(st.st_size).unwrap_or(0)
+}
+
+fn timestamp(sec: i64, nsec: i64) -> Timestamp {
+    Timestamp { sec, nsec }
+}
+
+/// A volume's bytes going out (`vol-download`).
+#[derive(Debug)]
+pub struct Download {
+    reader: VolumeReader,
+    name: String,
+}
+
+impl Download {
+    /// The next chunk: data copied into `buf`, a hole (sparse downloads only), or the end.
+    pub fn next_chunk(&mut self, buf: &mut [u8]) -> Result<Chunk, Error> {
+        self.reader
+            .next_chunk(buf)
+            .map_err(|source| Error::Streaming {
+                name: self.name.clone(),
+                source,
+            })
+    }
+}
+
+/// Bytes coming into a volume (`vol-upload`).
+#[derive(Debug)]
+pub struct Upload {
+    writer: VolumeWriter,
+    name: String,
+}
+
+impl Upload {
+    fn streaming(&self) -> impl FnOnce(image::Error) -> Error + '_ {
+        |source| Error::Streaming {
+            name: self.name.clone(),
+            source,
+        }
+    }
+
+    /// Writes a data chunk at the current position.
+    pub fn write_data(&mut self, data: &[u8]) -> Result<(), Error> {
+        let result = self.writer.write_data(data);
+        result.map_err(self.streaming())
+    }
+
+    /// Skips `len` bytes that must read as zeros.
+    pub fn write_hole(&mut self, len: u64) -> Result<(), Error> {
+        let result = self.writer.write_hole(len);
+        result.map_err(self.streaming())
+    }
+
+    /// Syncs what was written.
+    pub fn finish(self) -> Result<(), Error> {
+        let Upload { writer, name } = self;
+        writer
+            .finish()
+            .map_err(|source| Error::Streaming { name, source })
+    }
+}
+
+impl Pool {
+    /// Whether anything (a volume or not) has this name in the pool directory.
+    pub(super) fn exists(&self, name: &str) -> Result<bool, Error> {
+        match self.dir.stat(name) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(Error::ReadingVolume {
+                name: name.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// The name of the volume at `path` when it lies directly in this pool's directory (as
+    /// given, or once its directory is canonicalized); `None` otherwise. Whether such a
+    /// volume exists is not checked.
+    pub fn name_of_path(&self, path: &Path) -> Option<String> {
+        if !path.is_absolute() {
+            return None;
+        }
+        let (dir, name) = (path.parent()?, path.file_name()?.to_str()?);
+        let here = dir == self.path()
+            || std::fs::canonicalize(dir).is_ok_and(|canonical| canonical == self.path());
+        here.then(|| name.to_string())
+    }
+
+    /// Maps a volume argument to a checked name: a plain name, or the absolute path of a
+    /// file in this pool (virsh accepts a volume's path or key where it takes a name).
+    pub fn volume_name(&self, arg: &str) -> Result<String, Error> {
+        let name = self
+            .name_of_path(Path::new(arg))
+            .unwrap_or_else(|| arg.to_string());
+        names::check(&name).map_err(|reason| Error::InvalidName {
+            name: arg.to_string(),
+            reason,
+        })?;
+        Ok(name)
+    }
+
+    /// Looks a volume up by name and reads what libvirt reports about it.
+    pub fn volume(&self, name: &str) -> Result<VolumeInfo, Error> {
+        self.open_volume(name, false).map(|(_, info)| info)
+    }
+
+    /// Opens a volume's file (read-write with `write`) without following a symlink, and
+    /// reads what libvirt reports about it from that same open file.
+    pub(super) fn open_volume(&self, name: &str, write: bool) -> Result<(File, VolumeInfo), Error> {
+        let (file, st) = self.open_volume_file(name, write)?;
+        let info = self.inspect(name, &file, &st)?;
+        Ok((file, info))
+    }
+
+    /// Opens a volume's file (read-write with `write`) without following a symlink: a
+    /// missing name is [`Error::NoVolume`], anything but a regular file
+    /// [`Error::NotAVolume`].
+    fn open_volume_file(&self, name: &str, write: bool) -> Result<(File, FileStat), Error> {
+        let not_a_volume = |what| Error::NotAVolume {
+            name: name.to_string(),
+            pool: self.name.clone(),
+            what,
+        };
+        let reading = |source| Error::ReadingVolume {
+            name: name.to_string(),
+            source,
+        };
+        if name.starts_with('.') {
+            // Hidden names are qpool's own temporary files, never volumes.
+            return Err(self.no_volume(name));
+        }
+        let opened = if write {
+            self.dir.open_rw(name)
+        } else {
+            self.dir.open_read(name)
+        };
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.no_volume(name)),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(not_a_volume("symbolic link"));
+            }
+            // Only a read-write open reaches this: a directory cannot be opened for writing.
+            Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+                return Err(not_a_volume("directory or special file"));
+            }
+            Err(source) => return Err(reading(source)),
+        };
+        let st = crate::sys::fstat(file.as_fd()).map_err(reading)?;
+        if dir::kind_of(&st) != EntryKind::File {
+            return Err(not_a_volume("directory or special file"));
+        }
+        Ok((file, st))
+    }
+
+    /// What libvirt reports about an open volume file.
+    fn inspect(&self, name: &str, file: &File, st: &FileStat) -> Result<VolumeInfo, Error> {
+        let physical = physical_of(st);
+        let image = image::probe(file, physical).map_err(|source| Error::InspectingVolume {
+            name: name.to_string(),
+            source,
+        })?;
+        Ok(VolumeInfo {
+            name: name.to_string(),
+            path: self.dir.entry_path(name),
+            capacity: image.capacity,
+            allocation: allocation_of(st),
+            physical,
+            image,
+            mode: st.st_mode & 0o777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            times: [
+                timestamp(st.st_atime, st.st_atime_nsec),
+                timestamp(st.st_mtime, st.st_mtime_nsec),
+                timestamp(st.st_ctime, st.st_ctime_nsec),
+            ],
+        })
+    }
+
+    /// The current `(allocation, physical)` of a file in the pool directory that is not a
+    /// volume yet (one being built), by the same rules as a volume's.
+    pub fn file_sizes(&self, path: &Path) -> Option<(u64, u64)> {
+        let name = path.file_name()?;
+        let st = self.dir.stat(name.to_str()?).ok()?;
+        Some((allocation_of(&st), physical_of(&st)))
+    }
+
+    /// Names of the volumes, sorted, without reading them: entries whose names are not
+    /// hidden and that are regular files (symlinks are not followed).
+    pub fn volume_names(&self) -> Result<Vec<String>, Error> {
+        let entries = self
+            .dir
+            .entries()
+            .map_err(|source| self.reading_pool(source))?;
+        let mut names = Vec::with_capacity(entries.len());
+        for (name, kind) in entries {
+            if name.starts_with('.') {
+                continue;
+            }
+            let kind = match kind {
+                Some(k) => k,
+                None => match self.dir.stat(&name) {
+                    Ok(st) => dir::kind_of(&st),
+                    Err(_) => continue,
+                },
+            };
+            if kind == EntryKind::File {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// All volumes ([`Pool::volume_names`], each inspected), sorted like virsh sorts them
+    /// (case-insensitively).
+    pub fn list(&self) -> Result<Vec<VolumeInfo>, Error> {
+        let mut out = Vec::new();
+        for name in self.volume_names()? {
+            match self.volume(&name) {
+                Ok(v) => out.push(v),
+                // Raced with a delete, or replaced by something that is not a volume.
+                Err(Error::NoVolume { .. } | Error::NotAVolume { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by_cached_key(|v| (v.name.to_lowercase(), v.name.clone()));
+        Ok(out)
+    }
+
+    /// Deletes a volume. Symlinks and directories are refused, never followed.
+    pub fn delete(&self, name: &str) -> Result<(), Error> {
+        let deleting = |source| Error::DeletingVolume {
+            name: name.to_string(),
+            source,
+        };
+        let st = match self.dir.stat(name) {
+            Ok(st) => st,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.no_volume(name)),
+            Err(source) => return Err(deleting(source)),
+        };
+        let what = match dir::kind_of(&st) {
+            EntryKind::File => None,
+            EntryKind::Symlink => Some("symbolic link"),
+            EntryKind::Other => Some("directory or special file"),
+        };
+        if let Some(what) = what {
+            return Err(Error::NotAVolume {
+                name: name.to_string(),
+                pool: self.name.clone(),
+                what,
+            });
+        }
+        self.dir
+            .unlink(name)
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::NotFound => self.no_volume(name),
+                _ => deleting(source),
+            })?;
+        log::info!("deleted volume '{name}' from pool '{}'", self.name);
+        Ok(())
+    }
+
+    /// Resizes a volume (virsh's `vol-resize`): raw grows sparse or reserved and shrinks by
+    /// truncation; qcow2 grows natively with the volume's preallocation for the new area
+    /// (falloc with `allocate`) and shrinks only when no allocated cluster lies past the end.
+    /// Every refusal leaves the file byte-identical.
+    pub fn resize_volume(&self, name: &str, req: ResizeRequest) -> Result<VolumeInfo, Error> {
+        let info = self.volume(name)?;
+        let old = info.capacity;
+        let refuse = |refusal| Error::InvalidResize {
+            name: name.to_string(),
+            refusal,
+        };
+        let new = match (req.delta, req.shrink) {
+            (true, true) => old.saturating_sub(req.capacity),
+            (true, false) => {
+                old.checked_add(req.capacity)
+                    .ok_or(refuse(ResizeRefusal::Overflow {
+                        old,
+                        delta: req.capacity,
+                    }))?
+            }
+            (false, _) => req.capacity,
+        };
+        if new < old && !req.shrink {
+            return Err(refuse(ResizeRefusal::ShrinkWithoutFlag));
+        }
+        if new == old {
+            return Ok(info);
+        }
+        if req.allocate && new > old {
+            let available = self.available()?;
+            if new - old > available {
+                return Err(Error::NoSpace {
+                    pool: self.name.clone(),
+                    name: name.to_string(),
+                    needed: new - old,
+                    available,
+                });
+            }
+        }
+        // Opened only now: a refused or empty request needs no write access.
+        let (file, _) = self.open_volume_file(name, true)?;
+        image::resize(
+            &file,
+            &info.image,
+            self.path(),
+            new,
+            req.allocate,
+            !self.fallocate_disabled,
+        )
+        .map_err(|source| Error::ResizingVolume {
+            name: name.to_string(),
+            source,
+        })?;
+        log::info!(
+            "resized volume '{name}' in pool '{}' from {old} to {new} bytes",
+            self.name
+        );
+        self.volume(name)
+    }
+
+    /// Wipes a volume in place (virsh's `vol-wipe`); see [`image::wipe()`].
+    pub fn wipe_volume(&self, name: &str, algorithm: WipeAlgorithm) -> Result<(), Error> {
+        let (file, info) = self.open_volume(name, true)?;
+        image::wipe(&file, info.image.format, algorithm).map_err(|source| Error::WipingVolume {
+            name: name.to_string(),
+            source,
+        })?;
+        log::info!(
+            "wiped volume '{name}' in pool '{}' ({algorithm})",
+            self.name
+        );
+        Ok(())
+    }
+
+    /// Opens a volume's file bytes for `vol-download`: `[offset, offset + length)`, length 0
+    /// meaning to the end; `sparse` reports holes instead of zeros.
+    pub fn download(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+        sparse: bool,
+    ) -> Result<Download, Error> {
+        let (file, _) = self.open_volume(name, false)?;
+        let reader =
+            VolumeReader::new(file, offset, length, sparse).map_err(|source| Error::Streaming {
+                name: name.to_string(),
+                source,
+            })?;
+        Ok(Download {
+            reader,
+            name: name.to_string(),
+        })
+    }
+
+    /// Opens a volume's file for `vol-upload` at `offset`, at most `length` bytes (0: no
+    /// limit).
+    pub fn upload(&self, name: &str, offset: u64, length: u64) -> Result<Upload, Error> {
+        let (file, _) = self.open_volume(name, true)?;
+        let writer =
+            VolumeWriter::new(file, offset, length).map_err(|source| Error::Streaming {
+                name: name.to_string(),
+                source,
+            })?;
+        Ok(Upload {
+            writer,
+            name: name.to_string(),
+        })
+    }
+
+    /// `vol-download` into a local file: the bytes move in the kernel; with `sparse` the
+    /// volume's holes stay holes in `local`.
+    pub fn download_to_file(
+        &self,
+        name: &str,
+        local: &File,
+        local_path: &Path,
+        offset: u64,
+        length: u64,
+        sparse: bool,
+    ) -> Result<(), Error> {
+        let download = self.download(name, offset, length, sparse)?;
+        download
+            .reader
+            .copy_to(local, 0)
+            .map_err(|source| Error::Streaming {
+                name: name.to_string(),
+                source,
+            })?;
+        local.sync_all().map_err(|e| Error::LocalFile {
+            path: local_path.to_path_buf(),
+            writing: true,
+            source: image::Error::Syncing(e),
+        })
+    }
+
+    /// `vol-upload` from a local file: `length` bytes of it (0: all) into the volume at
+    /// `offset`; with `sparse` the file's holes are punched into the volume.
+    pub fn upload_from_file(
+        &self,
+        name: &str,
+        local: File,
+        local_path: &Path,
+        offset: u64,
+        length: u64,
+        sparse: bool,
+    ) -> Result<(), Error> {
+        /// Size of the chunks moved between two local files.
+        const CHUNK: usize = 4 << 20;
+        let local_error = |source| Error::LocalFile {
+            path: local_path.to_path_buf(),
+            writing: false,
+            source,
+        };
+        let mut upload = self.upload(name, offset, length)?;
+        let mut reader = VolumeReader::new(local, 0, length, sparse).map_err(local_error)?;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match reader.next_chunk(&mut buf).map_err(local_error)? {
+                Chunk::Data(n) => upload.write_data(&buf[..n])?,
+                Chunk::Hole(n) => upload.write_hole(n)?,
+                Chunk::End => break,
+            }
+        }
+        upload.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::CreateFlags;
+    use crate::xml::VolumeDef;
+
+    fn pool() -> (tempfile::TempDir, Pool) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Pool::open(dir.path(), "p").unwrap();
+        (dir, pool)
+    }
+
+    #[test]
+    fn only_visible_regular_files_are_volumes() {
+        let (dir, pool) = pool();
+        let d = dir.path();
+        std::fs::write(d.join("b.img"), b"x").unwrap();
+        std::fs::write(d.join("A.img"), b"x").unwrap();
+        std::fs::write(d.join(".hidden"), b"x").unwrap();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        std::os::unix::fs::symlink("b.img", d.join("link")).unwrap();
+        nix::unistd::mkfifo(&d.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(pool.volume_names().unwrap(), vec!["A.img", "b.img"]);
+        let listed: Vec<String> = pool.list().unwrap().into_iter().map(|v| v.name).collect();
+        assert_eq!(listed, vec!["A.img", "b.img"]);
+        assert!(matches!(pool.volume("link"), Err(Error::NotAVolume { .. })));
+        assert!(matches!(pool.volume("sub"), Err(Error::NotAVolume { .. })));
+        assert!(matches!(pool.volume("fifo"), Err(Error::NotAVolume { .. })));
+        assert!(matches!(
+            pool.volume(".hidden"),
+            Err(Error::NoVolume { .. })
+        ));
+        assert!(matches!(pool.delete("link"), Err(Error::NotAVolume { .. })));
+        assert!(d.join("b.img").exists(), "the link's target is untouched");
+    }
+
+    #[test]
+    fn a_volume_is_named_by_name_or_by_its_path() {
+        let (dir, pool) = pool();
+        let canonical = std::fs::canonicalize(dir.path()).unwrap();
+        let path = canonical.join("v.img");
+        assert_eq!(pool.volume_name("v.img").unwrap(), "v.img");
+        assert_eq!(pool.volume_name(path.to_str().unwrap()).unwrap(), "v.img");
+        let dotted = format!("{}/./v.img", canonical.display());
+        assert_eq!(pool.volume_name(&dotted).unwrap(), "v.img");
+        assert!(pool.volume_name("/elsewhere/v.img").is_err());
+        assert_eq!(pool.name_of_path(Path::new("/elsewhere/v.img")), None);
+        assert!(pool.volume_name("..").is_err());
+    }
+
+    #[test]
+    fn allocation_and_physical_follow_libvirts_rules() {
+        let (dir, pool) = pool();
+        let f = File::create(dir.path().join("s.img")).unwrap();
+        f.set_len(1 << 20).unwrap();
+        let v = pool.volume("s.img").unwrap();
+        assert_eq!(
+            (v.capacity, v.physical, v.allocation),
+            (1 << 20, 1 << 20, 0)
+        );
+        assert_eq!(
+            pool.file_sizes(&dir.path().join("s.img")),
+            Some((0, 1 << 20))
+        );
+    }
+
+    #[test]
+    fn resize_applies_virshs_request_rules_before_touching_the_file() {
+        let (_dir, pool) = pool();
+        let mut def = VolumeDef::new("r.img", 1 << 20);
+        def.allocation = Some(0);
+        pool.create_volume(&def, CreateFlags::default(), None)
+            .unwrap();
+        let req = |capacity, delta, shrink| ResizeRequest {
+            capacity,
+            delta,
+            shrink,
+            allocate: false,
+        };
+        let err = pool
+            .resize_volume("r.img", req(1 << 19, false, false))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidResize {
+                    refusal: ResizeRefusal::ShrinkWithoutFlag,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = pool
+            .resize_volume("r.img", req(u64::MAX, true, false))
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidResize { .. }), "{err}");
+        assert_eq!(
+            pool.resize_volume("r.img", req(1 << 20, true, false))
+                .unwrap()
+                .capacity,
+            2 << 20
+        );
+        assert_eq!(
+            pool.resize_volume("r.img", req(1 << 20, true, true))
+                .unwrap()
+                .capacity,
+            1 << 20
+        );
+    }
+
+    #[test]
+    fn an_unsupported_wipe_algorithm_changes_nothing() {
+        let (dir, pool) = pool();
+        std::fs::write(dir.path().join("w.img"), b"secret").unwrap();
+        let err = pool
+            .wipe_volume("w.img", WipeAlgorithm::Gutmann)
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArg);
+        assert_eq!(std::fs::read(dir.path().join("w.img")).unwrap(), b"secret");
+    }
+
+    #[test]
+    fn upload_then_download_move_the_files_bytes() {
+        let (dir, pool) = pool();
+        let mut def = VolumeDef::new("u.img", 8192);
+        def.allocation = Some(0);
+        pool.create_volume(&def, CreateFlags::default(), None)
+            .unwrap();
+        let src = dir.path().join(".src");
+        std::fs::write(&src, vec![7u8; 4096]).unwrap();
+        pool.upload_from_file("u.img", File::open(&src).unwrap(), &src, 4096, 0, false)
+            .unwrap();
+        let out = dir.path().join(".out");
+        let local = File::create(&out).unwrap();
+        pool.download_to_file("u.img", &local, &out, 4096, 0, false)
+            .unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), vec![7u8; 4096]);
+    }
+}

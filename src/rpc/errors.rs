@@ -1,0 +1,256 @@
+//! How engine and driver failures read on the wire: libvirt's error for each [`ErrorKind`].
+//!
+//! Owns: the one table from [`ErrorKind`] to libvirt's virErrorNumber and message format
+//! ([`KINDS`]), the few details libvirt words differently from the engine's message (a missing
+//! volume, an existing volume, a refused resize), and the errno of system errors.
+//! Must not: decide whether something fails; it only translates failures.
+
+use super::proto::{RemoteError, codes};
+use crate::error::{ErrorKind, errno, one_line};
+use crate::pool::registry::RegistryError;
+
+/// libvirt's error code and message format for each kind of failure.
+pub const KINDS: &[(ErrorKind, i32, &str)] = &[
+    (ErrorKind::InvalidXml, codes::XML_ERROR, "XML error: %s"),
+    (
+        ErrorKind::InvalidArg,
+        codes::INVALID_ARG,
+        "invalid argument: %s",
+    ),
+    (
+        ErrorKind::NoPool,
+        codes::NO_STORAGE_POOL,
+        "Storage pool not found: %s",
+    ),
+    (
+        ErrorKind::NoVolume,
+        codes::NO_STORAGE_VOL,
+        "Storage volume not found: %s",
+    ),
+    (
+        ErrorKind::VolumeExists,
+        codes::STORAGE_VOL_EXIST,
+        "storage volume %s exists already",
+    ),
+    (
+        ErrorKind::Unsupported,
+        codes::CONFIG_UNSUPPORTED,
+        "unsupported configuration: %s",
+    ),
+    (
+        ErrorKind::InvalidState,
+        codes::OPERATION_INVALID,
+        "Requested operation is not valid: %s",
+    ),
+    (
+        ErrorKind::Conflict,
+        codes::OPERATION_FAILED,
+        "operation failed: %s",
+    ),
+    (ErrorKind::NoSpace, codes::SYSTEM_ERROR, "%s"),
+    (ErrorKind::Io, codes::SYSTEM_ERROR, "%s"),
+];
+
+/// libvirt's error for a failure of `kind` with `detail`; system errors carry `errno`.
+fn by_kind(kind: ErrorKind, detail: String, errno: Option<i32>) -> RemoteError {
+    let (code, format) = KINDS
+        .iter()
+        .find(|(k, _, _)| *k == kind)
+        .map_or((codes::SYSTEM_ERROR, "%s"), |(_, code, format)| {
+            (*code, *format)
+        });
+    let mut err = RemoteError::storage(code, format, detail);
+    if code == codes::SYSTEM_ERROR {
+        err.int1 = errno.unwrap_or(-1);
+    }
+    err
+}
+
+/// libvirt's detail for a missing volume, by what it was looked up with.
+pub fn no_volume(what: &str, value: &str) -> RemoteError {
+    let detail = if what == "key" {
+        format!("no storage vol with matching key {value}")
+    } else {
+        format!("no storage vol with matching {what} '{value}'")
+    };
+    by_kind(ErrorKind::NoVolume, detail, None)
+}
+
+/// libvirt's error for an engine failure.
+pub fn engine(e: &crate::Error) -> RemoteError {
+    match e {
+        crate::Error::VolumeExists { name, .. } => {
+            by_kind(ErrorKind::VolumeExists, format!("'{name}'"), None)
+        }
+        crate::Error::NoVolume { name, .. } => no_volume("name", name),
+        // The reason alone, as libvirt words it.
+        crate::Error::InvalidResize { refusal, .. } => {
+            by_kind(ErrorKind::InvalidArg, refusal.to_string(), None)
+        }
+        _ => by_kind(e.kind(), one_line(e), errno(e)),
+    }
+}
+
+/// libvirt's error for a driver failure.
+pub fn registry(e: &RegistryError) -> RemoteError {
+    match e {
+        RegistryError::Engine(e) => engine(e),
+        _ => by_kind(e.kind(), one_line(e), errno(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ResizeRefusal;
+    use crate::rpc::proto::domains;
+
+    fn io(errno: i32) -> std::io::Error {
+        std::io::Error::from_raw_os_error(errno)
+    }
+
+    fn code_of(kind: ErrorKind) -> i32 {
+        KINDS.iter().find(|(k, _, _)| *k == kind).unwrap().1
+    }
+
+    #[test]
+    fn every_kind_has_one_row() {
+        let kinds = [
+            ErrorKind::InvalidXml,
+            ErrorKind::InvalidArg,
+            ErrorKind::NoPool,
+            ErrorKind::NoVolume,
+            ErrorKind::VolumeExists,
+            ErrorKind::Unsupported,
+            ErrorKind::InvalidState,
+            ErrorKind::Conflict,
+            ErrorKind::NoSpace,
+            ErrorKind::Io,
+        ];
+        for kind in kinds {
+            assert_eq!(
+                KINDS.iter().filter(|(k, _, _)| *k == kind).count(),
+                1,
+                "{kind:?}"
+            );
+        }
+        assert_eq!(KINDS.len(), kinds.len());
+    }
+
+    #[test]
+    fn invalid_xml_is_xml_error() {
+        let e: crate::Error = crate::xml::VolumeDef::parse("<volume>").unwrap_err().into();
+        let r = engine(&e);
+        assert_eq!((r.code, r.domain), (codes::XML_ERROR, domains::STORAGE));
+        assert!(
+            r.message.starts_with("XML error: invalid volume XML"),
+            "{}",
+            r.message
+        );
+        assert_eq!(code_of(ErrorKind::InvalidXml), codes::XML_ERROR);
+    }
+
+    #[test]
+    fn invalid_arg_keeps_libvirts_resize_wording() {
+        let e = crate::Error::InvalidResize {
+            name: "v".into(),
+            refusal: ResizeRefusal::ShrinkWithoutFlag,
+        };
+        let r = engine(&e);
+        assert_eq!(r.code, codes::INVALID_ARG);
+        assert_eq!(
+            r.message,
+            "invalid argument: Can't shrink capacity below current capacity unless shrink flag explicitly specified"
+        );
+    }
+
+    #[test]
+    fn no_pool_is_no_storage_pool() {
+        let r = registry(&RegistryError::NoPool {
+            what: "name",
+            value: "x".into(),
+        });
+        assert_eq!(r.code, codes::NO_STORAGE_POOL);
+        assert_eq!(
+            r.message,
+            "Storage pool not found: no storage pool with matching name 'x'"
+        );
+    }
+
+    #[test]
+    fn no_volume_uses_libvirts_detail() {
+        let r = engine(&crate::Error::NoVolume {
+            name: "v".into(),
+            pool: "p".into(),
+        });
+        assert_eq!(r.code, codes::NO_STORAGE_VOL);
+        assert_eq!(
+            r.message,
+            "Storage volume not found: no storage vol with matching name 'v'"
+        );
+        assert_eq!(
+            no_volume("key", "/p/v").str2.as_deref(),
+            Some("no storage vol with matching key /p/v")
+        );
+    }
+
+    #[test]
+    fn volume_exists_quotes_the_name() {
+        let r = engine(&crate::Error::VolumeExists {
+            name: "v".into(),
+            pool: "p".into(),
+        });
+        assert_eq!(r.code, codes::STORAGE_VOL_EXIST);
+        assert_eq!(r.message, "storage volume 'v' exists already");
+    }
+
+    #[test]
+    fn unsupported_is_config_unsupported() {
+        let r = registry(&RegistryError::CrossPoolCopy {
+            source_pool: "a".into(),
+            pool: "b".into(),
+        });
+        assert_eq!(r.code, codes::CONFIG_UNSUPPORTED);
+        assert!(r.message.starts_with("unsupported configuration: "));
+    }
+
+    #[test]
+    fn invalid_state_is_operation_invalid() {
+        let r = registry(&RegistryError::StillBuilding { name: "v".into() });
+        assert_eq!(r.code, codes::OPERATION_INVALID);
+        assert_eq!(
+            r.message,
+            "Requested operation is not valid: volume 'v' is still being allocated."
+        );
+    }
+
+    #[test]
+    fn conflict_is_operation_failed() {
+        let r = registry(&RegistryError::TargetTaken { other: "a".into() });
+        assert_eq!(r.code, codes::OPERATION_FAILED);
+        assert_eq!(
+            r.message,
+            "operation failed: Storage source conflict with pool: 'a'"
+        );
+    }
+
+    #[test]
+    fn no_space_is_a_system_error_with_its_errno() {
+        let r = engine(&crate::Error::DeletingVolume {
+            name: "v".into(),
+            source: io(libc::ENOSPC),
+        });
+        assert_eq!((r.code, r.int1), (codes::SYSTEM_ERROR, libc::ENOSPC));
+    }
+
+    #[test]
+    fn io_is_a_system_error_with_its_errno() {
+        let r = registry(&RegistryError::Io {
+            what: "cannot remove directory",
+            path: "/x".into(),
+            source: io(libc::ENOTEMPTY),
+        });
+        assert_eq!((r.code, r.int1), (codes::SYSTEM_ERROR, libc::ENOTEMPTY));
+        assert!(r.message.starts_with("cannot remove directory /x: "));
+    }
+}

@@ -1,0 +1,206 @@
+//! Connection-level procedures: open and close, features, versions, capabilities, event
+//! registrations.
+//!
+//! Owns: what qpoold says about itself (type `storage`, its version, libvirt 9.0's library
+//! version, the host name, the capabilities of a storage-only driver) and the connection
+//! state changes a client asks for.
+//! Must not: touch pools or volumes.
+
+use super::{Ctx, feature_before_open};
+use crate::rpc::messages::{
+    AuthListRet, ConnectGetCapabilitiesRet, ConnectGetHostnameRet, ConnectGetLibVersionRet,
+    ConnectGetStoragePoolCapabilitiesArgs, ConnectGetStoragePoolCapabilitiesRet,
+    ConnectGetSysinfoArgs, ConnectGetTypeRet, ConnectGetUriRet, ConnectGetVersionRet,
+    ConnectIsSecureRet, ConnectOpenArgs, ConnectStoragePoolEventDeregisterAnyArgs,
+    ConnectStoragePoolEventRegisterAnyArgs, ConnectStoragePoolEventRegisterAnyRet,
+    ConnectSupportsFeatureArgs, ConnectSupportsFeatureRet,
+};
+use crate::rpc::proto::{RemoteError, flags};
+
+/// libvirt version qpoold reports as its library version (the protocol it speaks).
+pub const LIB_VERSION: u64 = 9_000_000;
+
+/// `virsh capabilities` on a storage connection.
+const CAPABILITIES: &str = "<capabilities>\n\n  <host>\n    <cpu>\n      <arch>x86_64</arch>\n    </cpu>\n  </host>\n\n  <pool>\n    <enum name='type'>\n      <value>dir</value>\n    </enum>\n  </pool>\n\n</capabilities>\n";
+
+/// `virsh pool-capabilities`.
+const POOL_CAPABILITIES: &str = "<storagepoolCapabilities>\n  <pool type='dir' supported='yes'>\n    <volOptions>\n      <defaultFormat type='raw'/>\n      <enum name='targetFormatType'>\n        <value>raw</value>\n        <value>qcow2</value>\n      </enum>\n    </volOptions>\n  </pool>\n</storagepoolCapabilities>\n";
+
+/// Encodes qpool's own version as libvirt encodes versions (major·10⁶ + minor·10³ + micro).
+fn qpool_version() -> u64 {
+    let mut parts = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    let micro = parts.next().unwrap_or(0);
+    major * 1_000_000 + minor * 1000 + micro
+}
+
+/// `REMOTE_PROC_AUTH_LIST`: no authentication.
+pub fn auth_list(_: &Ctx<'_>, (): ()) -> Result<AuthListRet, RemoteError> {
+    Ok(AuthListRet {
+        types: vec![flags::AUTH_NONE],
+    })
+}
+
+/// `REMOTE_PROC_CONNECT_OPEN`: any name is accepted; `VIR_CONNECT_RO` makes the
+/// connection read-only.
+pub fn connect_open(ctx: &Ctx<'_>, args: ConnectOpenArgs) -> Result<(), RemoteError> {
+    if ctx.conn.is_open() {
+        return Err(RemoteError::internal("connection already open"));
+    }
+    log::debug!(
+        "open {:?} flags {:#x}",
+        args.name.as_deref().unwrap_or(""),
+        args.flags
+    );
+    ctx.conn.open(args.flags & flags::CONNECT_RO != 0);
+    Ok(())
+}
+
+/// `REMOTE_PROC_CONNECT_CLOSE`.
+pub fn connect_close(ctx: &Ctx<'_>, (): ()) -> Result<(), RemoteError> {
+    ctx.conn.close();
+    Ok(())
+}
+
+/// `REMOTE_PROC_CONNECT_SUPPORTS_FEATURE`: keepalive (also before open), event callbacks
+/// and close callbacks.
+pub fn connect_supports_feature(
+    ctx: &Ctx<'_>,
+    args: ConnectSupportsFeatureArgs,
+) -> Result<ConnectSupportsFeatureRet, RemoteError> {
+    if !ctx.conn.is_open() && !feature_before_open(&args) {
+        return Err(RemoteError::not_open());
+    }
+    if args.feature == flags::DRV_FEATURE_PROGRAM_KEEPALIVE {
+        ctx.conn.enable_keepalive();
+    }
+    let supported = matches!(
+        args.feature,
+        flags::DRV_FEATURE_PROGRAM_KEEPALIVE
+            | flags::DRV_FEATURE_REMOTE_EVENT_CALLBACK
+            | flags::DRV_FEATURE_REMOTE_CLOSE_CALLBACK
+    );
+    Ok(ConnectSupportsFeatureRet {
+        supported: i32::from(supported),
+    })
+}
+
+/// `REMOTE_PROC_CONNECT_GET_TYPE`.
+pub fn connect_get_type(_: &Ctx<'_>, (): ()) -> Result<ConnectGetTypeRet, RemoteError> {
+    Ok(ConnectGetTypeRet {
+        type_: "storage".into(),
+    })
+}
+
+/// `REMOTE_PROC_CONNECT_GET_VERSION`: qpool's own version.
+pub fn connect_get_version(_: &Ctx<'_>, (): ()) -> Result<ConnectGetVersionRet, RemoteError> {
+    Ok(ConnectGetVersionRet {
+        hv_ver: qpool_version(),
+    })
+}
+
+/// `REMOTE_PROC_CONNECT_GET_LIB_VERSION`: the libvirt version whose protocol qpoold speaks.
+pub fn connect_get_lib_version(
+    _: &Ctx<'_>,
+    (): (),
+) -> Result<ConnectGetLibVersionRet, RemoteError> {
+    Ok(ConnectGetLibVersionRet {
+        lib_ver: LIB_VERSION,
+    })
+}
+
+/// `REMOTE_PROC_CONNECT_GET_HOSTNAME`.
+pub fn connect_get_hostname(_: &Ctx<'_>, (): ()) -> Result<ConnectGetHostnameRet, RemoteError> {
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    Ok(ConnectGetHostnameRet { hostname })
+}
+
+/// `REMOTE_PROC_CONNECT_GET_URI`.
+pub fn connect_get_uri(_: &Ctx<'_>, (): ()) -> Result<ConnectGetUriRet, RemoteError> {
+    Ok(ConnectGetUriRet {
+        uri: "storage:///system".into(),
+    })
+}
+
+/// `REMOTE_PROC_CONNECT_IS_SECURE`: a local socket is.
+pub fn connect_is_secure(_: &Ctx<'_>, (): ()) -> Result<ConnectIsSecureRet, RemoteError> {
+    Ok(ConnectIsSecureRet { secure: 1 })
+}
+
+/// `REMOTE_PROC_CONNECT_GET_CAPABILITIES`.
+pub fn connect_get_capabilities(
+    _: &Ctx<'_>,
+    (): (),
+) -> Result<ConnectGetCapabilitiesRet, RemoteError> {
+    Ok(ConnectGetCapabilitiesRet {
+        capabilities: CAPABILITIES.into(),
+    })
+}
+
+/// `REMOTE_PROC_CONNECT_GET_STORAGE_POOL_CAPABILITIES`.
+pub fn connect_get_storage_pool_capabilities(
+    _: &Ctx<'_>,
+    args: ConnectGetStoragePoolCapabilitiesArgs,
+) -> Result<ConnectGetStoragePoolCapabilitiesRet, RemoteError> {
+    RemoteError::check_flags(args.flags, 0, "virConnectGetStoragePoolCapabilities")?;
+    Ok(ConnectGetStoragePoolCapabilitiesRet {
+        capabilities: POOL_CAPABILITIES.into(),
+    })
+}
+
+/// `REMOTE_PROC_CONNECT_GET_SYSINFO`: not supported, as on libvirt's storage driver.
+pub fn connect_get_sysinfo(_: &Ctx<'_>, _: ConnectGetSysinfoArgs) -> Result<(), RemoteError> {
+    Err(RemoteError::no_support("virConnectGetSysinfo"))
+}
+
+/// `REMOTE_PROC_CONNECT_REGISTER_CLOSE_CALLBACK`: nothing to do; the client learns of a
+/// close from the socket.
+pub fn connect_register_close_callback(_: &Ctx<'_>, (): ()) -> Result<(), RemoteError> {
+    Ok(())
+}
+
+/// `REMOTE_PROC_CONNECT_UNREGISTER_CLOSE_CALLBACK`.
+pub fn connect_unregister_close_callback(_: &Ctx<'_>, (): ()) -> Result<(), RemoteError> {
+    Ok(())
+}
+
+/// `REMOTE_PROC_CONNECT_STORAGE_POOL_EVENT_REGISTER_ANY`: lifecycle (0) or refresh (1)
+/// events, of one pool or of all.
+pub fn connect_storage_pool_event_register_any(
+    ctx: &Ctx<'_>,
+    args: ConnectStoragePoolEventRegisterAnyArgs,
+) -> Result<ConnectStoragePoolEventRegisterAnyRet, RemoteError> {
+    if !(flags::STORAGE_POOL_EVENT_ID_LIFECYCLE..=flags::STORAGE_POOL_EVENT_ID_REFRESH)
+        .contains(&args.event_id)
+    {
+        return Err(RemoteError::invalid_arg(format!(
+            "unsupported storage pool event ID {}",
+            args.event_id
+        )));
+    }
+    let callback_id = ctx
+        .conn
+        .register_pool_events(args.event_id, args.pool.map(|p| p.uuid));
+    Ok(ConnectStoragePoolEventRegisterAnyRet { callback_id })
+}
+
+/// `REMOTE_PROC_CONNECT_STORAGE_POOL_EVENT_DEREGISTER_ANY`.
+pub fn connect_storage_pool_event_deregister_any(
+    ctx: &Ctx<'_>,
+    args: ConnectStoragePoolEventDeregisterAnyArgs,
+) -> Result<(), RemoteError> {
+    if ctx.conn.deregister_pool_events(args.callback_id) {
+        Ok(())
+    } else {
+        Err(RemoteError::invalid_arg(format!(
+            "callback ID {} not registered",
+            args.callback_id
+        )))
+    }
+}

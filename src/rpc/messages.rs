@@ -1,0 +1,247 @@
+//! The argument and return structs of the storage procedures, named and laid out as in
+//! libvirt's `remote_protocol.x` (`remote_storage_vol_get_info_args` is
+//! [`StorageVolGetInfoArgs`]), each with its XDR codec.
+//!
+//! Owns: the wire shape of every call's arguments and reply, and of the event messages.
+//! Must not: interpret them; handlers do.
+
+use super::proto::{NonnullStoragePool, NonnullStorageVol};
+use super::xdr::{Decoder, Encoder, Xdr, XdrError};
+
+/// Defines a struct of `remote_protocol.x` whose XDR encoding is its fields in order.
+macro_rules! xdr_struct {
+    ($(
+        $(#[$meta:meta])*
+        $name:ident { $($field:ident: $ty:ty),* $(,)? }
+    )*) => {$(
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name {
+            $(
+                #[doc = concat!("`", stringify!($field), "`.")]
+                pub $field: $ty,
+            )*
+        }
+
+        impl Xdr for $name {
+            #[allow(unused_variables)]
+            fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError> {
+                Ok(Self { $($field: <$ty as Xdr>::decode(d)?,)* })
+            }
+            #[allow(unused_variables)]
+            fn encode(&self, e: &mut Encoder) {
+                $(self.$field.encode(e);)*
+            }
+        }
+    )*};
+}
+
+xdr_struct! {
+    /// `remote_connect_open_args`.
+    ConnectOpenArgs { name: Option<String>, flags: u32 }
+    /// `remote_connect_supports_feature_args`.
+    ConnectSupportsFeatureArgs { feature: i32 }
+    /// `remote_connect_supports_feature_ret`.
+    ConnectSupportsFeatureRet { supported: i32 }
+    /// `remote_auth_list_ret`.
+    AuthListRet { types: Vec<u32> }
+    /// `remote_connect_get_type_ret`.
+    ConnectGetTypeRet { type_: String }
+    /// `remote_connect_get_version_ret`.
+    ConnectGetVersionRet { hv_ver: u64 }
+    /// `remote_connect_get_lib_version_ret`.
+    ConnectGetLibVersionRet { lib_ver: u64 }
+    /// `remote_connect_get_hostname_ret`.
+    ConnectGetHostnameRet { hostname: String }
+    /// `remote_connect_get_uri_ret`.
+    ConnectGetUriRet { uri: String }
+    /// `remote_connect_is_secure_ret`.
+    ConnectIsSecureRet { secure: i32 }
+    /// `remote_connect_get_capabilities_ret`.
+    ConnectGetCapabilitiesRet { capabilities: String }
+    /// `remote_connect_get_sysinfo_args`.
+    ConnectGetSysinfoArgs { flags: u32 }
+    /// `remote_connect_get_storage_pool_capabilities_args`.
+    ConnectGetStoragePoolCapabilitiesArgs { flags: u32 }
+    /// `remote_connect_get_storage_pool_capabilities_ret`.
+    ConnectGetStoragePoolCapabilitiesRet { capabilities: String }
+    /// `remote_connect_num_of_storage_pools_ret` (also the defined-pools variant).
+    ConnectNumOfStoragePoolsRet { num: i32 }
+    /// `remote_connect_list_storage_pools_args` (also the defined-pools variant).
+    ConnectListStoragePoolsArgs { maxnames: i32 }
+    /// `remote_connect_list_storage_pools_ret` (also the defined-pools variant).
+    ConnectListStoragePoolsRet { names: Vec<String> }
+    /// `remote_connect_list_all_storage_pools_args`.
+    ConnectListAllStoragePoolsArgs { need_results: i32, flags: u32 }
+    /// `remote_connect_list_all_storage_pools_ret`.
+    ConnectListAllStoragePoolsRet { pools: Vec<NonnullStoragePool>, ret: u32 }
+    /// `remote_connect_storage_pool_event_register_any_args`.
+    ConnectStoragePoolEventRegisterAnyArgs { event_id: i32, pool: Option<NonnullStoragePool> }
+    /// `remote_connect_storage_pool_event_register_any_ret`.
+    ConnectStoragePoolEventRegisterAnyRet { callback_id: i32 }
+    /// `remote_connect_storage_pool_event_deregister_any_args`.
+    ConnectStoragePoolEventDeregisterAnyArgs { callback_id: i32 }
+    /// `remote_storage_pool_event_lifecycle_msg`.
+    StoragePoolEventLifecycleMsg { callback_id: i32, pool: NonnullStoragePool, event: i32, detail: i32 }
+    /// `remote_storage_pool_event_refresh_msg`.
+    StoragePoolEventRefreshMsg { callback_id: i32, pool: NonnullStoragePool }
+
+    /// `remote_storage_pool_lookup_by_name_args`.
+    StoragePoolLookupByNameArgs { name: String }
+    /// `remote_storage_pool_lookup_by_uuid_args`.
+    StoragePoolLookupByUuidArgs { uuid: [u8; 16] }
+    /// `remote_storage_pool_lookup_by_volume_args`.
+    StoragePoolLookupByVolumeArgs { vol: NonnullStorageVol }
+    /// `remote_storage_pool_lookup_by_target_path_args`.
+    StoragePoolLookupByTargetPathArgs { path: String }
+    /// The `_ret` of every pool lookup and of pool create/define.
+    StoragePoolRet { pool: NonnullStoragePool }
+    /// `remote_storage_pool_create_xml_args`.
+    StoragePoolCreateXmlArgs { xml: String, flags: u32 }
+    /// `remote_storage_pool_define_xml_args`.
+    StoragePoolDefineXmlArgs { xml: String, flags: u32 }
+    /// `remote_storage_pool_create_args`, `_build_args`, `_delete_args`, `_refresh_args`:
+    /// a pool and flags.
+    StoragePoolFlagsArgs { pool: NonnullStoragePool, flags: u32 }
+    /// `remote_storage_pool_destroy_args`, `_undefine_args`, `_get_info_args`,
+    /// `_get_autostart_args`, `_is_active_args`, `_is_persistent_args`,
+    /// `_num_of_volumes_args`: a pool alone.
+    StoragePoolArgs { pool: NonnullStoragePool }
+    /// `remote_storage_pool_get_info_ret` (`state` is an `unsigned char`).
+    StoragePoolGetInfoRet { state: u32, capacity: u64, allocation: u64, available: u64 }
+    /// `remote_storage_pool_get_xml_desc_args`.
+    StoragePoolGetXmlDescArgs { pool: NonnullStoragePool, flags: u32 }
+    /// `remote_storage_pool_get_xml_desc_ret` (and every other `_ret` of one XML string).
+    XmlRet { xml: String }
+    /// `remote_storage_pool_set_autostart_args`.
+    StoragePoolSetAutostartArgs { pool: NonnullStoragePool, autostart: i32 }
+    /// `remote_storage_pool_get_autostart_ret`, `_is_active_ret`, `_is_persistent_ret`,
+    /// `_num_of_volumes_ret`: one `int`.
+    IntRet { value: i32 }
+    /// `remote_storage_pool_list_volumes_args`.
+    StoragePoolListVolumesArgs { pool: NonnullStoragePool, maxnames: i32 }
+    /// `remote_storage_pool_list_volumes_ret`.
+    StoragePoolListVolumesRet { names: Vec<String> }
+    /// `remote_storage_pool_list_all_volumes_args`.
+    StoragePoolListAllVolumesArgs { pool: NonnullStoragePool, need_results: i32, flags: u32 }
+    /// `remote_storage_pool_list_all_volumes_ret`.
+    StoragePoolListAllVolumesRet { vols: Vec<NonnullStorageVol>, ret: u32 }
+
+    /// `remote_storage_vol_lookup_by_name_args`.
+    StorageVolLookupByNameArgs { pool: NonnullStoragePool, name: String }
+    /// `remote_storage_vol_lookup_by_key_args`.
+    StorageVolLookupByKeyArgs { key: String }
+    /// `remote_storage_vol_lookup_by_path_args`.
+    StorageVolLookupByPathArgs { path: String }
+    /// The `_ret` of every volume lookup and create.
+    StorageVolRet { vol: NonnullStorageVol }
+    /// `remote_storage_vol_create_xml_args`.
+    StorageVolCreateXmlArgs { pool: NonnullStoragePool, xml: String, flags: u32 }
+    /// `remote_storage_vol_create_xml_from_args`.
+    StorageVolCreateXmlFromArgs { pool: NonnullStoragePool, xml: String, clonevol: NonnullStorageVol, flags: u32 }
+    /// `remote_storage_vol_get_info_args`, `_get_path_args`: a volume alone.
+    StorageVolArgs { vol: NonnullStorageVol }
+    /// `remote_storage_vol_delete_args`, `_wipe_args`, `_get_xml_desc_args`,
+    /// `_get_info_flags_args`: a volume and flags.
+    StorageVolFlagsArgs { vol: NonnullStorageVol, flags: u32 }
+    /// `remote_storage_vol_get_info_ret` (`type` is a `char`).
+    StorageVolGetInfoRet { type_: i32, capacity: u64, allocation: u64 }
+    /// `remote_storage_vol_get_path_ret`.
+    StorageVolGetPathRet { name: String }
+    /// `remote_storage_vol_wipe_pattern_args`.
+    StorageVolWipePatternArgs { vol: NonnullStorageVol, algorithm: u32, flags: u32 }
+    /// `remote_storage_vol_resize_args`.
+    StorageVolResizeArgs { vol: NonnullStorageVol, capacity: u64, flags: u32 }
+    /// `remote_storage_vol_upload_args`, `_download_args`.
+    StorageVolStreamArgs { vol: NonnullStorageVol, offset: u64, length: u64, flags: u32 }
+}
+
+/// Names of `remote_protocol.x` whose layout another struct here already has.
+macro_rules! xdr_alias {
+    ($($alias:ident = $name:ident, $x:literal;)*) => {$(
+        #[doc = concat!("`", $x, "`.")]
+        pub type $alias = $name;
+    )*};
+}
+
+xdr_alias! {
+    ConnectNumOfDefinedStoragePoolsRet = ConnectNumOfStoragePoolsRet, "remote_connect_num_of_defined_storage_pools_ret";
+    ConnectListDefinedStoragePoolsArgs = ConnectListStoragePoolsArgs, "remote_connect_list_defined_storage_pools_args";
+    ConnectListDefinedStoragePoolsRet = ConnectListStoragePoolsRet, "remote_connect_list_defined_storage_pools_ret";
+    StoragePoolLookupByNameRet = StoragePoolRet, "remote_storage_pool_lookup_by_name_ret";
+    StoragePoolLookupByUuidRet = StoragePoolRet, "remote_storage_pool_lookup_by_uuid_ret";
+    StoragePoolLookupByVolumeRet = StoragePoolRet, "remote_storage_pool_lookup_by_volume_ret";
+    StoragePoolLookupByTargetPathRet = StoragePoolRet, "remote_storage_pool_lookup_by_target_path_ret";
+    StoragePoolCreateXmlRet = StoragePoolRet, "remote_storage_pool_create_xml_ret";
+    StoragePoolDefineXmlRet = StoragePoolRet, "remote_storage_pool_define_xml_ret";
+    StoragePoolCreateArgs = StoragePoolFlagsArgs, "remote_storage_pool_create_args";
+    StoragePoolBuildArgs = StoragePoolFlagsArgs, "remote_storage_pool_build_args";
+    StoragePoolDeleteArgs = StoragePoolFlagsArgs, "remote_storage_pool_delete_args";
+    StoragePoolRefreshArgs = StoragePoolFlagsArgs, "remote_storage_pool_refresh_args";
+    StoragePoolDestroyArgs = StoragePoolArgs, "remote_storage_pool_destroy_args";
+    StoragePoolUndefineArgs = StoragePoolArgs, "remote_storage_pool_undefine_args";
+    StoragePoolGetInfoArgs = StoragePoolArgs, "remote_storage_pool_get_info_args";
+    StoragePoolGetAutostartArgs = StoragePoolArgs, "remote_storage_pool_get_autostart_args";
+    StoragePoolIsActiveArgs = StoragePoolArgs, "remote_storage_pool_is_active_args";
+    StoragePoolIsPersistentArgs = StoragePoolArgs, "remote_storage_pool_is_persistent_args";
+    StoragePoolNumOfVolumesArgs = StoragePoolArgs, "remote_storage_pool_num_of_volumes_args";
+    StoragePoolGetXmlDescRet = XmlRet, "remote_storage_pool_get_xml_desc_ret";
+    StoragePoolGetAutostartRet = IntRet, "remote_storage_pool_get_autostart_ret";
+    StoragePoolIsActiveRet = IntRet, "remote_storage_pool_is_active_ret";
+    StoragePoolIsPersistentRet = IntRet, "remote_storage_pool_is_persistent_ret";
+    StoragePoolNumOfVolumesRet = IntRet, "remote_storage_pool_num_of_volumes_ret";
+    StorageVolLookupByNameRet = StorageVolRet, "remote_storage_vol_lookup_by_name_ret";
+    StorageVolLookupByKeyRet = StorageVolRet, "remote_storage_vol_lookup_by_key_ret";
+    StorageVolLookupByPathRet = StorageVolRet, "remote_storage_vol_lookup_by_path_ret";
+    StorageVolCreateXmlRet = StorageVolRet, "remote_storage_vol_create_xml_ret";
+    StorageVolCreateXmlFromRet = StorageVolRet, "remote_storage_vol_create_xml_from_ret";
+    StorageVolGetInfoArgs = StorageVolArgs, "remote_storage_vol_get_info_args";
+    StorageVolGetPathArgs = StorageVolArgs, "remote_storage_vol_get_path_args";
+    StorageVolDeleteArgs = StorageVolFlagsArgs, "remote_storage_vol_delete_args";
+    StorageVolWipeArgs = StorageVolFlagsArgs, "remote_storage_vol_wipe_args";
+    StorageVolGetXmlDescArgs = StorageVolFlagsArgs, "remote_storage_vol_get_xml_desc_args";
+    StorageVolGetInfoFlagsArgs = StorageVolFlagsArgs, "remote_storage_vol_get_info_flags_args";
+    StorageVolGetInfoFlagsRet = StorageVolGetInfoRet, "remote_storage_vol_get_info_flags_ret";
+    StorageVolGetXmlDescRet = XmlRet, "remote_storage_vol_get_xml_desc_ret";
+    StorageVolUploadArgs = StorageVolStreamArgs, "remote_storage_vol_upload_args";
+    StorageVolDownloadArgs = StorageVolStreamArgs, "remote_storage_vol_download_args";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc::words;
+    use crate::rpc::xdr::to_bytes;
+
+    #[test]
+    fn a_list_all_reply_without_results_is_an_empty_array_and_a_count() {
+        let ret = ConnectListAllStoragePoolsRet {
+            pools: Vec::new(),
+            ret: 3,
+        };
+        assert_eq!(to_bytes(&ret), words("00000000 00000003"));
+    }
+
+    #[test]
+    fn vol_info_reply_matches_the_protocol_layout() {
+        let ret = StorageVolGetInfoRet {
+            type_: 0,
+            capacity: 1 << 30,
+            allocation: 4096,
+        };
+        assert_eq!(
+            to_bytes(&ret),
+            words("00000000 00000000 40000000 00000000 00001000")
+        );
+    }
+
+    #[test]
+    fn an_optional_pool_decodes_with_its_marker() {
+        let bytes =
+            words("00000001 00000001 00000002 6c760000 298b18be 8fe04134 80448b5e 03b856c4");
+        let args =
+            ConnectStoragePoolEventRegisterAnyArgs::decode(&mut Decoder::new(&bytes)).unwrap();
+        assert_eq!(args.event_id, 1);
+        assert_eq!(args.pool.unwrap().name, "lv");
+    }
+}

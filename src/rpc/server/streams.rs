@@ -1,0 +1,146 @@
+//! Stream pumps: the bytes of `vol-upload` and `vol-download` between a connection and a
+//! volume.
+//!
+//! Owns: the stream protocol after the call's OK reply: data packets (at most
+//! `STREAM_CHUNK_MAX` bytes), hole packets when sparse, the empty end packet, the client's
+//! finish or abort, and an error packet when the volume side fails.
+//! Must not: decide which volume or check anything about it (the call did).
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, TryRecvError, channel};
+
+use super::connection::Conn;
+use crate::pool::{Chunk, Download, Upload};
+use crate::rpc::errors;
+use crate::rpc::proto::RemoteError;
+use crate::rpc::wire::{Header, STREAM_CHUNK_MAX, msg_type, status};
+use crate::rpc::xdr::Encoder;
+
+/// A stream packet from the client.
+pub enum StreamPacket {
+    /// Bytes.
+    Data(Vec<u8>),
+    /// That many bytes of zeros, not sent.
+    Hole(u64),
+    /// The client is done.
+    Finish,
+    /// The client gave up.
+    Abort,
+    /// A packet that does not decode; the stream fails with this reason.
+    Bad(&'static str),
+}
+
+fn register(conn: &Conn, serial: u32) -> Receiver<StreamPacket> {
+    let (tx, rx) = channel();
+    conn.streams().insert(serial, tx);
+    rx
+}
+
+fn unregister(conn: &Conn, serial: u32) {
+    conn.streams().remove(&serial);
+}
+
+fn engine_error(conn: &Conn, h: &Header, e: &crate::Error) {
+    conn.stream_error(h, &errors::engine(e));
+}
+
+/// Runs an upload: OK reply, then the client's packets into the volume.
+pub fn upload(conn: &Conn, h: &Header, mut upload: Upload, name: &str) {
+    let rx = register(conn, h.serial);
+    conn.reply_ok(h, &[]);
+    let mut failed = false;
+    loop {
+        match rx.recv() {
+            Ok(StreamPacket::Data(bytes)) if !failed => {
+                if let Err(e) = upload.write_data(&bytes) {
+                    engine_error(conn, h, &e);
+                    failed = true;
+                }
+            }
+            Ok(StreamPacket::Hole(len)) if !failed => {
+                if let Err(e) = upload.write_hole(len) {
+                    engine_error(conn, h, &e);
+                    failed = true;
+                }
+            }
+            Ok(StreamPacket::Bad(reason)) if !failed => {
+                conn.stream_error(
+                    h,
+                    &RemoteError::invalid_arg(format!("cannot stream volume '{name}': {reason}")),
+                );
+                failed = true;
+            }
+            Ok(StreamPacket::Data(_) | StreamPacket::Hole(_) | StreamPacket::Bad(_)) => {}
+            Ok(StreamPacket::Finish) => {
+                if !failed {
+                    match upload.finish() {
+                        Ok(()) => conn.stream_packet(h, msg_type::STREAM, status::OK, &[]),
+                        Err(e) => engine_error(conn, h, &e),
+                    }
+                }
+                break;
+            }
+            Ok(StreamPacket::Abort) => {
+                conn.stream_packet(h, msg_type::STREAM, status::OK, &[]);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    unregister(conn, h.serial);
+}
+
+/// Runs a download: OK reply, data packets and (for a sparse download, the only kind whose
+/// reader reports holes) hole packets, the empty end packet, then the client's finish is
+/// confirmed.
+pub fn download(conn: &Conn, h: &Header, mut download: Download) {
+    let rx = register(conn, h.serial);
+    conn.reply_ok(h, &[]);
+    let mut buf = vec![0u8; STREAM_CHUNK_MAX];
+    loop {
+        match rx.try_recv() {
+            Ok(StreamPacket::Abort) | Err(TryRecvError::Disconnected) => {
+                unregister(conn, h.serial);
+                conn.stream_packet(h, msg_type::STREAM, status::OK, &[]);
+                return;
+            }
+            _ => {}
+        }
+        match download.next_chunk(&mut buf) {
+            Ok(Chunk::Data(n)) => {
+                conn.stream_packet(h, msg_type::STREAM, status::CONTINUE, &buf[..n]);
+            }
+            Ok(Chunk::Hole(len)) => {
+                let mut e = Encoder::default();
+                e.i64(i64::try_from(len).unwrap_or(i64::MAX)).u32(0);
+                conn.stream_packet(h, msg_type::STREAM_HOLE, status::CONTINUE, &e.into_bytes());
+            }
+            Ok(Chunk::End) => {
+                conn.stream_packet(h, msg_type::STREAM, status::CONTINUE, &[]);
+                break;
+            }
+            Err(e) => {
+                engine_error(conn, h, &e);
+                unregister(conn, h.serial);
+                return;
+            }
+        }
+        if conn.closed.load(Ordering::SeqCst) {
+            unregister(conn, h.serial);
+            return;
+        }
+    }
+    // Wait for the client's finish (or abort) and confirm it.
+    loop {
+        match rx.recv() {
+            Ok(StreamPacket::Finish | StreamPacket::Abort) => break,
+            Ok(_) => {}
+            Err(_) => {
+                unregister(conn, h.serial);
+                return;
+            }
+        }
+    }
+    conn.stream_packet(h, msg_type::STREAM, status::OK, &[]);
+    unregister(conn, h.serial);
+}
