@@ -53,7 +53,7 @@ pub struct ImageInfo {
 #[derive(Debug, Error)]
 pub enum Error {
     /// The qcow2 options are invalid or exceed qcow2's limits.
-    #[error("invalid qcow2 options")]
+    #[error(transparent)]
     Options(#[from] qcow2::layout::Error),
     /// Writing metadata (header, refcount structures, L1/L2 tables).
     #[error("failed to write image metadata at offset {offset}")]
