@@ -708,3 +708,6 @@ impl Registry {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
