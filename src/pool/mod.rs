@@ -163,3 +163,11 @@ impl Pool {
         self.dir.entry_path(name)
     }
 }
+
+/// A pool in a fresh temporary directory, for the engine's unit tests.
+#[cfg(test)]
+pub(crate) fn temp_pool() -> (tempfile::TempDir, Pool) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let pool = Pool::open(dir.path(), "p").expect("a pool on it");
+    (dir, pool)
+}

@@ -181,11 +181,7 @@ mod tests {
 
     const GIB: u64 = 1 << 30;
 
-    fn pool() -> (tempfile::TempDir, Pool) {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = Pool::open(dir.path(), "p").unwrap();
-        (dir, pool)
-    }
+    use crate::pool::temp_pool as pool;
 
     fn def(name: &str, format: VolFormat, allocation: Option<u64>) -> VolumeDef {
         let mut def = VolumeDef::new(name, 8 * GIB);

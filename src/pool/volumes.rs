@@ -504,11 +504,7 @@ mod tests {
     use crate::policy::CreateFlags;
     use crate::xml::VolumeDef;
 
-    fn pool() -> (tempfile::TempDir, Pool) {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = Pool::open(dir.path(), "p").unwrap();
-        (dir, pool)
-    }
+    use crate::pool::temp_pool as pool;
 
     #[test]
     fn only_visible_regular_files_are_volumes() {

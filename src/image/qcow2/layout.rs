@@ -1022,36 +1022,23 @@ mod tests {
             version: Compat::V0_10,
             ..opts(GIB, 65536)
         };
-        assert!(matches!(
-            bad(
-                Options {
-                    lazy_refcounts: true,
-                    ..v2.clone()
-                },
-                Preallocation::Off
-            ),
-            Error::NeedsV3(_)
-        ));
-        assert!(matches!(
-            bad(
-                Options {
-                    refcount_bits: 8,
-                    ..v2.clone()
-                },
-                Preallocation::Off
-            ),
-            Error::NeedsV3(_)
-        ));
-        assert!(matches!(
-            bad(
-                Options {
-                    extended_l2: true,
-                    ..v2
-                },
-                Preallocation::Off
-            ),
-            Error::NeedsV3(_)
-        ));
+        let needs_v3 = [
+            Options {
+                lazy_refcounts: true,
+                ..v2.clone()
+            },
+            Options {
+                refcount_bits: 8,
+                ..v2.clone()
+            },
+            Options {
+                extended_l2: true,
+                ..v2
+            },
+        ];
+        for o in needs_v3 {
+            assert!(matches!(bad(o, Preallocation::Off), Error::NeedsV3(_)));
+        }
         assert_eq!(
             bad(
                 Options {
