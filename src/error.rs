@@ -1,6 +1,6 @@
 //! The engine's errors and how they read.
 //!
-//! Owns: the crate error [`Error`] (one variant per failing engine operation, each naming the
+//! Owns: the crate error [`Error`](enum@Error) (one variant per failing engine operation, each naming the
 //! volume, pool or path it concerned), its [`ErrorKind`] (what a face needs to choose an
 //! exit status or a libvirt error code), and [`one_line`], the single rendering of an error
 //! chain that the CLI, the daemon and the logs all print.

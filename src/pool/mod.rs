@@ -9,7 +9,7 @@
 //! filesystem call on the directory) and [`names`] (the naming rule). This is the only layer
 //! that touches pool directories, and it reaches images only through `image`'s front door.
 //! Must not: print, exit, or speak any wire protocol; the faces translate its
-//! [`Error`](crate::Error).
+//! [`Error`].
 
 pub mod create;
 pub mod dir;

@@ -1,5 +1,5 @@
 //! qcow2 images: the on-disk format ([`spec`]), placement of a new image ([`layout`]), the
-//! writer ([`write`]), the reader ([`read`]), the in-place editor ([`edit`]) and the
+//! writer ([`mod@write`]), the reader ([`read`]), the in-place editor ([`edit`]) and the
 //! resizer ([`resize`]).
 //!
 //! Owns: [`Qcow2Info`], what the header of an existing image says (version, cluster size,
@@ -21,7 +21,7 @@ pub use layout::{Layout, Options};
 pub use spec::Header;
 
 use super::Error;
-use crate::model::{Compat, Compression};
+use crate::model::Compression;
 
 /// What the header of an existing qcow2 image says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,11 +47,7 @@ impl Qcow2Info {
 
     /// The compression type recorded in the header (version 3 only; zlib before).
     pub fn compression(&self) -> Compression {
-        if self.header.version == Compat::V1_1 && self.header.compression_type == 1 {
-            Compression::Zstd
-        } else {
-            Compression::Zlib
-        }
+        self.header.compression()
     }
 
     /// The creation options that give an image like this one: same size, version, cluster

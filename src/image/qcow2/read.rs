@@ -16,7 +16,7 @@ use std::os::unix::fs::FileExt;
 use super::spec::{self, Header, OFLAG_COMPRESSED, OFLAG_ZERO, SUBCLUSTERS};
 use crate::image::Error;
 use crate::image::guest::{BlockStatus, GuestImage};
-use crate::model::Compat;
+use crate::model::Compression;
 
 /// Incompatible features this reader understands.
 const KNOWN_INCOMPAT: u64 = spec::INCOMPAT_DIRTY
@@ -110,7 +110,7 @@ impl Qcow2Image {
             read_exact_at(&file, &mut raw, header.l1_table_offset)?;
         }
         let l1 = spec::decode_entries(&raw);
-        let zstd = header.version == Compat::V1_1 && header.compression_type == 1;
+        let zstd = header.compression() == Compression::Zstd;
         Ok(Qcow2Image {
             file,
             header,

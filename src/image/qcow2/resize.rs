@@ -1,11 +1,13 @@
 //! Growing and shrinking a qcow2 image in place, natively.
 //!
-//! Owns: the new L1 size (a larger L1 table moves to the end of the file, as qemu moves it), L2 tables and data clusters for the new area when it is preallocated, zeroing what
+//! Owns: the new L1 size (a larger L1 table moves to the end of the file, as qemu moves
+//! it), L2 tables and data clusters for the new area when it is preallocated, zeroing what
 //! a backing file would otherwise show through, and the rule that a shrink never drops
 //! allocated clusters. Every check happens before the first write, so a refused resize
 //! leaves the file byte-identical.
 //! Must not: decide the preallocation of the new area (the caller passes it; see
-//! [`detect_preallocation`]).
+//! [`detect_preallocation`]), or apply libvirt's request rules (`image::resize` and the pool
+//! do).
 
 use std::fs::File;
 

@@ -11,7 +11,7 @@ use std::mem::{offset_of, size_of};
 
 use thiserror::Error;
 
-use crate::model::Compat;
+use crate::model::{Compat, Compression};
 use zerocopy::byteorder::{BigEndian, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -245,6 +245,15 @@ pub enum SpecError {
 }
 
 impl Header {
+    /// The compression type recorded in the header (version 3 only; zlib before).
+    pub fn compression(&self) -> Compression {
+        if self.version == Compat::V1_1 && self.compression_type == 1 {
+            Compression::Zstd
+        } else {
+            Compression::Zlib
+        }
+    }
+
     /// Cluster size in bytes.
     pub fn cluster_size(&self) -> u64 {
         1 << self.cluster_bits
