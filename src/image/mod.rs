@@ -54,7 +54,7 @@ pub struct ImageInfo {
 pub enum Error {
     /// The qcow2 options are invalid or exceed qcow2's limits.
     #[error(transparent)]
-    Options(#[from] qcow2::layout::Error),
+    Options(#[from] qcow2::options::Error),
     /// Writing metadata (header, refcount structures, L1/L2 tables).
     #[error("failed to write image metadata at offset {offset}")]
     WritingMetadata {

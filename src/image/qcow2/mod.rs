@@ -1,4 +1,5 @@
-//! qcow2 images: the on-disk format ([`spec`]), placement of a new image ([`layout`]), the
+//! qcow2 images: the on-disk format ([`spec`]), creation options and their checks
+//! ([`options`]), placement of a new image ([`layout`]), the
 //! writer ([`mod@write`]), the reader ([`read`]), the in-place editor ([`edit`]) and the
 //! resizer ([`resize`]).
 //!
@@ -10,6 +11,7 @@
 
 pub mod edit;
 pub mod layout;
+pub mod options;
 pub mod read;
 pub mod resize;
 pub mod spec;
@@ -17,7 +19,8 @@ pub mod write;
 
 use std::fs::File;
 
-pub use layout::{Layout, Options};
+pub use layout::Layout;
+pub use options::Options;
 pub use spec::Header;
 
 use super::Error;

@@ -136,7 +136,7 @@ pub fn grow(
     let new_guest = new_size.div_ceil(cs);
     let new_l1_size = new_guest.div_ceil(g.l2_entries);
     if new_l1_size * spec::ENTRY_SIZE > spec::MAX_L1_BYTES {
-        return Err(Error::Options(super::layout::Error::L1TooLarge {
+        return Err(Error::Options(super::options::Error::L1TooLarge {
             size: new_size,
             cluster_size: cs,
         }));
