@@ -6,7 +6,7 @@
 
 use super::Error;
 use super::file::{ImageFile, WriteReport};
-use super::prealloc::{allocate_or_zero, zero_holes};
+use super::prealloc::{allocate_or_zero, reserve as reserve_space, write_zeroes, zero_holes};
 use crate::model::Preallocation;
 
 /// Writes a raw volume of `capacity` bytes into an empty `file`: the file gets its length,
@@ -21,6 +21,13 @@ pub fn create<F: ImageFile + ?Sized>(
 ) -> Result<WriteReport, Error> {
     if prealloc == Preallocation::Metadata {
         return Err(Error::RawMetadata);
+    }
+    if prealloc == Preallocation::Full {
+        // Claimed first, then written: a full filesystem fails here, before any zero.
+        reserve_space(file, 0, capacity)?;
+        write_zeroes(file, 0, capacity)?;
+        set_len(file, capacity)?;
+        return Ok(WriteReport::default());
     }
     set_len(file, capacity)?;
     finish(file, capacity, prealloc, reserve)

@@ -118,11 +118,16 @@ impl Pool {
         self.dir.path()
     }
 
-    /// Removes leftovers of interrupted creates (`pool-refresh`). Returns how many.
+    /// Removes what interrupted work left (`pool-refresh`, and at every open): the tails of
+    /// resizes that died half-way, and the temporary files of creates that did. Returns how
+    /// many leftovers went.
     pub fn refresh(&self) -> Result<usize, Error> {
-        self.dir
+        let journals = self.recover_journals()?;
+        let temps = self
+            .dir
             .remove_leftovers()
-            .map_err(|source| self.reading_pool(source))
+            .map_err(|source| self.reading_pool(source))?;
+        Ok(journals + temps)
     }
 
     /// Whether writers may ask this pool's filesystem to `fallocate`.

@@ -10,6 +10,7 @@
 //! through `image`'s front door.
 
 pub mod edit;
+pub mod gate;
 pub mod layout;
 pub mod options;
 pub mod read;

@@ -18,11 +18,6 @@ use crate::image::Error;
 use crate::image::guest::{BlockStatus, GuestImage};
 use crate::model::Compression;
 
-/// Incompatible features this reader understands.
-const KNOWN_INCOMPAT: u64 = spec::INCOMPAT_DIRTY
-    | spec::INCOMPAT_CORRUPT
-    | spec::INCOMPAT_COMPRESSION
-    | spec::INCOMPAT_EXTL2;
 /// Bytes of L2 tables kept in memory.
 const L2_CACHE_BYTES: u64 = 32 << 20;
 
@@ -78,7 +73,7 @@ impl Qcow2Image {
                 "qcow2 images with an external data file".into(),
             ));
         }
-        let unknown = header.incompatible_features & !KNOWN_INCOMPAT;
+        let unknown = header.incompatible_features & !spec::INCOMPAT_KNOWN;
         if unknown != 0 {
             return Err(Error::Unsupported(format!(
                 "qcow2 incompatible features {unknown:#x}"

@@ -84,6 +84,10 @@ pub const INCOMPAT_COMPRESSION: u64 = 1 << 3;
 pub const INCOMPAT_EXTL2: u64 = 1 << 4;
 /// Compatible feature bit 0: lazy refcounts.
 pub const COMPAT_LAZY_REFCOUNTS: u64 = 1 << 0;
+/// Every incompatible feature bit the qcow2 specification defines (qemu's
+/// QCOW2_INCOMPAT_MASK); any other bit makes qemu refuse the image.
+pub const INCOMPAT_KNOWN: u64 =
+    INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTL2;
 
 /// The feature name table qemu writes for v3 images with clusters above 4 KiB:
 /// `(type, bit, name)`, type 0 incompatible, 1 compatible, 2 autoclear.
@@ -355,6 +359,26 @@ impl Header {
         }
         Ok(header)
     }
+}
+
+/// What libvirt's format probe reads from the start of a file: the magic and a version of 2
+/// or 3 in the first 8 bytes make a file qcow2, whatever the rest of its header says.
+/// `None` when `prefix` is not qcow2; else the virtual size field when the prefix holds it
+/// (libvirt reports the file size for a shorter file).
+pub fn sniff(prefix: &[u8]) -> Option<Option<u64>> {
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(prefix.get(at..at + 4)?.try_into().ok()?))
+    };
+    if word(0)? != MAGIC || Compat::from_version(word(4)?).is_none() {
+        return None;
+    }
+    let at = offset_of!(RawHeader, size);
+    Some(
+        prefix
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes),
+    )
 }
 
 /// One header extension.
