@@ -675,3 +675,52 @@ fn concurrent_full_creates_on_a_nearly_full_filesystem_fit_or_fail_cleanly() {
         }
     }
 }
+
+#[test]
+fn a_killed_qpoold_leaves_no_half_made_volume() {
+    if !have("virsh") {
+        return;
+    }
+    let mut d = common::daemon::Daemon::start();
+    let xml = d.write_file(
+        "big.xml",
+        "<volume><name>big.qcow2</name><capacity unit='G'>2</capacity><target><format type='qcow2'/><preallocation xmlns='urn:qpool:volume:1' mode='full'/></target></volume>",
+    );
+    let mut virsh = Command::new("virsh")
+        .args([
+            "-c",
+            &d.uri(),
+            "vol-create",
+            "default",
+            xml.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("virsh");
+    let pool_dir = d.pool_dir().to_path_buf();
+    let building = || {
+        std::fs::read_dir(&pool_dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().starts_with(".qpool-tmp-"))
+            .map(|e| e.path())
+    };
+    wait_for("qpoold to build the volume", || {
+        building().is_some_and(|t| alloc_and_size(&t).0 > 16 * MIB)
+    });
+    d.signal(libc::SIGKILL);
+    d.wait_exit(Duration::from_secs(30));
+    let _ = virsh.wait();
+    assert!(
+        !d.vol("big.qcow2").exists(),
+        "no half-made volume under its name"
+    );
+    d.spawn();
+    assert!(
+        building().is_none(),
+        "the restarted daemon removed the leftover"
+    );
+    let listing = d.virsh_ok(&["vol-list", "default"]);
+    assert!(!listing.contains("big.qcow2"), "{listing}");
+}
