@@ -35,5 +35,8 @@ fn saved_fuzz_findings_stay_fixed() {
 #[test]
 fn every_seed_passes_its_harness() {
     let n = replay("seeds");
-    assert!(n >= harness::TARGETS.len(), "each target has seeds ({n} inputs)");
+    assert!(
+        n >= harness::TARGETS.len(),
+        "each target has seeds ({n} inputs)"
+    );
 }
