@@ -24,6 +24,8 @@ use crate::pool::{Download, Upload};
 
 /// What a connection-level procedure may change or ask about its connection.
 pub trait Connection {
+    /// The connection's number in the log.
+    fn id(&self) -> u64;
     /// Whether `CONNECT_OPEN` has been answered.
     fn is_open(&self) -> bool;
     /// Opens the connection; read-only when asked, or when the socket is read-only.
@@ -626,6 +628,14 @@ pub static PROCEDURES: &[Procedure] = &[
         Query,
         Inline,
         connect::connect_get_storage_pool_capabilities
+    ),
+    procedure!(
+        419,
+        CONNECT_SET_IDENTITY,
+        "virConnectSetIdentity",
+        Query,
+        Inline,
+        connect::connect_set_identity
     ),
 ];
 
