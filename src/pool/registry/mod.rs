@@ -9,6 +9,7 @@
 //! path across pools, and every volume call a client makes.
 //! Must not: speak any protocol; the daemon face turns calls into these methods.
 
+mod reload;
 pub mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +22,7 @@ use uuid::Uuid;
 use super::Pool;
 use crate::error::{ErrorKind, one_line};
 use crate::xml::PoolDef;
+pub use reload::Reloaded;
 pub use volumes::{Building, VolumeState};
 
 /// libvirt's storage pool lifecycle events.
