@@ -12,6 +12,7 @@
 //!   volume.
 //!
 //! Under CI=true a virtqemud that does not build fails these tests; elsewhere they skip.
+//! The first test needs none of this: it sends `CONNECT_SET_IDENTITY` byte by byte.
 
 mod common;
 
@@ -22,7 +23,7 @@ use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::daemon::{Daemon, run_virsh};
+use common::daemon::{Daemon, RawConn, Xdr, run_virsh};
 use common::namespace::{self, in_private_mounts};
 use common::{assert_check_clean, have, in_ci};
 
@@ -187,6 +188,111 @@ impl Drop for Modular {
             eprintln!("---- virtqemud log ----\n{}---- end ----", self.vq_log());
         }
     }
+}
+
+const CONNECT_SET_IDENTITY: i32 = 419;
+
+/// `remote_connect_set_identity_args` with `params` as (field, type, value bytes), flags.
+fn identity_args(params: &[(&str, i32, Xdr)], flags: u32) -> Vec<u8> {
+    let mut x = Xdr::new().u32(u32::try_from(params.len()).unwrap());
+    for (field, kind, value) in params {
+        x = x.string(field).i32(*kind);
+        x.0.extend_from_slice(&value.0);
+    }
+    x.u32(flags).done()
+}
+
+/// The six parameters virtqemud 9.0 sends (modular-libvirt.md), with virsh's pid 4242.
+fn virtqemud_identity() -> Vec<(&'static str, i32, Xdr)> {
+    vec![
+        ("user-name", 7, Xdr::new().string("root")),
+        ("unix-user-id", 4, Xdr::new().u64(0)),
+        ("group-name", 7, Xdr::new().string("root")),
+        ("unix-group-id", 4, Xdr::new().u64(0)),
+        ("process-id", 3, Xdr::new().u64(4242)),
+        ("process-time", 4, Xdr::new().u64(987_654)),
+    ]
+}
+
+#[test]
+fn set_identity_is_answered_on_both_sockets_and_checked_as_libvirt_does() {
+    let mut d = Daemon::unstarted(&[]);
+    std::fs::create_dir_all(d.pools.join("autostart")).unwrap();
+    d.set_env("QPOOL_LOG", "debug");
+    d.spawn();
+    for (socket, mut c) in [
+        ("read-write", d.connect().open()),
+        ("read-only", d.connect_ro().open()),
+    ] {
+        let reply = c.call_ok(
+            CONNECT_SET_IDENTITY,
+            &identity_args(&virtqemud_identity(), 0),
+        );
+        assert!(reply.is_empty(), "{socket}: void reply");
+        // Storage calls go on after it.
+        c.pool("default");
+    }
+    assert!(
+        d.log().contains(
+            ": identity user-name=\"root\" unix-user-id=0 group-name=\"root\" unix-group-id=0 process-id=4242 process-time=987654"
+        ),
+        "{}",
+        d.log()
+    );
+
+    let mut c: RawConn = d.connect().open();
+    let mut wrong_type = virtqemud_identity();
+    wrong_type[1] = ("unix-user-id", 1, Xdr::new().i32(0));
+    let mut unknown = virtqemud_identity();
+    unknown.push(("shoe-size", 2, Xdr::new().u32(44)));
+    let too_many: Vec<(&str, i32, Xdr)> = (0..21)
+        .map(|_| ("user-name", 7, Xdr::new().string("x")))
+        .collect();
+    for (case, args, code, domain, message) in [
+        (
+            "wrong type",
+            identity_args(&wrong_type, 0),
+            8,
+            0,
+            "invalid argument: invalid type 'int' for parameter 'unix-user-id', expected 'ullong'",
+        ),
+        (
+            "unknown field",
+            identity_args(&unknown, 0),
+            74,
+            0,
+            "argument unsupported: parameter 'shoe-size' not supported",
+        ),
+        (
+            "21 parameters",
+            identity_args(&too_many, 0),
+            39,
+            7,
+            "Unable to decode message payload: length 21 exceeds the limit 20 at offset 0",
+        ),
+        (
+            "flags",
+            identity_args(&virtqemud_identity(), 1),
+            8,
+            18,
+            "unsupported flags (0x1) in function virConnectSetIdentity",
+        ),
+    ] {
+        let e = c.call_err(CONNECT_SET_IDENTITY, &args);
+        assert_eq!(
+            (e.code, e.domain, e.message.as_deref()),
+            (code, domain, Some(message)),
+            "{case}"
+        );
+    }
+    // Before CONNECT_OPEN it is refused like any connection-level call.
+    let mut fresh = d.connect();
+    let e = fresh.call_err(CONNECT_SET_IDENTITY, &identity_args(&[], 0));
+    assert_eq!(
+        e.message.as_deref(),
+        Some("internal error: hypervisor connection not open")
+    );
+    d.assert_alive();
 }
 
 /// Lines of `virsh pool-list --all` as (name, state, autostart).

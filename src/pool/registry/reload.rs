@@ -190,3 +190,102 @@ fn same_definition(current: &PoolDef, file: &PoolDef) -> bool {
         && current.target_path == file.target_path
         && current.permissions == file.permissions
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registry on a temporary definitions directory with one autostarted pool `a`.
+    fn registry() -> (tempfile::TempDir, Registry) {
+        let dir = tempfile::tempdir().unwrap();
+        let defs = dir.path().join("defs");
+        std::fs::create_dir_all(defs.join("autostart")).unwrap();
+        write_def(dir.path(), "a");
+        std::os::unix::fs::symlink("../a.xml", defs.join("autostart/a.xml")).unwrap();
+        let r = Registry::load(&defs, &dir.path().join("unused")).unwrap();
+        (dir, r)
+    }
+
+    /// Writes `defs/NAME.xml` with target `NAME` (created) beside `defs`.
+    fn write_def(root: &Path, name: &str) -> PathBuf {
+        write_def_at(root, name, &root.join(name))
+    }
+
+    fn write_def_at(root: &Path, name: &str, target: &Path) -> PathBuf {
+        std::fs::create_dir_all(target).unwrap();
+        let path = root.join("defs").join(format!("{name}.xml"));
+        std::fs::write(
+            &path,
+            format!(
+                "<pool type='dir'><name>{name}</name><target><path>{}</path></target></pool>",
+                target.display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn a_new_definition_is_defined_and_started_when_autostart() {
+        let (dir, r) = registry();
+        write_def(dir.path(), "b");
+        write_def(dir.path(), "c");
+        std::os::unix::fs::symlink("../c.xml", dir.path().join("defs/autostart/c.xml")).unwrap();
+        let done = r.reload().unwrap();
+        assert_eq!(done.defined, ["b", "c"]);
+        assert_eq!(done.started, ["c"]);
+        assert!(!r.by_name("b").unwrap().active);
+        assert!(r.by_name("c").unwrap().autostart);
+        assert_eq!(
+            r.reload().unwrap(),
+            Reloaded::default(),
+            "a second reload changes nothing"
+        );
+    }
+
+    #[test]
+    fn a_changed_definition_of_a_running_pool_waits_for_its_next_start() {
+        let (dir, r) = registry();
+        let moved = dir.path().join("moved");
+        write_def_at(dir.path(), "a", &moved);
+        let done = r.reload().unwrap();
+        assert_eq!(done.redefined, ["a"]);
+        assert_eq!(
+            Path::new(&r.by_name("a").unwrap().target),
+            dir.path().join("a"),
+            "still running on the old target"
+        );
+        r.destroy("a").unwrap();
+        r.start("a").unwrap();
+        assert_eq!(Path::new(&r.by_name("a").unwrap().target), moved);
+    }
+
+    #[test]
+    fn a_removed_definition_undefines_its_pool_and_a_running_one_goes_on_transient() {
+        let (dir, r) = registry();
+        write_def(dir.path(), "b");
+        r.reload().unwrap();
+        std::fs::remove_file(dir.path().join("defs/a.xml")).unwrap();
+        std::fs::remove_file(dir.path().join("defs/b.xml")).unwrap();
+        let done = r.reload().unwrap();
+        assert_eq!(done.undefined, ["a", "b"]);
+        let a = r.by_name("a").unwrap();
+        assert!(a.active && !a.persistent);
+        assert!(r.by_name("b").is_err());
+    }
+
+    #[test]
+    fn a_broken_definition_is_skipped_and_named() {
+        let (dir, r) = registry();
+        std::fs::write(dir.path().join("defs/bad.xml"), "<pool type='dir'>").unwrap();
+        write_def(dir.path(), "b");
+        let done = r.reload().unwrap();
+        assert_eq!(done.defined, ["b"]);
+        assert_eq!(done.skipped.len(), 1);
+        assert!(done.skipped[0].contains("bad.xml"), "{:?}", done.skipped);
+        assert!(
+            r.by_name("a").unwrap().active,
+            "the other pools are untouched"
+        );
+    }
+}
