@@ -46,6 +46,11 @@ impl TempPool {
         let base = std::env::var_os("QPOOL_TEST_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
+        TempPool::new_in(&base)
+    }
+
+    /// Creates an empty pool directory under `base` (a small filesystem, say).
+    pub fn new_in(base: &Path) -> TempPool {
         let root = tempfile::Builder::new()
             .prefix("qpool-test-")
             .tempdir_in(base)
@@ -175,6 +180,44 @@ pub fn qemu_compare(a: &Path, b: &Path, strict: bool) -> bool {
     out.status.code() == Some(0)
 }
 
+/// Prefix of qpool's temporary files in a pool directory (never a volume name).
+pub const TEMP_PREFIX: &str = ".qpool-tmp-";
+
+/// `qemu-io -f FORMAT -c C1 -c C2 … PATH`: writes or reads through qemu's own block layer;
+/// panics with qemu-io's output when it fails.
+pub fn qemu_io(path: &Path, format: &str, commands: &[&str]) {
+    let mut args = vec!["-f", format];
+    for c in commands {
+        args.push("-c");
+        args.push(c);
+    }
+    args.push(path.to_str().unwrap());
+    let out = run("qemu-io", &args);
+    assert!(
+        out.status.success(),
+        "qemu-io {path:?} {commands:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// How far a file's allocation may differ from a reference file's: filesystems place the
+/// blocks of tiny files and of extents' ends differently, so a fixed 16 KiB (four blocks)
+/// plus 1/256 of the reference.
+pub fn allocation_slack(reference: u64) -> u64 {
+    16 * 1024 + reference / 256
+}
+
+/// Asserts `actual` (`st_blocks * 512`) is within [`allocation_slack`] of `reference`.
+pub fn assert_allocation_near(actual: u64, reference: u64, what: &str, label: &str) {
+    let slack = allocation_slack(reference);
+    assert!(
+        actual.abs_diff(reference) <= slack,
+        "{label}: st_blocks*512 = {actual}, {what} = {reference} (differ by {}, more than {slack})",
+        actual.abs_diff(reference)
+    );
+}
+
 /// `qemu-img create -f qcow2 -o OPTIONS PATH SIZE`.
 pub fn qemu_create(path: &Path, options: &str, size: u64) {
     let size = size.to_string();
@@ -235,4 +278,74 @@ pub fn have_libvirt_schemas() -> bool {
         eprintln!("SKIPPED: libvirt schemas not installed");
     }
     found
+}
+
+/// SHA-256 of a file's bytes, from `sha256sum` (holes read as zeros).
+pub fn sha256(path: &Path) -> String {
+    let out = run("sha256sum", &[path.to_str().unwrap()]);
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A tmpfs of a given size mounted on a fresh directory for one test (root only), lazily
+/// unmounted when dropped: a small filesystem to run out of space on.
+pub struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` bytes; `None` (or a panic under CI) when not root.
+    pub fn mount(size: u64) -> Option<Tmpfs> {
+        if !nix_is_root() {
+            assert!(!in_ci(), "mounting a tmpfs needs root in CI");
+            eprintln!("SKIPPED: mounting a tmpfs needs root");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("qpool-tmpfs-")
+            .tempdir_in("/tmp")
+            .expect("mount point");
+        let out = run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+                dir.path().to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "mount tmpfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(Tmpfs(dir))
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("--lazy")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// Whether the tests run as root.
+pub fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
+    })
 }
