@@ -3,8 +3,8 @@
 //! Owns: `fallocate` (also hole punching), switching O_DIRECT on and off, extent maps
 //! (`SEEK_DATA`/`SEEK_HOLE`, FIEMAP), in-kernel copies (`copy_file_range`, FICLONE),
 //! directory-relative opens with `O_NOFOLLOW`, `renameat2(RENAME_NOREPLACE)` with its
-//! link/unlink fallback, open file description (OFD) locks, `statvfs`, the btrfs
-//! no-copy-on-write flag, and adopting a listening socket passed by the service manager.
+//! link/unlink fallback, open file description (OFD) locks, `statvfs`, and the btrfs
+//! no-copy-on-write flag.
 //! Must not: know about volumes, pools or image formats, or import anything from the crate
 //! (it is the bottom layer; strategies built from these calls live in `image`).
 
@@ -521,51 +521,4 @@ pub fn set_nocow(file: &File) -> io::Result<bool> {
     // SAFETY: as above; FS_IOC_SETFLAGS only reads `flags`.
     unsafe { ioctl::set_flags(fd, &flags) }.map_err(to_io)?;
     Ok(true)
-}
-
-/// Adopts a listening socket the service manager passed (socket activation, `LISTEN_FDS`):
-/// checks that `fd` is open and is an `AF_UNIX` stream socket in the listening state, then
-/// owns it. The caller must be its only owner: the service manager hands each descriptor to
-/// the process once, and nothing else in the process may use or close it afterwards.
-pub fn adopt_unix_listener(fd: std::os::fd::RawFd) -> io::Result<std::os::unix::net::UnixListener> {
-    use nix::sys::socket::{SockType, UnixAddr, getsockname, getsockopt, sockopt};
-    use std::os::fd::FromRawFd;
-
-    // SAFETY: fcntl(F_GETFD) only looks the number up in the descriptor table; it is
-    // harmless for any integer and fails with EBADF unless `fd` is open.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is open (checked above) and nothing closes it while this borrow, which
-    // ends before the function takes ownership, lasts.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let not_listening = || {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a listening UNIX stream socket",
-        )
-    };
-    getsockname::<UnixAddr>(fd).map_err(|_| not_listening())?;
-    let stream = getsockopt(&borrowed, sockopt::SockType).map_err(|_| not_listening())?;
-    let listening = getsockopt(&borrowed, sockopt::AcceptConn).map_err(|_| not_listening())?;
-    if stream != SockType::Stream || !listening {
-        return Err(not_listening());
-    }
-    // SAFETY: `fd` is an open socket (checked above) that the caller owns alone (see the
-    // function's contract); from here on only the returned listener closes it.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    Ok(std::os::unix::net::UnixListener::from(owned))
-}
-
-/// Waits up to `timeout` for `fd` to become readable (a listening socket: a connection
-/// waits to be accepted). `Ok(false)` on timeout or when a signal interrupted the wait.
-pub fn wait_readable(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<bool> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
-    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-    match poll(&mut fds, timeout) {
-        Ok(n) => Ok(n > 0),
-        Err(Errno::EINTR) => Ok(false),
-        Err(e) => Err(to_io(e)),
-    }
 }

@@ -18,6 +18,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 const AUTH_LIST: i32 = 66;
 const POOL_LOOKUP_BY_NAME: i32 = 84;
+const POOL_REFRESH: i32 = 83;
 const POOL_IS_ACTIVE: i32 = 154;
 const LIST_ALL_POOLS: i32 = 281;
 
@@ -41,7 +42,7 @@ fn have_socket_activate() -> bool {
 fn activated(extra: &[&str], notify: &NotifySocket) -> Daemon {
     let mut d = Daemon::unstarted(extra);
     std::fs::create_dir_all(d.pools.join("autostart")).unwrap();
-    d.activate_by_sockets();
+    d.activate_by_sockets(Some("qpoold:qpoold-ro"));
     d.set_env("NOTIFY_SOCKET", &notify.path().display().to_string());
     d.spawn();
     d
@@ -87,6 +88,73 @@ fn socket_activation_serves_virsh_on_both_named_sockets() {
     assert!(
         log.contains("passed by the service manager"),
         "qpoold did not take the sockets from LISTEN_FDS:\n{log}"
+    );
+}
+
+#[test]
+fn two_unnamed_activated_sockets_are_read_write_then_read_only() {
+    if !have_socket_activate() {
+        return;
+    }
+    let mut d = Daemon::unstarted(&[]);
+    std::fs::create_dir_all(d.pools.join("autostart")).unwrap();
+    d.activate_by_sockets(None);
+    d.spawn();
+    d.connect().open().pool("default");
+    let mut ro = d.connect_ro().open();
+    let pool = ro.pool("default");
+    let e = ro.call_err(POOL_REFRESH, &Xdr::new().pool(&pool).u32(0).done());
+    assert_eq!(e.code, 29, "refresh on the second socket: {e:?}");
+}
+
+#[test]
+fn three_unnamed_activated_sockets_are_refused_with_one_error_line() {
+    if !have_socket_activate() {
+        return;
+    }
+    let d = Daemon::unstarted(&[]);
+    std::fs::create_dir_all(d.pools.join("autostart")).unwrap();
+    let third = d.scratch().join("third-sock");
+    let child = std::process::Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&d.socket)
+        .arg("-l")
+        .arg(&d.socket_ro)
+        .arg("-l")
+        .arg(&third)
+        .arg(common::daemon::QPOOLD)
+        .args(["--pools", d.pools.to_str().unwrap()])
+        .arg("--config")
+        .arg(d.config_file())
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first connection makes systemd-socket-activate start qpoold.
+    let start = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
+        assert!(start.elapsed() < DEADLINE, "no socket");
+        std::thread::yield_now();
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(DEADLINE) else {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        panic!("qpoold did not exit within {DEADLINE:?}");
+    };
+    let out = out.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(
+        errors,
+        [
+            "error: 3 unnamed sockets passed by the service manager; name them (FileDescriptorName=qpoold or qpoold-ro)"
+        ],
+        "{err}"
     );
 }
 

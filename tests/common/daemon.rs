@@ -41,9 +41,10 @@ pub struct Daemon {
     args: Vec<String>,
     /// Extra environment of the daemon (after the defaults, so it can override `QPOOL_LOG`).
     env: Vec<(String, String)>,
-    /// Started by `systemd-socket-activate` with both sockets passed, named `qpoold` and
-    /// `qpoold-ro`, instead of binding its own.
+    /// Started by `systemd-socket-activate` with both sockets passed instead of binding its
+    /// own; `Some` names them (`--fdname`).
     activated: bool,
+    fd_names: Option<String>,
     /// A command that runs qpoold (`strace -f -o FILE`, say): its words, then qpoold's path
     /// and arguments.
     wrapper: Vec<std::ffi::OsString>,
@@ -95,6 +96,7 @@ impl Daemon {
             args: extra.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             activated: false,
+            fd_names: None,
             wrapper: Vec::new(),
             dirs,
         }
@@ -116,10 +118,12 @@ impl Daemon {
 
     /// Makes `spawn` start the daemon the way systemd's socket units do: the real
     /// `systemd-socket-activate` (package `systemd`) listens on both socket paths and execs
-    /// qpoold with them as `LISTEN_FDS`, named by `LISTEN_FDNAMES=qpoold:qpoold-ro`, at the
-    /// first connection; the daemon's environment is only what `set_env` gave.
-    pub fn activate_by_sockets(&mut self) {
+    /// qpoold with them as `LISTEN_FDS` at the first connection, named by `LISTEN_FDNAMES`
+    /// when `names` (`qpoold:qpoold-ro`, as the units name them) is given; the daemon's
+    /// environment is only what `set_env` gave.
+    pub fn activate_by_sockets(&mut self, names: Option<&str>) {
         self.activated = true;
+        self.fd_names = names.map(str::to_string);
     }
 
     /// Makes `spawn` run qpoold through `wrapper` (its program and arguments, qpoold's path
@@ -163,8 +167,10 @@ impl Daemon {
             cmd.arg("-l")
                 .arg(&self.socket)
                 .arg("-l")
-                .arg(&self.socket_ro)
-                .arg("--fdname=qpoold:qpoold-ro");
+                .arg(&self.socket_ro);
+            if let Some(names) = &self.fd_names {
+                cmd.arg(format!("--fdname={names}"));
+            }
             for (k, v) in &env {
                 cmd.arg("-E").arg(format!("{k}={v}"));
             }

@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use connection::{Conn, Session, keepalive};
 use events::Events;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, poll};
 
 use super::handlers::{self, Ctx, Outcome};
 use super::proto::RemoteError;
@@ -38,8 +40,8 @@ use crate::pool::registry::Registry;
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 /// Unanswered pings before the server drops the connection.
 const KEEPALIVE_COUNT: u64 = 5;
-/// How long an accepting thread waits before it looks at the stop flag again.
-const ACCEPT_WAIT: Duration = Duration::from_millis(500);
+/// How long an accepting thread waits before it looks at the stop flag again (ms).
+const ACCEPT_WAIT: u16 = 500;
 
 /// The server shared by all connections.
 pub struct Server {
@@ -115,9 +117,10 @@ impl Server {
     /// [`Server::stop_accepting`].
     pub fn serve(self: &Arc<Self>, listener: UnixListener, readonly: bool) {
         while !self.stopping.load(Ordering::SeqCst) {
-            match crate::sys::wait_readable(listener.as_fd(), ACCEPT_WAIT) {
-                Ok(true) => {}
-                Ok(false) => continue,
+            let mut ready = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut ready, ACCEPT_WAIT) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => {}
                 Err(e) => {
                     log::error!("cannot wait for connections: {e}");
                     return;
