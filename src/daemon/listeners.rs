@@ -51,6 +51,15 @@ pub enum ListenError {
         #[source]
         source: std::io::Error,
     },
+    /// The listening socket cannot be duplicated for its accepting thread.
+    #[error("cannot duplicate the listening socket {path}")]
+    Duplicate {
+        /// The socket, as the log names it.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The mode cannot be set.
     #[error("cannot set the mode of {}", path.display())]
     Mode {

@@ -253,8 +253,8 @@ fn serve(args: &Args) -> Result<(), DaemonError> {
             Ok(l) => l,
             Err(e) => {
                 listeners.remove_created();
-                return Err(ListenError::Bind {
-                    path: socket.path.clone().unwrap_or_default(),
+                return Err(ListenError::Duplicate {
+                    path: socket.describe(),
                     source: e,
                 }
                 .into());
