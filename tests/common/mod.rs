@@ -6,6 +6,8 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod namespace;
+pub mod notify;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -10,6 +10,7 @@
 //! Must not: speak any protocol; the daemon face turns calls into these methods.
 
 mod error;
+mod reload;
 pub mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +23,7 @@ use super::Pool;
 use crate::error::one_line;
 use crate::xml::PoolDef;
 pub use error::RegistryError;
+pub use reload::Reloaded;
 pub use volumes::{Building, VolumeState};
 
 /// libvirt's storage pool lifecycle events.

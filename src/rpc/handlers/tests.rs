@@ -694,6 +694,10 @@ fn every_procedure_answers_in_process() {
                 pool: None,
             }),
             369 => to_bytes(&ConnectStoragePoolEventDeregisterAnyArgs { callback_id: 1 }),
+            419 => to_bytes(&ConnectSetIdentityArgs {
+                params: crate::rpc::xdr::BoundedVec(Vec::new()),
+                flags: 0,
+            }),
             _ => Vec::new(),
         }
     };
