@@ -1498,7 +1498,10 @@ fn pool_refresh_keeps_a_leftover_held_by_an_ofd_lock() {
         if free {
             break;
         }
-        assert!(start.elapsed() < std::time::Duration::from_secs(30), "the lock stays");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the lock stays"
+        );
         std::thread::yield_now();
     }
     pool.ok(&["pool-refresh"]);
