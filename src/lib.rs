@@ -5,7 +5,7 @@
 //! and raw images natively ([`image`]) into a managed pool directory ([`pool`]), and reports
 //! capacity, allocation and physical size the way libvirt does. The faces are the `qpool`
 //! command line ([`cli`]), the `qpoold` daemon speaking libvirt's RPC protocol, and a bridge
-//! that mirrors pools into a running libvirtd.
+//! that mirrors pools into a running libvirtd ([`bridge`], cargo feature `libvirt`).
 //!
 //! Layering: `units` ← `xml` ← `policy` ← `pool` → `image`; only `pool` touches directories,
 //! only `image::qcow2::spec` knows byte offsets, only `sys` makes raw system calls, and the
@@ -14,6 +14,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bridge;
 pub mod cli;
 pub mod daemon;
 pub mod error;

@@ -2,10 +2,10 @@
 //! [`crate::rpc::server`].
 //!
 //! Owns: the command line and `qpoold.conf` (command line wins, then the file, then the
-//! defaults of design.md), creating the read-write (0600) and read-only (0666) sockets and
-//! removing them on exit, clean shutdown on SIGTERM/SIGINT (no new connections, running
-//! calls may finish for a while, then exit), and `--timeout` (exit after that many idle
-//! seconds).
+//! defaults of design.md), attaching the libvirt bridge when `libvirt_uri` is set, creating
+//! the read-write (0600) and read-only (0666) sockets and removing them on exit, clean
+//! shutdown on SIGTERM/SIGINT (no new connections, running calls may finish for a while, then
+//! exit), and `--timeout` (exit after that many idle seconds).
 //! Must not: handle protocol messages or touch volumes.
 
 pub mod config;
@@ -64,6 +64,8 @@ pub struct Settings {
     pub timeout: u64,
     /// Target of the default pool.
     pub default_pool_dir: PathBuf,
+    /// Mirror the pools into this libvirtd (qpoold.conf `libvirt_uri`, `libvirt_prefix`).
+    pub libvirt: Option<crate::bridge::Settings>,
 }
 
 /// Merges command line, file and defaults.
@@ -96,6 +98,10 @@ pub fn settings(args: &Args) -> Result<Settings, config::ConfigError> {
             .clone()
             .or(file.default_pool_dir)
             .unwrap_or_else(crate::paths::default_pool_dir),
+        libvirt: file.libvirt_uri.map(|uri| crate::bridge::Settings {
+            uri,
+            prefix: file.libvirt_prefix.unwrap_or_default(),
+        }),
     })
 }
 
@@ -149,6 +155,13 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(bridge) = settings.libvirt.clone() {
+        // Before the sockets: a client that gets an answer finds the mirrors in place.
+        if let Err(e) = crate::bridge::attach(&registry, bridge) {
+            eprintln!("error: libvirt_uri: {}", crate::error::one_line(&e));
+            return ExitCode::from(1);
+        }
+    }
     let server = Server::new(registry);
     let rw = match bind(&settings.socket, 0o600) {
         Ok(l) => l,
