@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::*;
+use crate::error::ErrorKind;
 use crate::model::VolFormat;
 use crate::policy::CreateFlags;
 use crate::xml::VolumeDef;

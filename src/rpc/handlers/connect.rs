@@ -6,7 +6,7 @@
 //! state changes a client asks for.
 //! Must not: touch pools or volumes.
 
-use super::{Ctx, feature_before_open};
+use super::{Ctx, allow_flags, feature_before_open};
 use crate::rpc::messages::{
     AuthListRet, ConnectFindStoragePoolSourcesArgs, ConnectGetCapabilitiesRet,
     ConnectGetHostnameRet, ConnectGetLibVersionRet, ConnectGetStoragePoolCapabilitiesArgs,
@@ -148,7 +148,7 @@ pub fn connect_get_storage_pool_capabilities(
     _: &Ctx<'_>,
     args: ConnectGetStoragePoolCapabilitiesArgs,
 ) -> Result<ConnectGetStoragePoolCapabilitiesRet, RemoteError> {
-    RemoteError::check_flags(args.flags, 0, "virConnectGetStoragePoolCapabilities")?;
+    allow_flags(args.flags, 0, "virConnectGetStoragePoolCapabilities")?;
     Ok(ConnectGetStoragePoolCapabilitiesRet {
         capabilities: POOL_CAPABILITIES.into(),
     })

@@ -238,6 +238,11 @@ pub fn dispatch(ctx: &Ctx<'_>, proc_: &Procedure, payload: &[u8]) -> Result<Outc
     (proc_.handler)(ctx, payload)
 }
 
+/// Refuses `flags` bits outside `allowed`, as libvirt's `virCheckFlags` in `function` does.
+fn allow_flags(flags: u32, allowed: u32, function: &str) -> Result<(), RemoteError> {
+    RemoteError::check_flags(flags, allowed, function)
+}
+
 /// A registry failure as libvirt's error.
 fn driver(e: RegistryError) -> RemoteError {
     errors::registry(&e)

@@ -124,6 +124,49 @@ impl Fixture {
     }
 }
 
+fn pool_flags(pool: &NonnullStoragePool, flags: u32) -> StoragePoolFlagsArgs {
+    StoragePoolFlagsArgs {
+        pool: pool.clone(),
+        flags,
+    }
+}
+
+fn pool_only(pool: &NonnullStoragePool) -> StoragePoolArgs {
+    StoragePoolArgs { pool: pool.clone() }
+}
+
+fn vol_flags(vol: &NonnullStorageVol, flags: u32) -> StorageVolFlagsArgs {
+    StorageVolFlagsArgs {
+        vol: vol.clone(),
+        flags,
+    }
+}
+
+fn wipe_pattern(vol: &NonnullStorageVol, algorithm: u32) -> StorageVolWipePatternArgs {
+    StorageVolWipePatternArgs {
+        vol: vol.clone(),
+        algorithm,
+        flags: 0,
+    }
+}
+
+fn resize(vol: &NonnullStorageVol, capacity: u64, flags: u32) -> StorageVolResizeArgs {
+    StorageVolResizeArgs {
+        vol: vol.clone(),
+        capacity,
+        flags,
+    }
+}
+
+fn stream(vol: &NonnullStorageVol) -> StorageVolStreamArgs {
+    StorageVolStreamArgs {
+        vol: vol.clone(),
+        offset: 0,
+        length: 0,
+        flags: 0,
+    }
+}
+
 const RAW: &str =
     "<volume><name>v.img</name><capacity>1048576</capacity><allocation>0</allocation></volume>";
 
@@ -313,30 +356,16 @@ fn pool_procedures_walk_a_pool_through_its_life() {
         .call(74, &ConnectListStoragePoolsArgs { maxnames: 10 })
         .unwrap();
     assert_eq!(names.names, vec!["p"]);
-    let info: StoragePoolGetInfoRet = f.call(87, &StoragePoolArgs { pool: p.clone() }).unwrap();
+    let info: StoragePoolGetInfoRet = f.call(87, &pool_only(&p)).unwrap();
     assert_eq!(info.state, 0);
-    f.call::<_, ()>(
-        79,
-        &StoragePoolFlagsArgs {
-            pool: p.clone(),
-            flags: 0,
-        },
-    )
-    .unwrap();
+    f.call::<_, ()>(79, &pool_flags(&p, 0)).unwrap();
     assert!(dir.is_dir());
-    f.call::<_, ()>(
-        78,
-        &StoragePoolFlagsArgs {
-            pool: p.clone(),
-            flags: 0,
-        },
-    )
-    .unwrap();
-    let info: StoragePoolGetInfoRet = f.call(87, &StoragePoolArgs { pool: p.clone() }).unwrap();
+    f.call::<_, ()>(78, &pool_flags(&p, 0)).unwrap();
+    let info: StoragePoolGetInfoRet = f.call(87, &pool_only(&p)).unwrap();
     assert_eq!(info.state, flags::STORAGE_POOL_RUNNING);
     assert!(info.capacity >= info.available);
-    let active: IntRet = f.call(154, &StoragePoolArgs { pool: p.clone() }).unwrap();
-    let persistent: IntRet = f.call(155, &StoragePoolArgs { pool: p.clone() }).unwrap();
+    let active: IntRet = f.call(154, &pool_only(&p)).unwrap();
+    let persistent: IntRet = f.call(155, &pool_only(&p)).unwrap();
     assert_eq!((active.value, persistent.value), (1, 1));
     f.call::<_, ()>(
         90,
@@ -346,7 +375,7 @@ fn pool_procedures_walk_a_pool_through_its_life() {
         },
     )
     .unwrap();
-    let autostart: IntRet = f.call(89, &StoragePoolArgs { pool: p.clone() }).unwrap();
+    let autostart: IntRet = f.call(89, &pool_only(&p)).unwrap();
     assert_eq!(autostart.value, 1);
     let x: XmlRet = f
         .call(
@@ -391,39 +420,15 @@ fn pool_procedures_walk_a_pool_through_its_life() {
         )
         .unwrap();
     assert_eq!(by_path.pool.name, "p");
-    f.call::<_, ()>(
-        83,
-        &StoragePoolFlagsArgs {
-            pool: p.clone(),
-            flags: 0,
-        },
-    )
-    .unwrap();
-    let e = f
-        .call::<_, ()>(
-            81,
-            &StoragePoolFlagsArgs {
-                pool: p.clone(),
-                flags: 0,
-            },
-        )
-        .unwrap_err();
+    f.call::<_, ()>(83, &pool_flags(&p, 0)).unwrap();
+    let e = f.call::<_, ()>(81, &pool_flags(&p, 0)).unwrap_err();
     assert_eq!(e.code, codes::OPERATION_INVALID, "delete of an active pool");
-    f.call::<_, ()>(80, &StoragePoolArgs { pool: p.clone() })
-        .unwrap();
-    f.call::<_, ()>(
-        81,
-        &StoragePoolFlagsArgs {
-            pool: p.clone(),
-            flags: 0,
-        },
-    )
-    .unwrap();
+    f.call::<_, ()>(80, &pool_only(&p)).unwrap();
+    f.call::<_, ()>(81, &pool_flags(&p, 0)).unwrap();
     assert!(!dir.exists());
-    f.call::<_, ()>(82, &StoragePoolArgs { pool: p.clone() })
-        .unwrap();
+    f.call::<_, ()>(82, &pool_only(&p)).unwrap();
     let e = f
-        .call::<_, StoragePoolGetInfoRet>(87, &StoragePoolArgs { pool: p })
+        .call::<_, StoragePoolGetInfoRet>(87, &pool_only(&p))
         .unwrap_err();
     assert_eq!(e.code, codes::NO_STORAGE_POOL);
     assert!(e.message.contains("no storage pool with matching uuid"));
@@ -467,7 +472,7 @@ fn volume_procedures_walk_a_volume_through_its_life() {
         )
         .unwrap_err();
     assert_eq!(e.code, codes::STORAGE_VOL_EXIST);
-    let n: IntRet = f.call(91, &StoragePoolArgs { pool: pool.clone() }).unwrap();
+    let n: IntRet = f.call(91, &pool_only(&pool)).unwrap();
     assert_eq!(n.value, 1);
     let names: StoragePoolListVolumesRet = f
         .call(
@@ -536,88 +541,24 @@ fn volume_procedures_walk_a_volume_through_its_life() {
     let info: StorageVolGetInfoRet = f.call(98, &StorageVolArgs { vol: vol.clone() }).unwrap();
     assert_eq!((info.capacity, info.allocation), (1 << 20, 0));
     let physical: StorageVolGetInfoRet = f
-        .call(
-            378,
-            &StorageVolFlagsArgs {
-                vol: vol.clone(),
-                flags: flags::STORAGE_VOL_GET_PHYSICAL,
-            },
-        )
+        .call(378, &vol_flags(&vol, flags::STORAGE_VOL_GET_PHYSICAL))
         .unwrap();
     assert_eq!(physical.allocation, 1 << 20);
-    let x: XmlRet = f
-        .call(
-            99,
-            &StorageVolFlagsArgs {
-                vol: vol.clone(),
-                flags: 0,
-            },
-        )
-        .unwrap();
+    let x: XmlRet = f.call(99, &vol_flags(&vol, 0)).unwrap();
     assert!(x.xml.contains("<name>v.img</name>"));
     let path: StorageVolGetPathRet = f.call(100, &StorageVolArgs { vol: vol.clone() }).unwrap();
     assert_eq!(path.name, vol.key);
-    f.call::<_, ()>(
-        260,
-        &StorageVolResizeArgs {
-            vol: vol.clone(),
-            capacity: 2 << 20,
-            flags: 0,
-        },
-    )
-    .unwrap();
-    let e = f
-        .call::<_, ()>(
-            260,
-            &StorageVolResizeArgs {
-                vol: vol.clone(),
-                capacity: 1 << 20,
-                flags: 0,
-            },
-        )
-        .unwrap_err();
+    f.call::<_, ()>(260, &resize(&vol, 2 << 20, 0)).unwrap();
+    let e = f.call::<_, ()>(260, &resize(&vol, 1 << 20, 0)).unwrap_err();
     assert_eq!(e.code, codes::INVALID_ARG);
-    let e = f
-        .call::<_, ()>(
-            260,
-            &StorageVolResizeArgs {
-                vol: vol.clone(),
-                capacity: 1 << 20,
-                flags: 8,
-            },
-        )
-        .unwrap_err();
+    let e = f.call::<_, ()>(260, &resize(&vol, 1 << 20, 8)).unwrap_err();
     assert_eq!(
         e.message,
         "unsupported flags (0x8) in function storageVolResize"
     );
-    f.call::<_, ()>(
-        165,
-        &StorageVolFlagsArgs {
-            vol: vol.clone(),
-            flags: 0,
-        },
-    )
-    .unwrap();
-    f.call::<_, ()>(
-        259,
-        &StorageVolWipePatternArgs {
-            vol: vol.clone(),
-            algorithm: 9,
-            flags: 0,
-        },
-    )
-    .unwrap();
-    let e = f
-        .call::<_, ()>(
-            259,
-            &StorageVolWipePatternArgs {
-                vol: vol.clone(),
-                algorithm: 4,
-                flags: 0,
-            },
-        )
-        .unwrap_err();
+    f.call::<_, ()>(165, &vol_flags(&vol, 0)).unwrap();
+    f.call::<_, ()>(259, &wipe_pattern(&vol, 9)).unwrap();
+    let e = f.call::<_, ()>(259, &wipe_pattern(&vol, 4)).unwrap_err();
     assert_eq!(e.code, codes::INVALID_ARG, "gutmann: {}", e.message);
     let clone: StorageVolRet = f
         .call(
@@ -631,39 +572,16 @@ fn volume_procedures_walk_a_volume_through_its_life() {
         )
         .unwrap();
     assert_eq!(clone.vol.name, "c.img");
-    match f
-        .raw_call(
-            209,
-            &to_bytes(&StorageVolStreamArgs {
-                vol: vol.clone(),
-                offset: 0,
-                length: 0,
-                flags: 0,
-            }),
-        )
-        .unwrap()
-    {
+    match f.raw_call(209, &to_bytes(&stream(&vol))).unwrap() {
         Outcome::Download { .. } => {}
         other => panic!("a download stream, not {other:?}"),
     }
-    match f
-        .raw_call(
-            208,
-            &to_bytes(&StorageVolStreamArgs {
-                vol: vol.clone(),
-                offset: 0,
-                length: 0,
-                flags: 0,
-            }),
-        )
-        .unwrap()
-    {
+    match f.raw_call(208, &to_bytes(&stream(&vol))).unwrap() {
         Outcome::Upload { name, .. } => assert_eq!(name, "v.img"),
         other => panic!("an upload stream, not {other:?}"),
     }
     for v in [vol.clone(), clone.vol] {
-        f.call::<_, ()>(94, &StorageVolFlagsArgs { vol: v, flags: 0 })
-            .unwrap();
+        f.call::<_, ()>(94, &vol_flags(&v, 0)).unwrap();
     }
     let e = f
         .call::<_, StorageVolGetInfoRet>(98, &StorageVolArgs { vol })
@@ -726,11 +644,8 @@ fn every_procedure_answers_in_process() {
                 xml: "<pool type='dir'><name>x</name></pool>".into(),
                 flags: 0,
             }),
-            78 | 79 | 81 | 83 | 88 => to_bytes(&StoragePoolFlagsArgs {
-                pool: pool.clone(),
-                flags: 0,
-            }),
-            80 | 82 | 87 | 89 | 91 | 154 | 155 => to_bytes(&StoragePoolArgs { pool: pool.clone() }),
+            78 | 79 | 81 | 83 | 88 => to_bytes(&pool_flags(&pool, 0)),
+            80 | 82 | 87 | 89 | 91 | 154 | 155 => to_bytes(&pool_only(&pool)),
             84 => to_bytes(&StoragePoolLookupByNameArgs {
                 name: "default".into(),
             }),
@@ -749,10 +664,7 @@ fn every_procedure_answers_in_process() {
                 xml: RAW.replace("v.img", "w.img"),
                 flags: 0,
             }),
-            94 | 99 | 165 | 378 => to_bytes(&StorageVolFlagsArgs {
-                vol: vol.clone(),
-                flags: 0,
-            }),
+            94 | 99 | 165 | 378 => to_bytes(&vol_flags(&vol, 0)),
             95 => to_bytes(&StorageVolLookupByNameArgs {
                 pool: pool.clone(),
                 name: "v.img".into(),
@@ -765,22 +677,9 @@ fn every_procedure_answers_in_process() {
                 flags: 0,
             }),
             203 | 403 => to_bytes(&0u32),
-            208 | 209 => to_bytes(&StorageVolStreamArgs {
-                vol: vol.clone(),
-                offset: 0,
-                length: 0,
-                flags: 0,
-            }),
-            259 => to_bytes(&StorageVolWipePatternArgs {
-                vol: vol.clone(),
-                algorithm: 0,
-                flags: 0,
-            }),
-            260 => to_bytes(&StorageVolResizeArgs {
-                vol: vol.clone(),
-                capacity: 4 << 20,
-                flags: 0,
-            }),
+            208 | 209 => to_bytes(&stream(&vol)),
+            259 => to_bytes(&wipe_pattern(&vol, 0)),
+            260 => to_bytes(&resize(&vol, 4 << 20, 0)),
             281 => to_bytes(&ConnectListAllStoragePoolsArgs {
                 need_results: 1,
                 flags: 0,
