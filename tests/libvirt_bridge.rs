@@ -267,3 +267,74 @@ fn qpoold_with_libvirt_uri_mirrors_its_pools_and_every_change() {
     d.virsh_ok(&["pool-undefine", "extra"]);
     assert_eq!(libvirt_pools(&l), ["q-default"]);
 }
+
+#[test]
+fn a_qpool_change_stands_when_libvirtd_cannot_be_reached() {
+    let pool = TempPool::new();
+    let uri = format!(
+        "qemu+unix:///system?socket={}",
+        pool.scratch().join("no-such-sock").display()
+    );
+    let out = pool.qpool(&[
+        "--connect",
+        &uri,
+        "vol-create-as",
+        "v.raw",
+        "1M",
+        "--format",
+        "raw",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Vol v.raw created\n\n"
+    );
+    assert!(
+        stderr.starts_with("warning: libvirt pool not refreshed: cannot connect to qemu+unix"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(pool.vol("v.raw").exists());
+}
+
+#[test]
+fn qpoold_serves_without_libvirtd_and_syncs_every_pool_once_it_answers() {
+    if !available() {
+        return;
+    }
+    let mut d = Daemon::unstarted(&[]);
+    // The URI names a link that leads nowhere until libvirtd runs.
+    let link = d.scratch().join("libvirt-sock");
+    d.write_file(
+        "qpoold.conf",
+        &format!(
+            "libvirt_uri = \"qemu+unix:///system?socket={}\"\n",
+            link.display()
+        ),
+    );
+    d.spawn();
+    d.virsh_ok(&[
+        "vol-create-as",
+        "default",
+        "early.raw",
+        "1M",
+        "--format",
+        "raw",
+    ]);
+    assert!(d.log().contains("warning: libvirt mirror"), "{}", d.log());
+
+    let l = Libvirtd::start();
+    let socket = l.uri.split_once("socket=").unwrap().1.to_string();
+    std::os::unix::fs::symlink(&socket, &link).unwrap();
+    d.virsh_ok(&[
+        "vol-create-as",
+        "default",
+        "late.raw",
+        "1M",
+        "--format",
+        "raw",
+    ]);
+    assert_eq!(libvirt_pools(&l), ["default"]);
+    assert_eq!(libvirt_volumes(&l, "default"), ["early.raw", "late.raw"]);
+}

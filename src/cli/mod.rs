@@ -446,14 +446,14 @@ fn libvirt_sync(settings: &crate::bridge::Settings, pools: &Path) -> Result<Stri
     for done in &report.done {
         text.push_str(&format!("{done}\n"));
     }
-    if report.failed.is_empty() {
-        return Ok(text);
+    if let Err(incomplete) = report.result() {
+        print!("{text}");
+        for (name, e) in &report.failed {
+            eprintln!("warning: pool '{name}': {}", one_line(e));
+        }
+        return Err(incomplete.into());
     }
-    print!("{text}");
-    for (name, e) in &report.failed {
-        eprintln!("warning: pool '{name}': {}", one_line(e));
-    }
-    Err(report.result().unwrap_err().into())
+    Ok(text)
 }
 
 /// After a change: refreshes the libvirt mirror of the pool (defining it when missing). The
@@ -493,7 +493,9 @@ pub fn run(args: &Args) -> Result<String, Error> {
     } else {
         None
     };
-    if bridge.is_some() && !crate::bridge::BUILT {
+    // Asked for on the command line, a bridge this build lacks is an error before anything
+    // changes; asked for by qpoold.conf, mirror_change warns.
+    if args.connect.is_some() && bridge.is_some() && !crate::bridge::BUILT {
         return Err(crate::bridge::BridgeError::NotBuilt.into());
     }
     let (pool, autostart) = open_pool(args.pool_dir.as_deref())?;
