@@ -41,3 +41,8 @@ install -d -m 0755 "$dest/usr/share/qpool/xml-schemas" "$dest$docdir/examples"
 install -m 0644 "$top"/xml-schemas/* "$dest/usr/share/qpool/xml-schemas/"
 install -m 0644 "$top"/examples/* "$dest$docdir/examples/"
 install -m 0644 "$top/README.md" "$dest$docdir/README.md"
+# Drop-in examples for the units (pool targets outside /var/lib/qpool), where systemd/ has any.
+for example in "$top"/systemd/*.example; do
+  [ -e "$example" ] || continue
+  install -m 0644 "$example" "$dest$docdir/$(basename "$example")"
+done
