@@ -7,6 +7,7 @@
 //! be imported by any other module: it is a face.
 
 pub mod output;
+pub mod progress;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -43,9 +44,25 @@ pub struct Args {
     /// that, else qemu:///system).
     #[arg(long, short = 'c', global = true, env = LIBVIRT_URI_ENV, value_name = "URI")]
     pub connect: Option<String>,
+    /// Output: `human` (virsh's text) or `json` (one JSON document, sizes in bytes) for
+    /// vol-info, vol-list, pool-info, explain and the vol-create verbs.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// No progress bar on long work.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     /// The verb.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// What the verbs that report print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// virsh's text.
+    Human,
+    /// One JSON document on stdout; the field names are stable (README, "JSON output").
+    Json,
 }
 
 /// The verbs, with virsh's names and flags.
@@ -339,8 +356,11 @@ pub fn main() -> ExitCode {
     match run(&args) {
         Ok(text) => {
             let mut stdout = std::io::stdout().lock();
-            // virsh ends every command's output with an empty line.
-            let _ = writeln!(stdout, "{text}");
+            let _ = match args.output {
+                // virsh ends every command's output with an empty line.
+                OutputFormat::Human => writeln!(stdout, "{text}"),
+                OutputFormat::Json => write!(stdout, "{text}"),
+            };
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -498,23 +518,35 @@ pub fn run(args: &Args) -> Result<String, Error> {
     if args.connect.is_some() && bridge.is_some() && !crate::bridge::BUILT {
         return Err(crate::bridge::BridgeError::NotBuilt.into());
     }
-    let (pool, autostart) = open_pool(args.pool_dir.as_deref())?;
-    let text = run_verb(&args.command, &pool, autostart)?;
+    let (mut pool, autostart) = open_pool(args.pool_dir.as_deref())?;
+    if let Some(bar) = progress::Bar::for_stderr(args.quiet) {
+        pool.set_progress(Box::new(bar));
+    }
+    let text = run_verb(args, &pool, autostart)?;
     if let Some(settings) = &bridge {
         mirror_change(settings, &pool, autostart);
     }
     Ok(text)
 }
 
-fn run_verb(command: &Command, pool: &Pool, autostart: bool) -> Result<String, Error> {
-    Ok(match command {
+fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> {
+    Ok(match &args.command {
         Command::VolCreate {
             file,
             prealloc_metadata,
         } => {
             let def = read_volume_xml(file)?;
-            let (info, _) = pool.create_volume(&def, flags(*prealloc_metadata), None)?;
-            format!("Vol {} created from {}\n", info.name, file.display())
+            let created = pool.create_volume(&def, flags(*prealloc_metadata), None)?;
+            match args.output {
+                OutputFormat::Json => output::json::created(&created),
+                OutputFormat::Human => {
+                    format!(
+                        "Vol {} created from {}\n",
+                        created.volume.name,
+                        file.display()
+                    )
+                }
+            }
         }
         Command::VolCreateAs {
             name,
@@ -548,8 +580,11 @@ fn run_verb(command: &Command, pool: &Pool, autostart: bool) -> Result<String, E
                         .transpose()?,
                 });
             }
-            let (info, _) = pool.create_volume(&def, flags(*prealloc_metadata), None)?;
-            format!("Vol {} created\n", info.name)
+            let created = pool.create_volume(&def, flags(*prealloc_metadata), None)?;
+            match args.output {
+                OutputFormat::Json => output::json::created(&created),
+                OutputFormat::Human => format!("Vol {} created\n", created.volume.name),
+            }
         }
         Command::VolClone {
             vol,
@@ -558,9 +593,14 @@ fn run_verb(command: &Command, pool: &Pool, autostart: bool) -> Result<String, E
             reflink,
         } => {
             let source = pool.volume_name(vol)?;
-            let (info, _) =
+            let created =
                 pool.clone_volume(&source, newname, flags(*prealloc_metadata), *reflink)?;
-            format!("Vol {} cloned from {source}\n", info.name)
+            match args.output {
+                OutputFormat::Json => output::json::created(&created),
+                OutputFormat::Human => {
+                    format!("Vol {} cloned from {source}\n", created.volume.name)
+                }
+            }
         }
         Command::VolCreateFrom {
             file,
@@ -570,18 +610,32 @@ fn run_verb(command: &Command, pool: &Pool, autostart: bool) -> Result<String, E
         } => {
             let def = read_volume_xml(file)?;
             let source = pool.volume_name(vol)?;
-            let (info, _) =
+            let created =
                 pool.create_volume_from(&def, &source, flags(*prealloc_metadata), *reflink, None)?;
-            format!("Vol {} created from input vol {source}\n", info.name)
+            match args.output {
+                OutputFormat::Json => output::json::created(&created),
+                OutputFormat::Human => {
+                    format!(
+                        "Vol {} created from input vol {source}\n",
+                        created.volume.name
+                    )
+                }
+            }
         }
-        Command::VolList { details } => output::vol_list(&pool.list()?, *details),
+        Command::VolList { details } => match args.output {
+            OutputFormat::Json => output::json::vol_list(pool.name(), &pool.list()?),
+            OutputFormat::Human => output::vol_list(&pool.list()?, *details),
+        },
         Command::VolInfo {
             vol,
             bytes,
             physical,
         } => {
             let info = pool.volume(&pool.volume_name(vol)?)?;
-            output::vol_info(&info, *bytes, *physical)
+            match args.output {
+                OutputFormat::Json => output::json::volume(&info),
+                OutputFormat::Human => output::vol_info(&info, *bytes, *physical),
+            }
         }
         Command::VolDumpxml { vol } => pool.volume(&pool.volume_name(vol)?)?.report().to_xml(),
         Command::VolPath { vol } => {
@@ -653,7 +707,13 @@ fn run_verb(command: &Command, pool: &Pool, autostart: bool) -> Result<String, E
                 format!("Size of volume '{name}' successfully changed to {text}\n")
             }
         }
-        Command::PoolInfo { bytes } => output::pool_info(&pool.info(true, autostart)?, *bytes),
+        Command::PoolInfo { bytes } => {
+            let info = pool.info(true, autostart)?;
+            match args.output {
+                OutputFormat::Json => output::json::pool_info(&info),
+                OutputFormat::Human => output::pool_info(&info, *bytes),
+            }
+        }
         Command::PoolRefresh => {
             pool.refresh()?;
             format!("Pool {} refreshed\n", pool.name())
@@ -665,7 +725,11 @@ fn run_verb(command: &Command, pool: &Pool, autostart: bool) -> Result<String, E
             prealloc_metadata,
         } => {
             let def = read_volume_xml(file)?;
-            output::explain(&pool.plan(&def, flags(*prealloc_metadata))?)
+            let plan = pool.plan(&def, flags(*prealloc_metadata))?;
+            match args.output {
+                OutputFormat::Json => output::json::plan(&plan),
+                OutputFormat::Human => output::explain(&plan),
+            }
         }
     })
 }

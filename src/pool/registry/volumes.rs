@@ -220,7 +220,7 @@ impl Registry {
         let capacity = def.capacity.unwrap_or(0);
         let result = self.building_while(pool, &def.name, capacity, |observe| {
             open.create_volume(def, flags, Some(observe))
-                .map(|(info, _)| info)
+                .map(|created| created.volume)
         });
         self.volume_changed(pool, &def.name, result)
     }
@@ -252,7 +252,7 @@ impl Registry {
         let capacity = def.capacity.unwrap_or(0);
         let result = self.building_while(pool, &def.name, capacity, |observe| {
             open.create_volume_from(def, source, flags, reflink, Some(observe))
-                .map(|(info, _)| info)
+                .map(|created| created.volume)
         });
         self.volume_changed(pool, &def.name, result)
     }
