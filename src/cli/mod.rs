@@ -2,12 +2,15 @@
 //!
 //! Owns: argument parsing (virsh's verb names, flags and size suffixes), turning arguments
 //! into engine calls, printing virsh-compatible output ([`output`]), and translating every
-//! error into one `error: …` line and exit status 1.
-//! Must not: implement engine logic (everything it does is a call into [`crate::pool`]), or
-//! be imported by any other module: it is a face.
+//! error into one `error: …` line and exit status 1. The libvirt bridge's work (`libvirt-sync`,
+//! the mirror's refresh after a change) is handed to qpoold ([`qpoold`]).
+//! Must not: implement engine logic (everything it does is a call into [`crate::pool`]), call
+//! libvirt (the `qpool` binary must not link it), or be imported by any other module: it is a
+//! face.
 
 pub mod output;
 pub mod progress;
+pub mod qpoold;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use thiserror::Error;
 
+use crate::bridge::job::{Job, NOT_REFRESHED};
 use crate::error::one_line;
 use crate::model::{UnknownName, VolFormat, WipeAlgorithm};
 use crate::policy::CreateFlags;
@@ -304,6 +308,12 @@ pub enum Error {
     /// The libvirt bridge failed.
     #[error(transparent)]
     Bridge(#[from] crate::bridge::BridgeError),
+    /// qpoold could not run the bridge's job.
+    #[error(transparent)]
+    Qpoold(#[from] qpoold::QpooldError),
+    /// qpoold ran the bridge's job, which failed; qpoold has said why (its `error:` line).
+    #[error("the libvirt bridge failed in qpoold")]
+    Reported,
     /// qpoold.conf could not be read for the bridge settings.
     #[error(transparent)]
     Config(#[from] crate::daemon::config::ConfigError),
@@ -322,6 +332,11 @@ impl Error {
     /// Exit status: every failure is a user-visible error, status 1 (as virsh).
     pub fn exit_code(&self) -> u8 {
         1
+    }
+
+    /// Whether the failure has been said already (by qpoold), so that no `error:` line is due.
+    pub fn is_reported(&self) -> bool {
+        matches!(self, Error::Reported)
     }
 }
 
@@ -364,7 +379,9 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            if !e.is_reported() {
+                eprintln!("error: {}", one_line(&e));
+            }
             ExitCode::from(e.exit_code())
         }
     }
@@ -456,28 +473,23 @@ fn bridge_settings(
     Ok(Some(crate::bridge::Settings { uri, prefix }))
 }
 
-/// `libvirt-sync`: prints what was done; each pool that failed gets a warning line, and the
-/// whole command fails.
+/// `libvirt-sync`, run by qpoold, which prints what was done; each pool that failed gets a
+/// warning line, and the whole command fails. What is left to print here is virsh's empty
+/// line after the output.
 fn libvirt_sync(settings: &crate::bridge::Settings, pools: &Path) -> Result<String, Error> {
-    let mirrored = crate::bridge::stored_pools(pools, &crate::paths::default_pool_dir())?;
-    let bridge = crate::bridge::Bridge::connect(settings)?;
-    let report = bridge.sync(&mirrored);
-    let mut text = String::new();
-    for done in &report.done {
-        text.push_str(&format!("{done}\n"));
+    if !crate::bridge::BUILT {
+        return Err(crate::bridge::BridgeError::NotBuilt.into());
     }
-    if let Err(incomplete) = report.result() {
-        print!("{text}");
-        for (name, e) in &report.failed {
-            eprintln!("warning: pool '{name}': {}", one_line(e));
-        }
-        return Err(incomplete.into());
+    let job = Job::sync(settings, pools, &crate::paths::default_pool_dir());
+    match qpoold::run(&job)? {
+        qpoold::Outcome::Done => Ok(String::new()),
+        qpoold::Outcome::Failed => Err(Error::Reported),
     }
-    Ok(text)
 }
 
-/// After a change: refreshes the libvirt mirror of the pool (defining it when missing). The
-/// change stands whatever happens here; a failure is a warning.
+/// After a change: refreshes the libvirt mirror of the pool (defining it when missing), in
+/// qpoold. The change stands whatever happens here; a failure is a warning (qpoold's, or
+/// here when qpoold cannot run).
 fn mirror_change(settings: &crate::bridge::Settings, pool: &Pool, autostart: bool) {
     let mirrored = crate::bridge::Mirrored {
         name: pool.name().to_string(),
@@ -486,10 +498,15 @@ fn mirror_change(settings: &crate::bridge::Settings, pool: &Pool, autostart: boo
         autostart,
         active: true,
     };
-    let result = crate::bridge::Bridge::connect(settings).and_then(|b| b.changed(&mirrored));
+    let result = if crate::bridge::BUILT {
+        qpoold::run(&Job::changed(settings, &mirrored)).map_err(Error::from)
+    } else {
+        Err(crate::bridge::BridgeError::NotBuilt.into())
+    };
     match result {
-        Ok(done) => done.iter().for_each(|d| log::info!("{d}")),
-        Err(e) => eprintln!("warning: libvirt pool not refreshed: {}", one_line(&e)),
+        // Failed: qpoold has printed the warning.
+        Ok(qpoold::Outcome::Done | qpoold::Outcome::Failed) => {}
+        Err(e) => eprintln!("warning: {NOT_REFRESHED}: {}", one_line(&e)),
     }
 }
 

@@ -10,13 +10,15 @@
 //! connection stays open; clean shutdown on SIGTERM/SIGINT (no new connections, running
 //! calls may finish for a while, then exit); and `--timeout` (exit after that many idle
 //! seconds; under socket activation systemd keeps the sockets and starts qpoold again at
-//! the next connection).
+//! the next connection); and qpoold's one-shot mode ([`oneshot`]), the bridge jobs that
+//! `qpool` hands over so that it never links libvirt.
 //! Must not: handle protocol messages or touch volumes.
 
 pub mod activation;
 pub mod config;
 pub mod listeners;
 pub mod notify;
+pub mod oneshot;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
