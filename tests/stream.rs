@@ -147,6 +147,7 @@ fn stream_refusals_change_nothing() {
     let local = pool.scratch().join("in.raw");
     std::fs::write(&local, vec![1u8; 4096]).unwrap();
     let missing = pool.scratch().join("missing.raw");
+    let download = pool.scratch().join("download.raw");
     let cases: &[(&str, Vec<&str>, &str)] = &[
         (
             "upload offset past the end",
@@ -161,7 +162,13 @@ fn stream_refusals_change_nothing() {
         ),
         (
             "download offset past the end",
-            vec!["vol-download", "v.img", "x", "--offset", "2000000"],
+            vec![
+                "vol-download",
+                "v.img",
+                download.to_str().unwrap(),
+                "--offset",
+                "2000000",
+            ],
             "past the end",
         ),
         (
@@ -188,5 +195,18 @@ fn stream_refusals_change_nothing() {
         );
         assert_eq!(std::fs::read(pool.vol("v.img")).unwrap(), before, "{case}");
         assert_eq!(pool.listing(), listing, "{case}");
+        // As virsh: the local file a failed download made is gone again.
+        assert!(!download.exists(), "{case}");
     }
+    // A local file that was there before a failed download stays (truncated, as virsh's).
+    std::fs::write(&download, b"old").unwrap();
+    let out = pool.qpool(&[
+        "vol-download",
+        "v.img",
+        download.to_str().unwrap(),
+        "--offset",
+        "2000000",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(download.exists());
 }

@@ -677,11 +677,24 @@ fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> 
             let name = pool.volume_name(&t.vol)?;
             // The volume is checked before the local file is created.
             pool.volume(&name)?;
-            let local = std::fs::File::create(&t.file).map_err(|source| Error::WritingFile {
+            // As virsh: a file this download made is removed again when it fails; a file
+            // that was there is truncated and left.
+            let writing_file = |source| Error::WritingFile {
                 path: t.file.clone(),
                 source,
-            })?;
-            pool.download_to_file(&name, &local, &t.file, t.offset, t.length, t.sparse)?;
+            };
+            let (local, created) = match std::fs::File::create_new(&t.file) {
+                Ok(f) => (f, true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    (std::fs::File::create(&t.file).map_err(writing_file)?, false)
+                }
+                Err(e) => return Err(writing_file(e)),
+            };
+            let done = pool.download_to_file(&name, &local, &t.file, t.offset, t.length, t.sparse);
+            if done.is_err() && created {
+                let _ = std::fs::remove_file(&t.file);
+            }
+            done?;
             String::new()
         }
         Command::VolWipe { vol, algorithm } => {
