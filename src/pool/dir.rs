@@ -122,6 +122,11 @@ impl PoolDir {
         sys::fs_sizes(self.fd.as_fd())
     }
 
+    /// The type of the mount the directory lies on (`/proc/self/mountinfo`'s name for it).
+    pub fn filesystem(&self) -> io::Result<Option<String>> {
+        sys::mount_type(self.fd.as_fd())
+    }
+
     /// Fragment size of the filesystem (the unit of allocation).
     pub fn block_size(&self) -> io::Result<u64> {
         sys::fs_block_size(self.fd.as_fd())

@@ -15,7 +15,7 @@ use super::{Registry, RegistryError};
 use crate::Error;
 use crate::model::WipeAlgorithm;
 use crate::policy::CreateFlags;
-use crate::pool::{Download, Pool, ResizeRequest, Upload, VolumeInfo};
+use crate::pool::{Download, Pool, ResizeRequest, Upload, VolumeInfo, WhenInUse};
 use crate::xml::VolumeDef;
 
 /// A volume being built: where its temporary file is, and its planned capacity.
@@ -239,10 +239,15 @@ impl Registry {
         })
     }
 
-    /// `vol-delete` of a complete volume.
-    pub fn delete_volume(&self, pool: &str, name: &str) -> Result<(), RegistryError> {
+    /// `vol-delete` of a complete volume (one held by another process only when forced).
+    pub fn delete_volume(
+        &self,
+        pool: &str,
+        name: &str,
+        when: WhenInUse,
+    ) -> Result<(), RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        Ok(open.delete(name)?)
+        Ok(open.delete(name, when)?)
     }
 
     /// `vol-wipe` of a complete volume.
@@ -251,9 +256,10 @@ impl Registry {
         pool: &str,
         name: &str,
         algorithm: WipeAlgorithm,
+        when: WhenInUse,
     ) -> Result<(), RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        Ok(open.wipe_volume(name, algorithm)?)
+        Ok(open.wipe_volume(name, algorithm, when)?)
     }
 
     /// `vol-resize` of a complete volume.
@@ -262,9 +268,10 @@ impl Registry {
         pool: &str,
         name: &str,
         request: ResizeRequest,
+        when: WhenInUse,
     ) -> Result<VolumeInfo, RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        Ok(open.resize_volume(name, request)?)
+        Ok(open.resize_volume(name, request, when)?)
     }
 
     /// `vol-upload` into a complete volume.
@@ -274,9 +281,10 @@ impl Registry {
         name: &str,
         offset: u64,
         length: u64,
+        when: WhenInUse,
     ) -> Result<Upload, RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        Ok(open.upload(name, offset, length)?)
+        Ok(open.upload(name, offset, length, when)?)
     }
 
     /// `vol-download` from a complete volume.
