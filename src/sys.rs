@@ -450,12 +450,13 @@ pub fn locked_by_other(file: &File) -> io::Result<bool> {
     Ok(i32::from(probe.l_type) != libc::F_UNLCK)
 }
 
-/// The type of the mount an open file or directory lies on, as `/proc/self/mountinfo`
-/// names it (`ext4`, `fuse.glusterfs`, `fuse.ceph-fuse`, `ceph`, …): the mount is the one
-/// whose ID `/proc/self/fdinfo` gives for the descriptor. `Ok(None)` where /proc does not
-/// tell.
+/// The type of the mount an open file or directory lies on, as `mountinfo` names it
+/// (`ext4`, `fuse.glusterfs`, `fuse.ceph-fuse`, `ceph`, …): the mount is the one whose ID
+/// `fdinfo` gives for the descriptor. Both are read from `/proc/thread-self`, the calling
+/// thread's mount namespace. `Ok(None)` where /proc does not tell.
 pub fn mount_type(fd: BorrowedFd<'_>) -> io::Result<Option<String>> {
-    let fdinfo = match std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())) {
+    let fdinfo = format!("/proc/thread-self/fdinfo/{}", fd.as_raw_fd());
+    let fdinfo = match std::fs::read_to_string(fdinfo) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -467,7 +468,7 @@ pub fn mount_type(fd: BorrowedFd<'_>) -> io::Result<Option<String>> {
     else {
         return Ok(None);
     };
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mountinfo = std::fs::read_to_string("/proc/thread-self/mountinfo")?;
     Ok(mount_type_in(&mountinfo, id))
 }
 

@@ -74,6 +74,8 @@ pub struct Settings {
     pub timeout: u64,
     /// Target of the default pool.
     pub default_pool_dir: PathBuf,
+    /// How the pools reserve space (`fallocate` in qpoold.conf; `auto` by default).
+    pub fallocate: crate::model::FallocateMode,
 }
 
 /// Merges command line, file and defaults.
@@ -106,6 +108,7 @@ pub fn settings(args: &Args) -> Result<Settings, config::ConfigError> {
             .clone()
             .or(file.default_pool_dir)
             .unwrap_or_else(crate::paths::default_pool_dir),
+        fallocate: file.fallocate.unwrap_or_default(),
     })
 }
 
@@ -241,7 +244,11 @@ fn serve(args: &Args) -> Result<(), DaemonError> {
     signals.add(Signal::SIGHUP);
     signals.thread_block().map_err(DaemonError::Signals)?;
     let inherited = activation::take()?;
-    let registry = Arc::new(Registry::load(&settings.pools, &settings.default_pool_dir)?);
+    let registry = Arc::new(Registry::load_with(
+        &settings.pools,
+        &settings.default_pool_dir,
+        settings.fallocate,
+    )?);
     let listeners = match inherited {
         Some(sockets) => Listeners::inherited(sockets),
         None => Listeners::bind(&settings.socket, &settings.socket_ro)?,

@@ -8,6 +8,7 @@
 pub mod daemon;
 pub mod namespace;
 pub mod notify;
+pub mod shared;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
