@@ -418,6 +418,19 @@ impl Drop for FuseMount {
     }
 }
 
+/// The GlusterFS volume options a shared qpool pool needs turned off: the client-side caches
+/// of metadata (md-cache, which `stat-prefetch` switches) and data, and the deferred opens
+/// and writes. With them on, host B saw another host's new volume as an empty file.
+pub const GLUSTER_NO_CACHE: &[&str] = &[
+    "performance.stat-prefetch",
+    "performance.quick-read",
+    "performance.io-cache",
+    "performance.read-ahead",
+    "performance.open-behind",
+    "performance.write-behind",
+    "performance.readdir-ahead",
+];
+
 /// A single-node GlusterFS volume (one brick), mounted by host A and host B.
 pub struct Gluster {
     // Fields drop in order: the mounts first, then the servers, then the network.
@@ -480,12 +493,20 @@ impl Gluster {
         });
         let brick = format!("{SERVER_ADDR}:{}", r.join("brick").display());
         g.gluster_ok(&["volume", "create", Self::VOLUME, &brick, "force"]);
+        // No client-side caching of metadata or data: what one host does, the other sees at
+        // once (README, "Shared storage": what the admin sets on a GlusterFS volume).
+        for key in GLUSTER_NO_CACHE {
+            g.set(key, "off");
+        }
         g.gluster_ok(&["volume", "start", Self::VOLUME, "force"]);
         for (i, name) in HOST_NAMES.iter().enumerate() {
             let dir = r.join(format!("host{name}"));
             let mut client = g.net.hosts[i].command("/usr/sbin/glusterfs");
+            // No kernel caching of names and attributes: another host's create, resize or
+            // delete is seen at once (README, "Shared storage": what the admin sets).
             client
                 .arg("-N")
+                .args(["--entry-timeout=0", "--attribute-timeout=0", "--negative-timeout=0"])
                 .arg(format!("--volfile-server={SERVER_ADDR}"))
                 .arg(format!("--volfile-id={}", Self::VOLUME))
                 .arg(format!(
@@ -751,19 +772,22 @@ impl Ceph {
     }
 
     /// The bytes the data pool stores, from `ceph df --format json` (the cluster's own
-    /// accounting; it lags the clients by a few seconds).
+    /// accounting; it lags the clients by a few seconds, and lists the pool only once the
+    /// manager has its first report, which this waits for).
     pub fn data_pool_stored(&self) -> u64 {
-        let text = self.ceph(&["df", "--format", "json"]);
-        let v: serde_json::Value = serde_json::from_str(&text).expect("ceph df json");
-        v["pools"]
-            .as_array()
-            .and_then(|pools| {
+        let mut stored = None;
+        wait_for("ceph df to list the data pool", || {
+            let text = self.ceph(&["df", "--format", "json"]);
+            let v: serde_json::Value = serde_json::from_str(&text).expect("ceph df json");
+            stored = v["pools"].as_array().and_then(|pools| {
                 pools
                     .iter()
                     .find(|p| p["name"] == Self::DATA_POOL)
                     .and_then(|p| p["stats"]["stored"].as_u64())
-            })
-            .unwrap_or_else(|| panic!("no {} in ceph df: {text}", Self::DATA_POOL))
+            });
+            stored.is_some()
+        });
+        stored.unwrap_or_default()
     }
 
     /// Host A and host B.
