@@ -506,7 +506,11 @@ impl Gluster {
             // delete is seen at once (README, "Shared storage": what the admin sets).
             client
                 .arg("-N")
-                .args(["--entry-timeout=0", "--attribute-timeout=0", "--negative-timeout=0"])
+                .args([
+                    "--entry-timeout=0",
+                    "--attribute-timeout=0",
+                    "--negative-timeout=0",
+                ])
                 .arg(format!("--volfile-server={SERVER_ADDR}"))
                 .arg(format!("--volfile-id={}", Self::VOLUME))
                 .arg(format!(
