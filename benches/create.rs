@@ -68,8 +68,8 @@ enum Target {
 impl Target {
     fn describe(self, baseline: &str) -> String {
         match self {
-            Target::Speedup(x) if baseline == "dd" => {
-                format!("≥ {x}× dd bandwidth")
+            Target::Speedup(x) if baseline.starts_with("dd") => {
+                format!("≥ {x}× the better dd's bandwidth")
             }
             Target::Speedup(1.0) => format!("≥ 1× (no slower than {baseline})"),
             Target::Speedup(x) => format!("≥ {x}× faster than {baseline}"),
@@ -374,8 +374,8 @@ fn case_metadata(ctx: &Ctx) -> Result<CaseReport, String> {
             mode: "metadata",
             capacity: TIB,
             size_arg: "1T",
-            target: Target::Speedup(10.0),
-            default_runs: 3,
+            target: Target::Speedup(20.0),
+            default_runs: 5,
         },
     )
 }
@@ -446,7 +446,7 @@ fn case_full(ctx: &Ctx) -> Result<CaseReport, String> {
     let mut of = OsString::from("of=");
     of.push(&dd_out);
     contenders.push(Contender {
-        name: "dd",
+        name: "dd oflag=direct",
         program: "dd".into(),
         args: vec![
             "if=/dev/zero".into(),
@@ -458,16 +458,39 @@ fn case_full(ctx: &Ctx) -> Result<CaseReport, String> {
         ],
         output: Some(dd_out),
     });
+    let dd_fsync_out = ctx.root.join("dd-fsync.raw");
+    let mut of = OsString::from("of=");
+    of.push(&dd_fsync_out);
+    contenders.push(Contender {
+        name: "dd conv=fsync",
+        program: "dd".into(),
+        args: vec![
+            "if=/dev/zero".into(),
+            of,
+            "bs=8M".into(),
+            "count=512".into(),
+            "conv=fsync".into(),
+            "status=none".into(),
+        ],
+        output: Some(dd_fsync_out),
+    });
     let mut notes = Vec::new();
     prepare(&contenders, capacity, &mut notes)?;
     let runs = alternate(&contenders, ctx.runs(3))?;
     let title = "qcow2 preallocation=full, 4 GiB";
+    // The target is the better of dd's two ways to write 4 GiB to the disk.
+    let (direct, fsync) = (runs[2].median(), runs[3].median());
+    let better_dd = if direct <= fsync {
+        ("dd oflag=direct", direct)
+    } else {
+        ("dd conv=fsync", fsync)
+    };
     let rows = vec![
         Row {
-            case: format!("{title} (vs dd oflag=direct, 4 GiB)"),
+            case: format!("{title} (vs the better of dd bs=8M oflag=direct and conv=fsync, 4 GiB)"),
             qpool: runs[0].median(),
-            baseline: Some(("dd", runs[2].median())),
-            target: Target::Speedup(0.9),
+            baseline: Some(better_dd),
+            target: Target::Speedup(1.0),
             data_bytes: Some(capacity),
         },
         Row {
@@ -940,7 +963,8 @@ fn prepare_then_sync(
     Ok(())
 }
 
-/// Timed runs, alternating between the contenders; before each: delete its old image, sync.
+/// Timed runs, alternating between the contenders; before each: sync; after each: delete its
+/// output.
 fn alternate(contenders: &[Contender], runs: usize) -> Result<Vec<Runs>, String> {
     timed_rounds(contenders, runs, false).map(|(timed, _)| timed)
 }
@@ -1013,11 +1037,10 @@ fn timed_rounds(
             }
             timed[i].times.push(elapsed);
             alone[i].times.push(command_time);
-        }
-    }
-    for c in contenders {
-        if let Some(path) = &c.output {
-            remove_if_exists(path)?;
+            // One output on disk at a time (the space check counts one).
+            if let Some(path) = &c.output {
+                remove_if_exists(path)?;
+            }
         }
     }
     sync()?;

@@ -9,7 +9,8 @@
 //!   ones qpoold reads as read-write and read-only;
 //! - qpoold started with the unit's capability bounding set and `NoNewPrivileges=` serves
 //!   virsh's storage commands, `<permissions>` included, and every system call it makes is
-//!   in the unit's `SystemCallFilter=` (traced with strace, checked against the sets
+//!   in the unit's `SystemCallFilter=` or in its deny list and failed with EPERM, as the unit
+//!   fails it (traced with strace, which injects those errors, checked against the sets
 //!   `systemd-analyze syscall-filter` lists).
 
 mod common;
@@ -277,8 +278,9 @@ fn syscall_set(
     set
 }
 
-/// The system calls the unit allows: its allow lists, minus its `~` deny lists.
-fn allowed_syscalls(u: &[(String, String, String)]) -> BTreeSet<String> {
+/// The system calls the unit allows (its allow lists minus its `~` deny lists), and those
+/// its `~` deny lists name.
+fn filtered_syscalls(u: &[(String, String, String)]) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut cache = std::collections::HashMap::new();
     let mut allowed = BTreeSet::new();
     let mut denied = BTreeSet::new();
@@ -288,7 +290,7 @@ fn allowed_syscalls(u: &[(String, String, String)]) -> BTreeSet<String> {
             None => allowed.extend(syscall_set(&filter, &mut cache)),
         }
     }
-    allowed.difference(&denied).cloned().collect()
+    (allowed.difference(&denied).cloned().collect(), denied)
 }
 
 /// System call names in an `strace -f` log.
@@ -332,6 +334,19 @@ fn qpoold_within_the_units_capabilities_and_system_call_filter_serves_virsh() {
         })
         .collect();
     let bounding = format!("-all,{}", caps.join(","));
+    // The unit's deny list fails those calls with SystemCallErrorNumber=EPERM; strace fails
+    // them the same way, so qpoold below meets what it would meet under the unit (libnuma,
+    // linked through libvirt, probes set_mempolicy at start-up and takes EPERM as "no").
+    assert_eq!(value(&u, "Service", "SystemCallErrorNumber"), "EPERM");
+    let (allowed, denied) = filtered_syscalls(&u);
+    let inject = format!(
+        "inject={}:error=EPERM",
+        denied
+            .iter()
+            .map(|c| format!("?{c}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     let mut d = Daemon::unstarted(&[]);
     std::fs::create_dir_all(d.pools.join("autostart")).unwrap();
     let trace = d.scratch().join("strace.log");
@@ -347,6 +362,8 @@ fn qpoold_within_the_units_capabilities_and_system_call_filter_serves_virsh() {
         OsStr::new("-qq"),
         OsStr::new("-o"),
         &trace_arg,
+        OsStr::new("-e"),
+        OsStr::new(&inject),
     ]);
     d.spawn();
 
@@ -434,16 +451,29 @@ fn qpoold_within_the_units_capabilities_and_system_call_filter_serves_virsh() {
     assert!(status.success(), "exit status {status}:\n{}", d.log());
     assert!(d.log().contains("reloaded: 0 defined"), "{}", d.log());
 
-    let allowed = allowed_syscalls(&u);
     assert!(allowed.contains("openat") && !allowed.contains("setpriority"));
-    let used = traced_syscalls(&std::fs::read_to_string(&trace).unwrap());
+    let log = std::fs::read_to_string(&trace).unwrap();
+    let used = traced_syscalls(&log);
     assert!(
         used.contains("fchown") && used.contains("accept4"),
         "{used:?}"
     );
-    let outside: Vec<&String> = used.difference(&allowed).collect();
+    // A denied call qpoold made failed with EPERM (and qpoold served every call above);
+    // any other call outside the allow list would be a call the unit refuses unannounced.
+    let outside: Vec<&String> = used
+        .difference(&allowed)
+        .filter(|c| !denied.contains(*c))
+        .collect();
     assert!(
         outside.is_empty(),
         "system calls qpoold made that qpoold.service's SystemCallFilter= refuses: {outside:?}"
     );
+    for call in used.intersection(&denied) {
+        assert!(
+            log.lines()
+                .filter(|l| l.contains(&format!(" {call}(")))
+                .all(|l| l.ends_with("(INJECTED)")),
+            "{call} was not failed as the unit fails it"
+        );
+    }
 }

@@ -2,7 +2,9 @@
 //! [`crate::rpc::server`].
 //!
 //! Owns: the command line and `qpoold.conf` (command line wins, then the file, then the
-//! defaults of design.md); the sockets ([`listeners`]: bound here, or passed by systemd's
+//! defaults of design.md); attaching the libvirt bridge when `libvirt_uri` is set (before any
+//! socket is served; a reload does not re-attach it, a changed `libvirt_uri` needs a restart);
+//! the sockets ([`listeners`]: bound here, or passed by systemd's
 //! socket activation, [`activation`]); telling systemd about start-up, reloads and shutdown
 //! ([`notify`]); SIGHUP, which re-reads `qpoold.conf` and the pool definitions while every
 //! connection stays open; clean shutdown on SIGTERM/SIGINT (no new connections, running
@@ -76,6 +78,8 @@ pub struct Settings {
     pub default_pool_dir: PathBuf,
     /// How the pools reserve space (`fallocate` in qpoold.conf; `auto` by default).
     pub fallocate: crate::model::FallocateMode,
+    /// Mirror the pools into this libvirtd (qpoold.conf `libvirt_uri`, `libvirt_prefix`).
+    pub libvirt: Option<crate::bridge::Settings>,
 }
 
 /// Merges command line, file and defaults.
@@ -109,6 +113,10 @@ pub fn settings(args: &Args) -> Result<Settings, config::ConfigError> {
             .or(file.default_pool_dir)
             .unwrap_or_else(crate::paths::default_pool_dir),
         fallocate: file.fallocate.unwrap_or_default(),
+        libvirt: file.libvirt_uri.map(|uri| crate::bridge::Settings {
+            uri,
+            prefix: file.libvirt_prefix.unwrap_or_default(),
+        }),
     })
 }
 
@@ -127,6 +135,9 @@ pub enum DaemonError {
     /// The pool definitions cannot be loaded.
     #[error(transparent)]
     Registry(Box<RegistryError>),
+    /// The libvirt bridge cannot be attached (`libvirt_uri`).
+    #[error("libvirt_uri")]
+    Bridge(#[source] Box<crate::bridge::BridgeError>),
     /// Signals cannot be blocked for the signal thread.
     #[error("cannot block signals")]
     Signals(#[source] nix::Error),
@@ -249,6 +260,10 @@ fn serve(args: &Args) -> Result<(), DaemonError> {
         &settings.default_pool_dir,
         settings.fallocate,
     )?);
+    if let Some(bridge) = settings.libvirt.clone() {
+        // Before the sockets: a client that gets an answer finds the mirrors in place.
+        crate::bridge::attach(&registry, bridge).map_err(|e| DaemonError::Bridge(Box::new(e)))?;
+    }
     let listeners = match inherited {
         Some(sockets) => Listeners::inherited(sockets),
         None => Listeners::bind(&settings.socket, &settings.socket_ro)?,

@@ -163,6 +163,16 @@ impl Download {
 pub struct Upload {
     writer: VolumeWriter,
     name: String,
+    on_finish: Option<FinishHook>,
+}
+
+/// What runs once an upload has finished well.
+struct FinishHook(Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for FinishHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FinishHook")
+    }
 }
 
 impl Upload {
@@ -185,12 +195,27 @@ impl Upload {
         result.map_err(self.streaming())
     }
 
+    /// Sets what runs after a successful [`finish`](Self::finish) (a daemon tells its
+    /// mirrors that the volume changed).
+    pub fn on_finish(mut self, hook: Box<dyn FnOnce() + Send>) -> Self {
+        self.on_finish = Some(FinishHook(hook));
+        self
+    }
+
     /// Syncs what was written.
     pub fn finish(self) -> Result<(), Error> {
-        let Upload { writer, name } = self;
+        let Upload {
+            writer,
+            name,
+            on_finish,
+        } = self;
         writer
             .finish()
-            .map_err(|source| Error::Streaming { name, source })
+            .map_err(|source| Error::Streaming { name, source })?;
+        if let Some(FinishHook(hook)) = on_finish {
+            hook();
+        }
+        Ok(())
     }
 }
 
@@ -718,6 +743,7 @@ impl Pool {
         Ok(Upload {
             writer,
             name: name.to_string(),
+            on_finish: None,
         })
     }
 

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 
-use super::{Registry, RegistryError};
+use super::{Change, Registry, RegistryError};
 use crate::Error;
 use crate::model::WipeAlgorithm;
 use crate::policy::CreateFlags;
@@ -153,6 +153,22 @@ impl Registry {
         })
     }
 
+    /// Tells the change hook that a volume changed; passes `result` through.
+    fn volume_changed<T>(
+        &self,
+        pool: &str,
+        volume: &str,
+        result: Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        if result.is_ok() {
+            self.changed(Change::Volume {
+                pool: pool.to_string(),
+                volume: volume.to_string(),
+            });
+        }
+        result
+    }
+
     /// Runs a create in `pool` with the volume `name` marked as being built while it runs.
     pub(super) fn building_while<T>(
         &self,
@@ -202,10 +218,11 @@ impl Registry {
     ) -> Result<VolumeInfo, RegistryError> {
         let open = self.open_pool(pool)?;
         let capacity = def.capacity.unwrap_or(0);
-        self.building_while(pool, &def.name, capacity, |observe| {
+        let result = self.building_while(pool, &def.name, capacity, |observe| {
             open.create_volume(def, flags, Some(observe))
                 .map(|created| created.volume)
-        })
+        });
+        self.volume_changed(pool, &def.name, result)
     }
 
     /// `vol-create-from` / `vol-clone`: a new volume with the data of `source` (which must
@@ -233,10 +250,11 @@ impl Registry {
             });
         }
         let capacity = def.capacity.unwrap_or(0);
-        self.building_while(pool, &def.name, capacity, |observe| {
+        let result = self.building_while(pool, &def.name, capacity, |observe| {
             open.create_volume_from(def, source, flags, reflink, Some(observe))
                 .map(|created| created.volume)
-        })
+        });
+        self.volume_changed(pool, &def.name, result)
     }
 
     /// `vol-delete` of a complete volume (one held by another process only when forced).
@@ -247,7 +265,11 @@ impl Registry {
         when: WhenInUse,
     ) -> Result<(), RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        Ok(open.delete(name, when)?)
+        self.volume_changed(
+            pool,
+            name,
+            open.delete(name, when).map_err(RegistryError::from),
+        )
     }
 
     /// `vol-wipe` of a complete volume.
@@ -259,7 +281,8 @@ impl Registry {
         when: WhenInUse,
     ) -> Result<(), RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        Ok(open.wipe_volume(name, algorithm, when)?)
+        let result = open.wipe_volume(name, algorithm, when);
+        self.volume_changed(pool, name, result.map_err(RegistryError::from))
     }
 
     /// `vol-resize` of a complete volume.
@@ -271,7 +294,8 @@ impl Registry {
         when: WhenInUse,
     ) -> Result<VolumeInfo, RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        Ok(open.resize_volume(name, request, when)?)
+        let result = open.resize_volume(name, request, when);
+        self.volume_changed(pool, name, result.map_err(RegistryError::from))
     }
 
     /// `vol-upload` into a complete volume.
@@ -284,7 +308,18 @@ impl Registry {
         when: WhenInUse,
     ) -> Result<Upload, RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        Ok(open.upload(name, offset, length, when)?)
+        let upload = open.upload(name, offset, length, when)?;
+        // The volume changes when the stream finishes, after this call has returned.
+        Ok(match self.change_hook() {
+            Some(hook) => {
+                let change = Change::Volume {
+                    pool: pool.to_string(),
+                    volume: name.to_string(),
+                };
+                upload.on_finish(Box::new(move || hook(&change)))
+            }
+            None => upload,
+        })
     }
 
     /// `vol-download` from a complete volume.
