@@ -304,3 +304,28 @@ pub(crate) fn temp_pool() -> (tempfile::TempDir, Pool) {
     let pool = Pool::open(dir.path(), "p").expect("a pool on it");
     (dir, pool)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_writes_zeros_only_where_fallocate_reserves_nothing() {
+        let (_dir, mut pool) = temp_pool();
+        assert!(pool.filesystem().is_some(), "/proc names the mount");
+        assert!(
+            pool.fallocate_trusted(),
+            "auto on the test's own filesystem"
+        );
+        pool.filesystem = Some("fuse.ceph-fuse".to_string());
+        assert!(!pool.fallocate_trusted(), "auto on CephFS writes zeros");
+        assert!(!pool.writing().fallocate);
+        pool.set_fallocate_mode(FallocateMode::Native);
+        assert!(pool.fallocate_trusted(), "native trusts CephFS");
+        pool.filesystem = Some("fuse.glusterfs".to_string());
+        pool.set_fallocate_mode(FallocateMode::Zero);
+        assert!(!pool.fallocate_trusted(), "zero writes zeros everywhere");
+        pool.set_fallocate_mode(FallocateMode::Auto);
+        assert!(pool.fallocate_trusted(), "GlusterFS really allocates");
+    }
+}
