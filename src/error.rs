@@ -128,9 +128,10 @@ pub enum Error {
         links: u64,
     },
     /// Another process holds a lock on the volume (a running QEMU, `qemu-img`, or another
-    /// qpool changing it).
+    /// qpool copying, downloading or changing it), on this host or another one sharing the
+    /// pool.
     #[error(
-        "volume '{name}' in pool '{pool}' is in use: another process (such as a running QEMU) holds a lock on it"
+        "volume '{name}' in pool '{pool}' is in use: another process (such as a running QEMU, or a copy or download of it, on this host or another) holds a lock on it"
     )]
     InUse {
         /// Volume name.

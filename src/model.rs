@@ -2,7 +2,8 @@
 //!
 //! Owns: the one definition each of a volume format ([`VolFormat`]), a preallocation mode
 //! ([`Preallocation`]), a qcow2 compatibility level ([`Compat`]), a qcow2 compression type
-//! ([`Compression`]) and a wipe algorithm ([`WipeAlgorithm`]), with their names as libvirt,
+//! ([`Compression`]), a wipe algorithm ([`WipeAlgorithm`]) and a pool's `fallocate` setting
+//! ([`FallocateMode`]), with their names as libvirt,
 //! qemu-img and the XML write them, parsing those names, libvirt's numbers for the wipe
 //! algorithms, and the qcow2 header version each compat level stands for.
 //! Must not: import anything from the crate but `units`, do I/O, or know any policy. xml,
@@ -31,6 +32,9 @@ pub enum UnknownName {
     /// A wipe algorithm libvirt does not have.
     #[error("unknown wipe algorithm '{0}' (qpool supports: zero, trim, random)")]
     WipeAlgorithm(String),
+    /// A pool `fallocate` setting other than auto, native and zero.
+    #[error("unknown fallocate setting '{0}' (expected auto, native or zero)")]
+    FallocateMode(String),
 }
 
 /// Volume formats qpool reads and writes.
@@ -283,6 +287,49 @@ impl fmt::Display for WipeAlgorithm {
     }
 }
 
+/// How a pool reserves space (the `fallocate` setting of a pool definition or qpoold.conf).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum FallocateMode {
+    /// `fallocate` where the filesystem really reserves with it; zeros where it cannot
+    /// (EOPNOTSUPP) or only pretends to (CephFS).
+    #[default]
+    Auto,
+    /// `fallocate` whenever the filesystem accepts it; zeros only where it refuses.
+    Native,
+    /// Always zeros: every reservation is written.
+    Zero,
+}
+
+impl FallocateMode {
+    /// Every setting, in the order the documentation lists them.
+    pub const ALL: [FallocateMode; 3] = [Self::Auto, Self::Native, Self::Zero];
+
+    /// The name in a pool definition and in qpoold.conf.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Zero => "zero",
+        }
+    }
+}
+
+impl FromStr for FallocateMode {
+    type Err = UnknownName;
+    fn from_str(name: &str) -> Result<Self, UnknownName> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == name)
+            .ok_or_else(|| UnknownName::FallocateMode(name.to_string()))
+    }
+}
+
+impl fmt::Display for FallocateMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,6 +359,10 @@ mod tests {
         assert_eq!(WipeAlgorithm::from_libvirt(10), None);
         assert_eq!(WipeAlgorithm::Random.as_str(), "random");
         assert_eq!(WipeAlgorithm::from_libvirt(9), Some(WipeAlgorithm::Trim));
+        for m in FallocateMode::ALL {
+            assert_eq!(m.as_str().parse::<FallocateMode>(), Ok(m));
+        }
+        assert_eq!(FallocateMode::default(), FallocateMode::Auto);
     }
 
     #[test]
@@ -325,5 +376,9 @@ mod tests {
         assert!("2.0".parse::<Compat>().is_err());
         assert_eq!(Compat::from_version(4), None);
         assert!("lz4".parse::<Compression>().is_err());
+        assert_eq!(
+            "posix".parse::<FallocateMode>().unwrap_err().to_string(),
+            "unknown fallocate setting 'posix' (expected auto, native or zero)"
+        );
     }
 }

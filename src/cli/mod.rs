@@ -21,9 +21,9 @@ use thiserror::Error;
 
 use crate::bridge::job::{Job, NOT_REFRESHED};
 use crate::error::one_line;
-use crate::model::{UnknownName, VolFormat, WipeAlgorithm};
+use crate::model::{FallocateMode, UnknownName, VolFormat, WipeAlgorithm};
 use crate::policy::CreateFlags;
-use crate::pool::{Pool, ResizeRequest};
+use crate::pool::{Pool, ResizeRequest, WhenInUse};
 use crate::units::{SizeError, parse_virsh_size};
 use crate::xml::{BackingStoreDef, VolumeDef};
 
@@ -34,6 +34,9 @@ pub const LIBVIRT_URI_ENV: &str = "QPOOL_LIBVIRT_URI";
 /// Environment variable that makes qpool behave as if the filesystem had no `fallocate`
 /// (to exercise the zero-fill fallback in tests).
 pub const NO_FALLOCATE_ENV: &str = "QPOOL_NO_FALLOCATE";
+/// Environment variable with the pool's `fallocate` setting: `auto` (the default), `native`
+/// or `zero` (what a pool definition or qpoold.conf says for qpoold's pools).
+pub const FALLOCATE_ENV: &str = "QPOOL_FALLOCATE";
 
 /// qpool: libvirt-compatible storage pool tool for qcow2 and raw volumes.
 #[derive(Debug, Parser)]
@@ -168,6 +171,9 @@ pub enum Command {
     VolDelete {
         /// Volume name or path.
         vol: String,
+        /// Delete it even though another process (a running QEMU, a copy) holds it.
+        #[arg(long)]
+        force: bool,
     },
     /// Upload file contents to a volume.
     #[command(name = "vol-upload")]
@@ -183,6 +189,9 @@ pub enum Command {
         /// Wipe algorithm: zero, trim or random.
         #[arg(long, default_value = "zero")]
         algorithm: String,
+        /// Wipe it even though another process (a running QEMU, a copy) holds it.
+        #[arg(long)]
+        force: bool,
     },
     /// Resize a volume.
     #[command(name = "vol-resize")]
@@ -201,6 +210,9 @@ pub enum Command {
         /// Allow the resize to shrink the volume.
         #[arg(long)]
         shrink: bool,
+        /// Resize it even though another process (a running QEMU, a copy) holds it.
+        #[arg(long)]
+        force: bool,
     },
     /// Pool information.
     #[command(name = "pool-info")]
@@ -253,6 +265,9 @@ pub struct Transfer {
     /// Keep holes: the source's holes read as zeros in the destination without being written.
     #[arg(long)]
     pub sparse: bool,
+    /// vol-upload: write the volume even though another process (a running QEMU) holds it.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Command-line failures: an engine error, or an argument the engine never saw.
@@ -302,6 +317,9 @@ pub enum Error {
     /// An unknown wipe algorithm.
     #[error(transparent)]
     Algorithm(UnknownName),
+    /// `QPOOL_FALLOCATE` names no setting.
+    #[error("{FALLOCATE_ENV}")]
+    Fallocate(#[source] UnknownName),
     /// A negative size without `--shrink` (virsh's rule).
     #[error("negative size requires --shrink")]
     NegativeSize,
@@ -401,6 +419,10 @@ pub fn open_pool(pool_dir: Option<&Path>) -> Result<(Pool, bool), Error> {
         }
         _ => (Pool::open_or_create(&default, "default")?, true),
     };
+    if let Some(mode) = std::env::var_os(FALLOCATE_ENV).filter(|v| !v.is_empty()) {
+        let mode: FallocateMode = mode.to_string_lossy().parse().map_err(Error::Fallocate)?;
+        pool.set_fallocate_mode(mode);
+    }
     if std::env::var_os(NO_FALLOCATE_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
         pool.set_fallocate_disabled(true);
     }
@@ -430,6 +452,15 @@ fn format_arg(option: &'static str, value: &str) -> Result<VolFormat, Error> {
     value
         .parse()
         .map_err(|source| Error::Format { option, source })
+}
+
+/// `--force`: go ahead with a volume another process holds.
+fn when_in_use(force: bool) -> WhenInUse {
+    if force {
+        WhenInUse::Force
+    } else {
+        WhenInUse::Refuse
+    }
 }
 
 fn flags(prealloc_metadata: bool) -> CreateFlags {
@@ -659,9 +690,9 @@ fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> 
             let info = pool.volume(&pool.volume_name(vol)?)?;
             format!("{}\n", info.path.display())
         }
-        Command::VolDelete { vol } => {
+        Command::VolDelete { vol, force } => {
             let name = pool.volume_name(vol)?;
-            pool.delete(&name)?;
+            pool.delete(&name, when_in_use(*force))?;
             format!("Vol {name} deleted\n")
         }
         Command::VolUpload(t) => {
@@ -670,7 +701,15 @@ fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> 
                 path: t.file.clone(),
                 source,
             })?;
-            pool.upload_from_file(&name, local, &t.file, t.offset, t.length, t.sparse)?;
+            pool.upload_from_file(
+                &name,
+                local,
+                &t.file,
+                t.offset,
+                t.length,
+                t.sparse,
+                when_in_use(t.force),
+            )?;
             String::new()
         }
         Command::VolDownload(t) => {
@@ -697,10 +736,14 @@ fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> 
             done?;
             String::new()
         }
-        Command::VolWipe { vol, algorithm } => {
+        Command::VolWipe {
+            vol,
+            algorithm,
+            force,
+        } => {
             let name = pool.volume_name(vol)?;
             let algorithm: WipeAlgorithm = algorithm.parse().map_err(Error::Algorithm)?;
-            pool.wipe_volume(&name, algorithm)?;
+            pool.wipe_volume(&name, algorithm, when_in_use(*force))?;
             format!("Vol {name} wiped\n")
         }
         Command::VolResize {
@@ -709,6 +752,7 @@ fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> 
             allocate,
             delta,
             shrink,
+            force,
         } => {
             let name = pool.volume_name(vol)?;
             // virsh: "+N" is absolute; "-N" needs --shrink and means "shrink by N".
@@ -730,6 +774,7 @@ fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> 
                     shrink: *shrink,
                     allocate: *allocate,
                 },
+                when_in_use(*force),
             )?;
             if delta {
                 format!("Size of volume '{name}' successfully changed by {text}\n")

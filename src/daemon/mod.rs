@@ -78,6 +78,8 @@ pub struct Settings {
     pub timeout: u64,
     /// Target of the default pool.
     pub default_pool_dir: PathBuf,
+    /// How the pools reserve space (`fallocate` in qpoold.conf; `auto` by default).
+    pub fallocate: crate::model::FallocateMode,
     /// Mirror the pools into this libvirtd (qpoold.conf `libvirt_uri`, `libvirt_prefix`).
     pub libvirt: Option<crate::bridge::Settings>,
 }
@@ -112,6 +114,7 @@ pub fn settings(args: &Args) -> Result<Settings, config::ConfigError> {
             .clone()
             .or(file.default_pool_dir)
             .unwrap_or_else(crate::paths::default_pool_dir),
+        fallocate: file.fallocate.unwrap_or_default(),
         libvirt: file.libvirt_uri.map(|uri| crate::bridge::Settings {
             uri,
             prefix: file.libvirt_prefix.unwrap_or_default(),
@@ -254,7 +257,11 @@ fn serve(args: &Args) -> Result<(), DaemonError> {
     signals.add(Signal::SIGHUP);
     signals.thread_block().map_err(DaemonError::Signals)?;
     let inherited = activation::take()?;
-    let registry = Arc::new(Registry::load(&settings.pools, &settings.default_pool_dir)?);
+    let registry = Arc::new(Registry::load_with(
+        &settings.pools,
+        &settings.default_pool_dir,
+        settings.fallocate,
+    )?);
     if let Some(bridge) = settings.libvirt.clone() {
         // Before the sockets: a client that gets an answer finds the mirrors in place.
         crate::bridge::attach(&registry, bridge).map_err(|e| DaemonError::Bridge(Box::new(e)))?;

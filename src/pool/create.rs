@@ -200,7 +200,7 @@ impl Pool {
         flags: CreateFlags,
         reflink: bool,
     ) -> Result<Created, Error> {
-        let (src_file, src) = self.open_volume(source, false)?;
+        let (src_file, src) = self.open_volume_to_read(source)?;
         let def = self.clone_definition(&src, new_name);
         self.create_from(&def, src_file, &src, flags, reflink, None)
     }
@@ -218,7 +218,7 @@ impl Pool {
         reflink: bool,
         observer: Option<BuildObserver<'_>>,
     ) -> Result<Created, Error> {
-        let (src_file, src) = self.open_volume(source, false)?;
+        let (src_file, src) = self.open_volume_to_read(source)?;
         self.create_from(def, src_file, &src, flags, reflink, observer)
     }
 

@@ -71,6 +71,13 @@ pub mod flags {
     pub const STORAGE_VOL_DOWNLOAD_SPARSE_STREAM: u32 = 1;
     /// virStorageVolInfoFlags.
     pub const STORAGE_VOL_GET_PHYSICAL: u32 = 1;
+    /// qpool's own flag, not libvirt's: on `virStorageVolDelete`, `virStorageVolWipe`,
+    /// `virStorageVolWipePattern`, `virStorageVolResize` and `virStorageVolUpload`, go ahead
+    /// even though another process holds the volume (a running QEMU, a copy), like
+    /// `qpool --force`. libvirt has no such flag, so virsh cannot send it; libvirt's client
+    /// library passes flags through unchecked, so libvirt-python can (`vol.delete(1 << 30)`).
+    /// Bit 30 is far above every flag libvirt defines for these calls.
+    pub const QPOOL_FORCE: u32 = 1 << 30;
     /// virStorageXMLFlags.
     pub const STORAGE_XML_INACTIVE: u32 = 1;
     /// virStoragePoolDefineFlags.

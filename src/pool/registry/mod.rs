@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::Pool;
 use crate::error::one_line;
+use crate::model::FallocateMode;
 use crate::xml::PoolDef;
 pub use error::RegistryError;
 pub use reload::Reloaded;
@@ -153,6 +154,8 @@ pub struct Registry {
     pools: Mutex<BTreeMap<String, PoolEntry>>,
     building: Mutex<HashMap<(String, String), Building>>,
     listener: Mutex<Option<Listener>>,
+    /// How every pool reserves space (qpoold.conf's `fallocate`).
+    fallocate: FallocateMode,
     change_hook: Mutex<Option<ChangeHook>>,
 }
 
@@ -187,12 +190,22 @@ impl Registry {
     /// `default` pool on `default_target` is defined, marked autostart. Autostart pools are
     /// started; a pool that fails to start is logged and left inactive.
     pub fn load(dir: &Path, default_target: &Path) -> Result<Registry, RegistryError> {
+        Self::load_with(dir, default_target, FallocateMode::default())
+    }
+
+    /// [`Registry::load`], with the `fallocate` setting every pool starts with.
+    pub fn load_with(
+        dir: &Path,
+        default_target: &Path,
+        fallocate: FallocateMode,
+    ) -> Result<Registry, RegistryError> {
         std::fs::create_dir_all(dir.join("autostart")).map_err(io_err("cannot create", dir))?;
         let registry = Registry {
             dir: dir.to_path_buf(),
             pools: Mutex::new(BTreeMap::new()),
             building: Mutex::new(HashMap::new()),
             listener: Mutex::new(None),
+            fallocate,
             change_hook: Mutex::new(None),
         };
         for stored in Self::stored(dir)? {
@@ -512,11 +525,12 @@ impl Registry {
             }
             (PathBuf::from(&entry.def.target_path), entry.uuid)
         };
-        let pool =
+        let mut pool =
             Pool::open_with_uuid(&target, name, uuid).map_err(|source| RegistryError::Start {
                 name: name.to_string(),
                 source,
             })?;
+        pool.set_fallocate_mode(self.fallocate);
         let mut pools = self.lock();
         if let Some(entry) = pools.get_mut(name) {
             entry.pool = Some(Arc::new(pool));

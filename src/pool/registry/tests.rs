@@ -290,7 +290,9 @@ fn volumes_are_found_by_name_and_by_path() {
         f.registry.volume("default", "../x"),
         Err(RegistryError::Engine(crate::Error::NoVolume { .. }))
     ));
-    f.registry.delete_volume("default", "v.img").unwrap();
+    f.registry
+        .delete_volume("default", "v.img", crate::pool::WhenInUse::Refuse)
+        .unwrap();
     assert!(f.registry.volume_names("default").unwrap().is_empty());
 }
 
@@ -318,7 +320,7 @@ fn a_volume_being_built_is_listed_but_protected() {
         let (_, state) = registry.volume("default", "b.img").unwrap();
         assert!(matches!(state, VolumeState::Building { capacity, .. } if capacity == 1 << 30));
         assert!(matches!(
-            registry.delete_volume("default", "b.img"),
+            registry.delete_volume("default", "b.img", crate::pool::WhenInUse::Refuse),
             Err(RegistryError::StillBuilding { .. })
         ));
         assert!(matches!(

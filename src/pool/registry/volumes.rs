@@ -15,7 +15,7 @@ use super::{Change, Registry, RegistryError};
 use crate::Error;
 use crate::model::WipeAlgorithm;
 use crate::policy::CreateFlags;
-use crate::pool::{Download, Pool, ResizeRequest, Upload, VolumeInfo};
+use crate::pool::{Download, Pool, ResizeRequest, Upload, VolumeInfo, WhenInUse};
 use crate::xml::VolumeDef;
 
 /// A volume being built: where its temporary file is, and its planned capacity.
@@ -257,10 +257,19 @@ impl Registry {
         self.volume_changed(pool, &def.name, result)
     }
 
-    /// `vol-delete` of a complete volume.
-    pub fn delete_volume(&self, pool: &str, name: &str) -> Result<(), RegistryError> {
+    /// `vol-delete` of a complete volume (one held by another process only when forced).
+    pub fn delete_volume(
+        &self,
+        pool: &str,
+        name: &str,
+        when: WhenInUse,
+    ) -> Result<(), RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        self.volume_changed(pool, name, open.delete(name).map_err(RegistryError::from))
+        self.volume_changed(
+            pool,
+            name,
+            open.delete(name, when).map_err(RegistryError::from),
+        )
     }
 
     /// `vol-wipe` of a complete volume.
@@ -269,9 +278,10 @@ impl Registry {
         pool: &str,
         name: &str,
         algorithm: WipeAlgorithm,
+        when: WhenInUse,
     ) -> Result<(), RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        let result = open.wipe_volume(name, algorithm);
+        let result = open.wipe_volume(name, algorithm, when);
         self.volume_changed(pool, name, result.map_err(RegistryError::from))
     }
 
@@ -281,9 +291,10 @@ impl Registry {
         pool: &str,
         name: &str,
         request: ResizeRequest,
+        when: WhenInUse,
     ) -> Result<VolumeInfo, RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        let result = open.resize_volume(name, request);
+        let result = open.resize_volume(name, request, when);
         self.volume_changed(pool, name, result.map_err(RegistryError::from))
     }
 
@@ -294,9 +305,10 @@ impl Registry {
         name: &str,
         offset: u64,
         length: u64,
+        when: WhenInUse,
     ) -> Result<Upload, RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        let upload = open.upload(name, offset, length)?;
+        let upload = open.upload(name, offset, length, when)?;
         // The volume changes when the stream finishes, after this call has returned.
         Ok(match self.change_hook() {
             Some(hook) => {

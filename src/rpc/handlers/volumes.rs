@@ -13,8 +13,8 @@ use super::pools::resolve;
 use super::{Ctx, Outcome, allow_flags, driver, engine, xml};
 use crate::model::WipeAlgorithm;
 use crate::policy::CreateFlags;
-use crate::pool::ResizeRequest;
 use crate::pool::registry::Registry;
+use crate::pool::{ResizeRequest, WhenInUse};
 use crate::rpc::errors::no_volume;
 use crate::rpc::messages::{
     IntRet, StoragePoolArgs, StoragePoolListAllVolumesArgs, StoragePoolListAllVolumesRet,
@@ -288,11 +288,25 @@ pub fn storage_vol_create_xml_from(
     })
 }
 
+/// What a change does about a volume someone holds: refused, unless the call carries
+/// qpool's [`flags::QPOOL_FORCE`].
+fn when_in_use(flags: u32) -> WhenInUse {
+    if flags & flags::QPOOL_FORCE != 0 {
+        WhenInUse::Force
+    } else {
+        WhenInUse::Refuse
+    }
+}
+
 /// `REMOTE_PROC_STORAGE_VOL_DELETE`.
 pub fn storage_vol_delete(ctx: &Ctx<'_>, args: StorageVolFlagsArgs) -> Result<(), RemoteError> {
-    allow_flags(args.flags, 0, "virStorageBackendVolDeleteLocal")?;
+    allow_flags(
+        args.flags,
+        flags::QPOOL_FORCE,
+        "virStorageBackendVolDeleteLocal",
+    )?;
     ctx.registry
-        .delete_volume(&args.vol.pool, &args.vol.name)
+        .delete_volume(&args.vol.pool, &args.vol.name, when_in_use(args.flags))
         .map_err(driver)
 }
 
@@ -302,14 +316,14 @@ fn wipe(
     algorithm: u32,
     flags: u32,
 ) -> Result<(), RemoteError> {
-    allow_flags(flags, 0, "storageVolWipePattern")?;
+    allow_flags(flags, flags::QPOOL_FORCE, "storageVolWipePattern")?;
     let algorithm = WipeAlgorithm::from_libvirt(algorithm).ok_or_else(|| {
         RemoteError::invalid_arg(
             crate::model::UnknownName::WipeAlgorithm(algorithm.to_string()).to_string(),
         )
     })?;
     ctx.registry
-        .wipe_volume(&vol.pool, &vol.name, algorithm)
+        .wipe_volume(&vol.pool, &vol.name, algorithm, when_in_use(flags))
         .map_err(driver)
 }
 
@@ -329,7 +343,7 @@ pub fn storage_vol_wipe_pattern(
 /// `REMOTE_PROC_STORAGE_VOL_RESIZE`.
 pub fn storage_vol_resize(ctx: &Ctx<'_>, args: StorageVolResizeArgs) -> Result<(), RemoteError> {
     use flags::*;
-    allow_flags(args.flags, RESIZE_FLAGS, "storageVolResize")?;
+    allow_flags(args.flags, RESIZE_FLAGS | QPOOL_FORCE, "storageVolResize")?;
     let request = ResizeRequest {
         capacity: args.capacity,
         allocate: args.flags & STORAGE_VOL_RESIZE_ALLOCATE != 0,
@@ -337,7 +351,12 @@ pub fn storage_vol_resize(ctx: &Ctx<'_>, args: StorageVolResizeArgs) -> Result<(
         shrink: args.flags & STORAGE_VOL_RESIZE_SHRINK != 0,
     };
     ctx.registry
-        .resize_volume(&args.vol.pool, &args.vol.name, request)
+        .resize_volume(
+            &args.vol.pool,
+            &args.vol.name,
+            request,
+            when_in_use(args.flags),
+        )
         .map(|_| ())
         .map_err(driver)
 }
@@ -349,12 +368,18 @@ pub fn storage_vol_upload(
 ) -> Result<Outcome, RemoteError> {
     allow_flags(
         args.flags,
-        flags::STORAGE_VOL_UPLOAD_SPARSE_STREAM,
+        flags::STORAGE_VOL_UPLOAD_SPARSE_STREAM | flags::QPOOL_FORCE,
         "storageVolUpload",
     )?;
     let upload = ctx
         .registry
-        .upload(&args.vol.pool, &args.vol.name, args.offset, args.length)
+        .upload(
+            &args.vol.pool,
+            &args.vol.name,
+            args.offset,
+            args.length,
+            when_in_use(args.flags),
+        )
         .map_err(driver)?;
     Ok(Outcome::Upload {
         upload,
