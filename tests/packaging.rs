@@ -51,7 +51,7 @@ fn generated() -> &'static Path {
         let example = bin_dir().join("examples/qpool-manpages");
         assert!(
             example.exists(),
-            "{} is missing: `cargo test` builds it (not with --test alone)",
+            "{} is missing: `cargo build --examples` builds it (scripts/test does)",
             example.display()
         );
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("packaging-generated");
