@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod peer;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
