@@ -1,6 +1,6 @@
 //! The engine's errors and how they read.
 //!
-//! Owns: the crate error [`Error`] (one variant per failing engine operation, each naming the
+//! Owns: the crate error [`Error`](enum@Error) (one variant per failing engine operation, each naming the
 //! volume, pool or path it concerned), its [`ErrorKind`] (what a face needs to choose an
 //! exit status or a libvirt error code), and [`one_line`], the single rendering of an error
 //! chain that the CLI, the daemon and the logs all print.
@@ -113,6 +113,39 @@ pub enum Error {
         pool: String,
         /// What it is.
         what: &'static str,
+    },
+    /// A volume whose file has other names too (a hard link): writing it would change files
+    /// outside the pool.
+    #[error(
+        "volume '{name}' in pool '{pool}' has {links} hard links; qpool does not write a file that other names share (delete removes only this name)"
+    )]
+    HardLinked {
+        /// Volume name.
+        name: String,
+        /// Pool name.
+        pool: String,
+        /// st_nlink.
+        links: u64,
+    },
+    /// Another process holds a lock on the volume (a running QEMU, `qemu-img`, or another
+    /// qpool changing it).
+    #[error(
+        "volume '{name}' in pool '{pool}' is in use: another process (such as a running QEMU) holds a lock on it"
+    )]
+    InUse {
+        /// Volume name.
+        name: String,
+        /// Pool name.
+        pool: String,
+    },
+    /// Writing or removing the journal of an in-place change failed.
+    #[error("cannot keep the journal of a change to volume '{name}'")]
+    Journal {
+        /// Volume name.
+        name: String,
+        /// Why.
+        #[source]
+        source: io::Error,
     },
     /// The backing store cannot be read.
     #[error("cannot use backing store '{path}'")]
@@ -299,6 +332,7 @@ fn image_kind(e: &image::Error) -> ErrorKind {
         | image::Error::UnsupportedWipe(_)
         | image::Error::ReflinkConverts => ErrorKind::InvalidArg,
         image::Error::Unsupported(_) => ErrorKind::Unsupported,
+        image::Error::Refused(_) => ErrorKind::InvalidState,
         _ => io_kind(e.io_error()),
     }
 }
@@ -313,6 +347,7 @@ impl Error {
             }
             Self::Policy { .. } => ErrorKind::Unsupported,
             Self::VolumeExists { .. } => ErrorKind::VolumeExists,
+            Self::HardLinked { .. } | Self::InUse { .. } => ErrorKind::InvalidState,
             Self::NoVolume { .. } | Self::NotAVolume { .. } => ErrorKind::NoVolume,
             Self::NoSpace { .. } => ErrorKind::NoSpace,
             Self::OpeningPool { .. } => ErrorKind::NoPool,
@@ -329,7 +364,8 @@ impl Error {
             Self::ReadingPool { source, .. }
             | Self::ReadingVolume { source, .. }
             | Self::CreatingVolume { source, .. }
-            | Self::DeletingVolume { source, .. } => io_kind(Some(source)),
+            | Self::DeletingVolume { source, .. }
+            | Self::Journal { source, .. } => io_kind(Some(source)),
             Self::Rollback { cause, .. } => cause.kind(),
         }
     }

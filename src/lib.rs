@@ -7,9 +7,12 @@
 //! command line ([`cli`]), the `qpoold` daemon speaking libvirt's RPC protocol, and a bridge
 //! that mirrors pools into a running libvirtd.
 //!
-//! Layering: `units` ← `xml` ← `policy` ← `pool` → `image`; only `pool` touches directories,
-//! only `image::qcow2::spec` knows byte offsets, only `sys` makes raw system calls, and the
-//! faces translate errors into exit codes or libvirt error codes.
+//! Layering (ARCHITECTURE.md, checked by `tests/architecture.rs`): the pure layers ([`model`],
+//! [`units`], [`xml`], [`policy`], [`error`], [`paths`]) at the bottom; [`image`] over
+//! [`sys`], the only module that makes raw system calls; [`pool`], the engine, the only one
+//! that touches pool directories and the only caller of `image`'s front door; and the faces
+//! ([`cli`], [`rpc`], [`daemon`]), which translate errors into exit codes or libvirt error
+//! codes and import nothing but the engine and the pure layers.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

@@ -2,10 +2,11 @@
 //!
 //! Owns: the one definition each of a volume format ([`VolFormat`]), a preallocation mode
 //! ([`Preallocation`]), a qcow2 compatibility level ([`Compat`]), a qcow2 compression type
-//! ([`Compression`]) and a wipe algorithm ([`WipeAlgorithm`]), with their names as libvirt, qemu-img and the XML write them, parsing
-//! those names, and the qcow2 header version each compat level stands for.
-//! Must not: import anything from the crate but [`crate::units`], do I/O, or know any
-//! policy. xml, policy, image, pool, cli and rpc all use these types; none keeps a copy.
+//! ([`Compression`]) and a wipe algorithm ([`WipeAlgorithm`]), with their names as libvirt,
+//! qemu-img and the XML write them, parsing those names, libvirt's numbers for the wipe
+//! algorithms, and the qcow2 header version each compat level stands for.
+//! Must not: import anything from the crate but `units`, do I/O, or know any policy. xml,
+//! policy, image, pool, cli and rpc all use these types; none keeps a copy.
 
 use std::fmt;
 use std::str::FromStr;

@@ -148,44 +148,64 @@ pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
     .map_err(to_io)
 }
 
-/// Copies `len` bytes from `src` at `offset` to `dst` at the same offset in the kernel
-/// (`copy_file_range`), falling back to read/write where the kernel or filesystem cannot.
-pub fn copy_range(src: &File, dst: &File, offset: u64, len: u64) -> io::Result<()> {
-    copy_between(src, offset, dst, offset, len)
+/// A range to copy: `len` bytes from offset `from` of the source to offset `to` of the
+/// destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// Offset in the source.
+    pub from: u64,
+    /// Offset in the destination.
+    pub to: u64,
+    /// Bytes.
+    pub len: u64,
 }
 
-/// Copies `len` bytes from `src` at `src_offset` to `dst` at `dst_offset`, in the kernel
-/// where it can (`copy_file_range`), else through a buffer. A copy longer than 32 MiB goes in
-/// 32 MiB pieces and a second thread starts the writeback of each finished piece, so the disk
-/// writes while the next piece is copied and the final sync has little left to do.
-pub fn copy_between(
-    src: &File,
-    src_offset: u64,
-    dst: &File,
-    dst_offset: u64,
-    len: u64,
-) -> io::Result<()> {
+impl Span {
+    /// The same offsets in both files.
+    pub fn same(offset: u64, len: u64) -> Span {
+        Span {
+            from: offset,
+            to: offset,
+            len,
+        }
+    }
+
+    /// The part of this span from `done` bytes on, at most `max` bytes long.
+    fn skip(self, done: u64, max: u64) -> Span {
+        Span {
+            from: self.from + done,
+            to: self.to + done,
+            len: (self.len - done).min(max),
+        }
+    }
+}
+
+/// Copies `span` from `src` to `dst`, in the kernel where it can (`copy_file_range`), else
+/// through a buffer. A copy longer than 32 MiB goes in 32 MiB pieces and a second thread
+/// starts the writeback of each finished piece, so the disk writes while the next piece is
+/// copied and the final sync has little left to do.
+pub fn copy_span(src: &File, dst: &File, span: Span) -> io::Result<()> {
     const PIECE: u64 = 32 << 20;
-    if len <= PIECE {
+    if span.len <= PIECE {
         // One piece: nothing to overlap with, so no flusher thread (callers copy extent by
         // extent, and a fragmented file has many small ones).
-        return copy_piece(src, src_offset, dst, dst_offset, len);
+        return copy_piece(src, dst, span);
     }
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::channel::<(u64, u64)>();
+        let (tx, rx) = std::sync::mpsc::channel::<Span>();
         let flusher = scope.spawn(move || {
-            for (offset, n) in rx {
+            for piece in rx {
                 // Only a hint: a failure here shows up in the caller's sync.
-                let _ = start_writeback(dst, offset, n);
+                let _ = start_writeback(dst, piece.to, piece.len);
             }
         });
         let mut done = 0u64;
         let result = (|| {
-            while done < len {
-                let piece = (len - done).min(PIECE);
-                copy_piece(src, src_offset + done, dst, dst_offset + done, piece)?;
-                let _ = tx.send((dst_offset + done, piece));
-                done += piece;
+            while done < span.len {
+                let piece = span.skip(done, PIECE);
+                copy_piece(src, dst, piece)?;
+                let _ = tx.send(piece);
+                done += piece.len;
             }
             Ok(())
         })();
@@ -210,18 +230,14 @@ fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
-fn copy_piece(
-    src: &File,
-    src_offset: u64,
-    dst: &File,
-    dst_offset: u64,
-    len: u64,
-) -> io::Result<()> {
+/// One `copy_file_range` loop; a kernel or filesystem that cannot hands the rest to
+/// [`copy_buffered`].
+fn copy_piece(src: &File, dst: &File, span: Span) -> io::Result<()> {
     let mut done = 0u64;
-    while done < len {
-        let mut off_in = to_off(src_offset + done)?;
-        let mut off_out = to_off(dst_offset + done)?;
-        let chunk = usize::try_from(len - done).unwrap_or(usize::MAX);
+    while done < span.len {
+        let mut off_in = to_off(span.from + done)?;
+        let mut off_out = to_off(span.to + done)?;
+        let chunk = usize::try_from(span.len - done).unwrap_or(usize::MAX);
         match nix::fcntl::copy_file_range(
             src.as_fd(),
             Some(&mut off_in),
@@ -238,7 +254,7 @@ fn copy_piece(
             Ok(n) => done += n as u64,
             Err(Errno::EINTR) => {}
             Err(Errno::EXDEV | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EINVAL) => {
-                return copy_buffered(src, src_offset + done, dst, dst_offset + done, len - done);
+                return copy_buffered(src, dst, span.skip(done, u64::MAX));
             }
             Err(e) => return Err(to_io(e)),
         }
@@ -246,19 +262,14 @@ fn copy_piece(
     Ok(())
 }
 
-fn copy_buffered(
-    src: &File,
-    src_offset: u64,
-    dst: &File,
-    dst_offset: u64,
-    len: u64,
-) -> io::Result<()> {
+/// Copies `span` through a 4 MiB buffer.
+fn copy_buffered(src: &File, dst: &File, span: Span) -> io::Result<()> {
     let mut buf = vec![0u8; 4 << 20];
     let mut done = 0u64;
-    while done < len {
-        let n = usize::try_from(len - done).map_or(buf.len(), |l| l.min(buf.len()));
-        src.read_exact_at(&mut buf[..n], src_offset + done)?;
-        dst.write_all_at(&buf[..n], dst_offset + done)?;
+    while done < span.len {
+        let n = usize::try_from(span.len - done).map_or(buf.len(), |l| l.min(buf.len()));
+        src.read_exact_at(&mut buf[..n], span.from + done)?;
+        dst.write_all_at(&buf[..n], span.to + done)?;
         done += n as u64;
     }
     Ok(())

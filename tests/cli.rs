@@ -18,10 +18,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use common::{TempPool, alloc_and_size};
-
-/// Prefix of qpool's temporary files (src/pool/names.rs).
-const TEMP_PREFIX: &str = ".qpool-tmp-";
+use common::{TEMP_PREFIX, TempPool, alloc_and_size};
 
 // ---------------------------------------------------------------------------------------
 // Helpers

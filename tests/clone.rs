@@ -5,30 +5,15 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{TempPool, alloc_and_size, assert_check_clean, have, qemu_compare, qemu_info, run};
+use common::{
+    TempPool, alloc_and_size, assert_check_clean, have, qemu_compare, qemu_info, qemu_io, run,
+};
 
 fn qemu_img(args: &[&str]) {
     let out = run("qemu-img", args);
     assert!(
         out.status.success(),
         "qemu-img {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn qemu_io(path: &Path, commands: &[&str]) {
-    let mut args = vec!["-f", "qcow2"];
-    for c in commands {
-        args.push("-c");
-        args.push(c);
-    }
-    args.push(path.to_str().unwrap());
-    let out = run("qemu-io", &args);
-    assert!(
-        out.status.success(),
-        "qemu-io {commands:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -53,7 +38,7 @@ fn vol_clone_of_qcow2_is_a_byte_identical_copy_in_every_mode() {
         );
         let file = pool.write_file(&format!("{mode}.xml"), &xml);
         pool.ok(&["vol-create", file.to_str().unwrap()]);
-        qemu_io(&pool.vol(&src), WRITES);
+        qemu_io(&pool.vol(&src), "qcow2", WRITES);
         let copy = format!("copy-{src}");
         let out = pool.ok(&["vol-clone", &src, &copy]);
         assert_eq!(out, format!("Vol {copy} cloned from {src}\n\n"));
@@ -86,7 +71,7 @@ fn vol_clone_with_prealloc_metadata_preallocates_a_thin_source() {
     }
     let pool = TempPool::new();
     pool.ok(&["vol-create-as", "thin.qcow2", "256M", "--format", "qcow2"]);
-    qemu_io(&pool.vol("thin.qcow2"), WRITES);
+    qemu_io(&pool.vol("thin.qcow2"), "qcow2", WRITES);
     pool.ok(&[
         "vol-clone",
         "thin.qcow2",
@@ -118,7 +103,7 @@ fn vol_create_from_converts_between_formats_and_options() {
     }
     let pool = TempPool::new();
     pool.ok(&["vol-create-as", "src.qcow2", "128M", "--format", "qcow2"]);
-    qemu_io(&pool.vol("src.qcow2"), &WRITES[..2]);
+    qemu_io(&pool.vol("src.qcow2"), "qcow2", &WRITES[..2]);
     // (case, target XML inside <volume>, input volume, expected qemu-img info fields)
     type Case<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)]);
     let cases: &[Case] = &[
@@ -219,7 +204,7 @@ fn conversion_reads_compressed_clusters_and_backing_chains() {
         "qcow2",
         pool.vol("top.qcow2").to_str().unwrap(),
     ]);
-    qemu_io(&pool.vol("top.qcow2"), &["write -P 0x5a 1M 64k"]);
+    qemu_io(&pool.vol("top.qcow2"), "qcow2", &["write -P 0x5a 1M 64k"]);
     let xml = "<volume><name>flat.qcow2</name><capacity unit='M'>4</capacity><target><format type='qcow2'/></target></volume>";
     let file = pool.write_file("flat.xml", xml);
     pool.ok(&["vol-create-from", file.to_str().unwrap(), "top.qcow2"]);

@@ -24,7 +24,8 @@ use std::process::Output;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use common::{
-    TempPool, alloc_and_size, assert_check_clean, have, qemu_compare, qemu_create, qemu_info, run,
+    TempPool, alloc_and_size, assert_allocation_near, assert_check_clean, have, qemu_compare,
+    qemu_create, qemu_info, run,
 };
 use serde_json::{Value, json};
 
@@ -256,23 +257,6 @@ fn qemu_create_overlay(path: &Path, options: &str, backing: &str, fmt: &str, siz
         out.status.success(),
         "qemu-img {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// How far `st_blocks * 512` may stray from a reference value. ext4 counts its extent-tree
-/// blocks in st_blocks: one 4 KiB block for up to 340 extents beyond the 4 in the inode, and
-/// every extent holds at least one 4 KiB block, so the tree stays below 1/256 of the
-/// allocation. The fixed 16 KiB (four blocks) covers the allocation of small files.
-fn allocation_slack(reference: u64) -> u64 {
-    16 * KIB + reference / 256
-}
-
-fn assert_allocation_near(actual: u64, reference: u64, what: &str, label: &str) {
-    let slack = allocation_slack(reference);
-    assert!(
-        actual.abs_diff(reference) <= slack,
-        "{label}: st_blocks*512 = {actual}, {what} = {reference} (differ by {}, more than {slack})",
-        actual.abs_diff(reference)
     );
 }
 

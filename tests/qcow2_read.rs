@@ -6,24 +6,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{TempPool, have, run};
+use common::{TempPool, have, qemu_io, run};
 use qpool::image::{BlockStatus, open_guest_image};
 use qpool::model::VolFormat;
-
-fn qemu_io(path: &Path, format: &str, commands: &[&str]) {
-    let mut args = vec!["-f", format];
-    for c in commands {
-        args.push("-c");
-        args.push(c);
-    }
-    args.push(path.to_str().unwrap());
-    let out = run("qemu-io", &args);
-    assert!(
-        out.status.success(),
-        "qemu-io {commands:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn qemu_img(args: &[&str]) {
     let out = run("qemu-img", args);

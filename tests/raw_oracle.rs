@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use common::{TempPool, alloc_and_size, have, qemu_compare, qemu_info, run};
+use common::{
+    TempPool, alloc_and_size, assert_allocation_near, have, qemu_compare, qemu_info, run,
+};
 use serde_json::json;
 
 const KIB: u64 = 1 << 10;
@@ -146,22 +148,6 @@ fn qemu_create_raw(path: &Path, mode: &str, size: u64) {
         out.status.success(),
         "qemu-img create -f raw failed: {}",
         String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// How far `st_blocks * 512` may stray from a reference value: four 4 KiB blocks (qemu-img's
-/// first block, and ext4 extent-tree blocks, which st_blocks counts: one per up to 340 extents,
-/// hence the 1/256 for big fallocated files).
-fn allocation_slack(reference: u64) -> u64 {
-    16 * KIB + reference / 256
-}
-
-fn assert_allocation_near(actual: u64, reference: u64, what: &str, label: &str) {
-    let slack = allocation_slack(reference);
-    assert!(
-        actual.abs_diff(reference) <= slack,
-        "{label}: st_blocks*512 = {actual}, {what} = {reference} (differ by {}, more than {slack})",
-        actual.abs_diff(reference)
     );
 }
 

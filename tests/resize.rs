@@ -8,25 +8,11 @@ mod common;
 
 use std::path::Path;
 
-use common::{TempPool, alloc_and_size, assert_check_clean, have, qemu_compare, qemu_info, run};
+use common::{
+    TempPool, alloc_and_size, assert_check_clean, have, qemu_compare, qemu_info, qemu_io, run,
+};
 
 const GIB: u64 = 1 << 30;
-
-fn qemu_io_write(path: &Path, commands: &[&str]) {
-    let mut args = vec!["-f", "qcow2"];
-    for c in commands {
-        args.push("-c");
-        args.push(c);
-    }
-    args.push(path.to_str().unwrap());
-    let out = run("qemu-io", &args);
-    assert!(
-        out.status.success(),
-        "qemu-io {path:?} {commands:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn sha256(path: &Path) -> String {
     let out = run("sha256sum", &[path.to_str().unwrap()]);
@@ -53,8 +39,8 @@ fn pair(pool: &TempPool, name: &str, size: u64, opts: &str, mode: &str, writes: 
     };
     common::qemu_create(&twin, &options, size);
     if !writes.is_empty() {
-        qemu_io_write(&pool.vol(name), writes);
-        qemu_io_write(&twin, writes);
+        qemu_io(&pool.vol(name), "qcow2", writes);
+        qemu_io(&twin, "qcow2", writes);
     }
 }
 
@@ -194,7 +180,7 @@ fn qcow2_grow_of_an_overlay_hides_the_larger_backing_image() {
     let pool = TempPool::new();
     let base = pool.vol("base.qcow2");
     common::qemu_create(&base, "cluster_size=65536", 4 << 20);
-    qemu_io_write(&base, &["write -P 0x77 0 4M"]);
+    qemu_io(&base, "qcow2", &["write -P 0x77 0 4M"]);
     pool.ok(&[
         "vol-create-as",
         "top.qcow2",

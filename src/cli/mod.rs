@@ -143,38 +143,10 @@ pub enum Command {
     },
     /// Upload file contents to a volume.
     #[command(name = "vol-upload")]
-    VolUpload {
-        /// Volume name or path.
-        vol: String,
-        /// File to read from.
-        file: PathBuf,
-        /// Volume offset to start writing at.
-        #[arg(long, default_value_t = 0)]
-        offset: u64,
-        /// Amount of data to upload (0: the whole file).
-        #[arg(long, default_value_t = 0)]
-        length: u64,
-        /// Preserve the file's holes (they read as zeros in the volume).
-        #[arg(long)]
-        sparse: bool,
-    },
+    VolUpload(Transfer),
     /// Download volume contents to a file.
     #[command(name = "vol-download")]
-    VolDownload {
-        /// Volume name or path.
-        vol: String,
-        /// File to write to.
-        file: PathBuf,
-        /// Volume offset to start reading at.
-        #[arg(long, default_value_t = 0)]
-        offset: u64,
-        /// Amount of data to download (0: to the end).
-        #[arg(long, default_value_t = 0)]
-        length: u64,
-        /// Preserve the volume's holes in the file.
-        #[arg(long)]
-        sparse: bool,
-    },
+    VolDownload(Transfer),
     /// Wipe a volume's data.
     #[command(name = "vol-wipe")]
     VolWipe {
@@ -223,6 +195,24 @@ pub enum Command {
         #[arg(long)]
         prealloc_metadata: bool,
     },
+}
+
+/// `vol-upload` and `vol-download`: a volume's file bytes to or from a local file.
+#[derive(Debug, clap::Args)]
+pub struct Transfer {
+    /// Volume name or path.
+    pub vol: String,
+    /// The local file: read from on upload, written to on download.
+    pub file: PathBuf,
+    /// Volume offset to start at.
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    /// Amount of data to move (0: to the end).
+    #[arg(long, default_value_t = 0)]
+    pub length: u64,
+    /// Keep holes: the source's holes read as zeros in the destination without being written.
+    #[arg(long)]
+    pub sparse: bool,
 }
 
 /// Command-line failures: an engine error, or an argument the engine never saw.
@@ -473,36 +463,24 @@ pub fn run(args: &Args) -> Result<String, Error> {
             pool.delete(&name)?;
             format!("Vol {name} deleted\n")
         }
-        Command::VolUpload {
-            vol,
-            file,
-            offset,
-            length,
-            sparse,
-        } => {
-            let name = pool.volume_name(vol)?;
-            let local = std::fs::File::open(file).map_err(|source| Error::ReadingFile {
-                path: file.clone(),
+        Command::VolUpload(t) => {
+            let name = pool.volume_name(&t.vol)?;
+            let local = std::fs::File::open(&t.file).map_err(|source| Error::ReadingFile {
+                path: t.file.clone(),
                 source,
             })?;
-            pool.upload_from_file(&name, local, file, *offset, *length, *sparse)?;
+            pool.upload_from_file(&name, local, &t.file, t.offset, t.length, t.sparse)?;
             String::new()
         }
-        Command::VolDownload {
-            vol,
-            file,
-            offset,
-            length,
-            sparse,
-        } => {
-            let name = pool.volume_name(vol)?;
+        Command::VolDownload(t) => {
+            let name = pool.volume_name(&t.vol)?;
             // The volume is checked before the local file is created.
             pool.volume(&name)?;
-            let local = std::fs::File::create(file).map_err(|source| Error::WritingFile {
-                path: file.clone(),
+            let local = std::fs::File::create(&t.file).map_err(|source| Error::WritingFile {
+                path: t.file.clone(),
                 source,
             })?;
-            pool.download_to_file(&name, &local, file, *offset, *length, *sparse)?;
+            pool.download_to_file(&name, &local, &t.file, t.offset, t.length, t.sparse)?;
             String::new()
         }
         Command::VolWipe { vol, algorithm } => {

@@ -279,7 +279,8 @@ fn copy_sparse(src: &File, dst: &File) -> Result<(), Error> {
                 }
             })?;
         } else {
-            crate::sys::copy_range(src, dst, start, end - start).map_err(writing(start))?;
+            crate::sys::copy_span(src, dst, crate::sys::Span::same(start, end - start))
+                .map_err(writing(start))?;
         }
     }
     dst.set_len(len)

@@ -4,7 +4,7 @@
 //! Owns: the front door the pool goes through, and nothing deeper is called from above:
 //! [`probe`] (what a file is, the numbers libvirt reports), [`ImagePlan`] and [`create`]
 //! (a new image and its expected allocation), [`plan_copy`] and [`CopyPlan`] (clone and
-//! convert), [`resize`], [`wipe()`], [`VolumeReader`] / [`VolumeWriter`] (a file's bytes in
+//! convert), [`resize()`], [`wipe()`], [`VolumeReader`] / [`VolumeWriter`] (a file's bytes in
 //! and out), [`backing_path`] and [`open_guest_image`] (guest data through a backing chain).
 //! Must not: choose a preallocation (that is `policy`), name or place files in a pool (that
 //! is `pool`), or know byte offsets (only `qcow2::spec` does).
@@ -26,7 +26,7 @@ pub use guest::{BlockStatus, GuestImage, backing_path, open_guest_file, open_gue
 pub use plan::{ImagePlan, create};
 pub use qcow2::Options as Qcow2Options;
 pub use qcow2::Qcow2Info;
-pub use resize::resize;
+pub use resize::{resize, undo_resize};
 pub use stream::{Chunk, VolumeReader, VolumeWriter};
 pub use wipe::wipe;
 
@@ -54,7 +54,7 @@ pub struct ImageInfo {
 pub enum Error {
     /// The qcow2 options are invalid or exceed qcow2's limits.
     #[error(transparent)]
-    Options(#[from] qcow2::layout::Error),
+    Options(#[from] qcow2::options::Error),
     /// Writing metadata (header, refcount structures, L1/L2 tables).
     #[error("failed to write image metadata at offset {offset}")]
     WritingMetadata {
@@ -116,6 +116,10 @@ pub enum Error {
     /// The image uses something qpool cannot read.
     #[error("unsupported image: {0}")]
     Unsupported(String),
+    /// The image may not be written (qemu would refuse it read-write, or qpool cannot keep
+    /// it consistent).
+    #[error("the qcow2 image may not be changed")]
+    Refused(#[from] qcow2::gate::WriteRefusal),
     /// A wipe algorithm qpool does not implement.
     #[error("wipe algorithm '{0}' is not supported (qpool supports: zero, trim, random)")]
     UnsupportedWipe(WipeAlgorithm),
@@ -200,18 +204,20 @@ pub fn probe_path(path: &std::path::Path) -> Result<ImageInfo, Error> {
     probe(&file, len)
 }
 
-/// Probes an open volume file like libvirt does: qcow2 when the magic and a valid header
-/// are there, raw otherwise. `file_len` is the file's `st_size`.
+/// Probes an open volume file like libvirt 9.0 does: qcow2 when the first 8 bytes hold the
+/// magic and version 2 or 3, raw otherwise. A qcow2 file whose header does not decode is
+/// still qcow2 (with the header's virtual size, or the file size when the file is too short
+/// to hold it, as libvirt reports it) but has no details: nothing reads or writes through
+/// it. `file_len` is the file's `st_size`.
 pub fn probe(file: &File, file_len: u64) -> Result<ImageInfo, Error> {
     let prefix = read_prefix(file, PROBE_BYTES).map_err(Error::ReadingHeader)?;
-    let raw = ImageInfo {
-        format: VolFormat::Raw,
-        capacity: file_len,
-        qcow2: None,
+    let Some(size_field) = qcow2::spec::sniff(&prefix) else {
+        return Ok(ImageInfo {
+            format: VolFormat::Raw,
+            capacity: file_len,
+            qcow2: None,
+        });
     };
-    if prefix.len() < 4 || prefix[..4] != qcow2::spec::MAGIC.to_be_bytes() {
-        return Ok(raw);
-    }
     match qcow2::Qcow2Info::read(file, &prefix) {
         Ok(info) => Ok(ImageInfo {
             format: VolFormat::Qcow2,
@@ -219,8 +225,21 @@ pub fn probe(file: &File, file_len: u64) -> Result<ImageInfo, Error> {
             qcow2: Some(info),
         }),
         Err(e) => {
-            log::debug!("qcow2 magic but unreadable header ({e}); reporting the file as raw");
-            Ok(raw)
+            log::debug!("qcow2 with an unreadable header ({e}): reported, never written");
+            Ok(ImageInfo {
+                format: VolFormat::Qcow2,
+                capacity: size_field.unwrap_or(file_len),
+                qcow2: None,
+            })
         }
+    }
+}
+
+/// Checks that an image may be written in place (resize, wipe, upload): a qcow2 image must
+/// pass the gate qemu's read-write open would ([`qcow2::gate`]); a raw file always may.
+pub fn check_writable(file: &File, info: &ImageInfo) -> Result<(), Error> {
+    match info.format {
+        VolFormat::Qcow2 => qcow2::gate::check(file).map(|_| ()),
+        VolFormat::Raw => Ok(()),
     }
 }

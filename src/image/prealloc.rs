@@ -1,6 +1,8 @@
 //! Reserving and zero-filling ranges of a new image file.
 //!
-//! Owns: the `falloc` → `full` fallback. Where the filesystem answers `EOPNOTSUPP` to
+//! Owns: reserving before writing zeros ([`reserve`]: a `full` image claims its space first,
+//! so running out of it fails before a byte is written), and the `falloc` → `full`
+//! fallback. Where the filesystem answers `EOPNOTSUPP` to
 //! `fallocate` (NFS before 4.2, some FUSE filesystems), the holes of the range are written
 //! with zeros instead (data already there is kept, as fallocate keeps it), with a `warn!`,
 //! and the caller is told so it can report it.
@@ -48,6 +50,24 @@ pub fn allocate_or_zero<F: ImageFile + ?Sized>(
         }
     }
     zero_holes(file, offset, len)
+}
+
+/// Reserves `len` bytes at `offset` before they are written with zeros (`full`), so a full
+/// filesystem fails the write before its first byte rather than half-way. Where the
+/// filesystem cannot `fallocate`, nothing is reserved: the caller checked the free space.
+pub fn reserve<F: ImageFile + ?Sized>(file: &F, offset: u64, len: u64) -> Result<(), Error> {
+    if len == 0 {
+        return Ok(());
+    }
+    match file.allocate(offset, len) {
+        Ok(()) => Ok(()),
+        Err(e) if is_unsupported(&e) => Ok(()),
+        Err(source) => Err(Error::Allocating {
+            offset,
+            len,
+            source,
+        }),
+    }
 }
 
 /// Writes zeros into the holes of `offset .. offset + len`, leaving data as it is.

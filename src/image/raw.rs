@@ -6,10 +6,11 @@
 
 use super::Error;
 use super::file::{ImageFile, WriteReport};
-use super::prealloc::{allocate_or_zero, write_zeroes};
+use super::prealloc::{allocate_or_zero, reserve as reserve_space, write_zeroes, zero_holes};
 use crate::model::Preallocation;
 
-/// Writes a raw volume of `capacity` bytes into an empty `file`.
+/// Writes a raw volume of `capacity` bytes into an empty `file`: the file gets its length,
+/// then its preallocation ([`finish`]).
 ///
 /// `reserve` bytes at the start are fallocated on top of `Off` (partial allocation).
 pub fn create<F: ImageFile + ?Sized>(
@@ -18,23 +19,18 @@ pub fn create<F: ImageFile + ?Sized>(
     prealloc: Preallocation,
     reserve: u64,
 ) -> Result<WriteReport, Error> {
-    let mut report = WriteReport::default();
-    match prealloc {
-        Preallocation::Off => {
-            set_len(file, capacity)?;
-            allocate_or_zero(file, 0, reserve.min(capacity), &mut report)?;
-        }
-        Preallocation::Falloc => {
-            allocate_or_zero(file, 0, capacity, &mut report)?;
-            set_len(file, capacity)?;
-        }
-        Preallocation::Full => {
-            write_zeroes(file, 0, capacity)?;
-            set_len(file, capacity)?;
-        }
-        Preallocation::Metadata => return Err(Error::RawMetadata),
+    if prealloc == Preallocation::Metadata {
+        return Err(Error::RawMetadata);
     }
-    Ok(report)
+    if prealloc == Preallocation::Full {
+        // Claimed first, then written: a full filesystem fails here, before any zero.
+        reserve_space(file, 0, capacity)?;
+        write_zeroes(file, 0, capacity)?;
+        set_len(file, capacity)?;
+        return Ok(WriteReport::default());
+    }
+    set_len(file, capacity)?;
+    finish(file, capacity, prealloc, reserve)
 }
 
 /// Resizes a raw volume to `new_len` bytes: grows sparse, or with `allocate` reserves the
@@ -58,9 +54,9 @@ pub fn resize<F: ImageFile + ?Sized>(
     Ok(report)
 }
 
-/// Applies a raw volume's preallocation to a file whose data was copied in: the whole file
-/// reserved (`falloc`), its holes written with zeros (`full`), or the first `reserve` bytes
-/// reserved (`off`).
+/// Applies a raw volume's preallocation to a file of its length (new, or with data copied
+/// in): the whole file reserved (`falloc`), its holes written with zeros (`full`), or the
+/// first `reserve` bytes reserved (`off`).
 pub fn finish<F: ImageFile + ?Sized>(
     file: &F,
     capacity: u64,
@@ -70,7 +66,7 @@ pub fn finish<F: ImageFile + ?Sized>(
     let mut report = WriteReport::default();
     match prealloc {
         Preallocation::Falloc => allocate_or_zero(file, 0, capacity, &mut report)?,
-        Preallocation::Full => super::prealloc::zero_holes(file, 0, capacity)?,
+        Preallocation::Full => zero_holes(file, 0, capacity)?,
         Preallocation::Off | Preallocation::Metadata => {
             allocate_or_zero(file, 0, reserve.min(capacity), &mut report)?;
         }

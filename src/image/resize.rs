@@ -5,6 +5,7 @@
 //! backing image's size so the new area reads as zeros, and shrinks only when no cluster
 //! past the new end holds data; a raw file grows sparse or reserved and shrinks by
 //! truncation.
+//! Every resize first passes the write gate (`qcow2::gate`).
 //! Must not: apply libvirt's request rules (delta, shrink flag) or check free space; the
 //! pool does that before calling.
 
@@ -16,6 +17,18 @@ use super::guest::{backing_path, open_guest_image};
 use super::{Error, ImageInfo, qcow2, raw};
 use crate::model::{Preallocation, VolFormat};
 
+/// Undoes a resize of `file` that did not finish (a crash, or a failure half-way): a qcow2
+/// image whose header still gives `old_capacity` goes back to the length its metadata
+/// references (at least `old_length`); a raw file's length is its capacity, so there is
+/// nothing to undo. Returns the bytes removed.
+pub fn undo_resize(file: &File, old_length: u64, old_capacity: u64) -> Result<u64, Error> {
+    let len = file.metadata().map_err(Error::ReadingImage)?.len();
+    match super::probe(file, len)?.format {
+        VolFormat::Qcow2 => qcow2::resize::undo_grow(file, old_length, old_capacity),
+        VolFormat::Raw => Ok(0),
+    }
+}
+
 /// Resizes the image `file` (described by `info`, in directory `dir`) to `new` bytes.
 /// `allocate` reserves the new area; without `fallocate` reservations are written as zeros.
 pub fn resize(
@@ -26,6 +39,7 @@ pub fn resize(
     allocate: bool,
     fallocate: bool,
 ) -> Result<WriteReport, Error> {
+    super::check_writable(file, info)?;
     match (info.format, &info.qcow2) {
         (VolFormat::Qcow2, Some(q)) if new > info.capacity => {
             let prealloc = if allocate {
@@ -44,10 +58,12 @@ pub fn resize(
                 qcow2::resize::grow(file, fill, new, prealloc, backing_size)
             })
         }
-        (VolFormat::Qcow2, Some(_)) => {
+        (VolFormat::Qcow2, _) => {
             qcow2::resize::shrink(file, new)?;
             Ok(WriteReport::default())
         }
-        _ => with_target(file, fallocate, |fill| raw::resize(fill, new, allocate)),
+        (VolFormat::Raw, _) => {
+            with_target(file, fallocate, |fill| raw::resize(fill, new, allocate))
+        }
     }
 }

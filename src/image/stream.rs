@@ -105,8 +105,16 @@ impl VolumeReader {
                 self.end
             };
             let at = dst_offset + (self.pos - start);
-            crate::sys::copy_between(&self.file, self.pos, dst, at, until - self.pos)
-                .map_err(writing(at))?;
+            crate::sys::copy_span(
+                &self.file,
+                dst,
+                crate::sys::Span {
+                    from: self.pos,
+                    to: at,
+                    len: until - self.pos,
+                },
+            )
+            .map_err(writing(at))?;
             self.pos = until;
         }
         let reach = dst_offset + (self.end - start);

@@ -112,6 +112,7 @@ pub fn wipe(file: &File, format: VolFormat, algorithm: WipeAlgorithm) -> Result<
     match format {
         VolFormat::Raw => destroy(file, algorithm, algorithm == WipeAlgorithm::Random),
         VolFormat::Qcow2 => {
+            super::qcow2::gate::check(file)?;
             let prefix = read_prefix(file, 4096).map_err(Error::ReadingHeader)?;
             let info = Qcow2Info::read(file, &prefix)?;
             let prealloc = qcow2::resize::detect_preallocation(file)?;

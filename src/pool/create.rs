@@ -260,11 +260,7 @@ mod tests {
     use super::*;
     use crate::model::Preallocation;
 
-    fn pool() -> (tempfile::TempDir, Pool) {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = Pool::open(dir.path(), "p").unwrap();
-        (dir, pool)
-    }
+    use crate::pool::temp_pool as pool;
 
     fn qcow2(name: &str, capacity: u64) -> VolumeDef {
         let mut def = VolumeDef::new(name, capacity);

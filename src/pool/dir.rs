@@ -3,7 +3,8 @@
 //! Owns: working relative to one directory file descriptor with `O_NOFOLLOW` (so no
 //! operation follows a symlink out of the pool), building new volumes under hidden
 //! temporary names that an OFD lock marks as "in progress", publishing them with a
-//! no-replace rename, and removing the leftovers of interrupted creates.
+//! no-replace rename, removing the leftovers of interrupted creates, and the locked journals
+//! of in-place changes.
 //! Must not: parse XML, pick preallocation modes or write image formats.
 
 use std::ffi::OsStr;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::stat::{FileStat, SFlag};
 
-use super::names::TEMP_PREFIX;
+use super::names::{JOURNAL_PREFIX, TEMP_PREFIX};
 use crate::sys;
 
 /// What a directory entry is, as far as the pool is concerned.
@@ -57,6 +58,17 @@ impl TempVolume {
     pub fn name(&self) -> &str {
         &self.name
     }
+}
+
+/// A journal: a hidden, locked, synced file that says what an in-place change is doing, so
+/// that a change interrupted by a crash can be undone by whoever opens the pool next.
+#[derive(Debug)]
+pub struct Journal {
+    /// The open file; its OFD lock says the change is still running.
+    file: File,
+    name: String,
+    /// What the journal says.
+    pub text: String,
 }
 
 impl PoolDir {
@@ -170,6 +182,65 @@ impl PoolDir {
         let result = self.unlink(&temp.name);
         drop(temp.file);
         result
+    }
+
+    /// Writes the journal `key` (its name is [`JOURNAL_PREFIX`] + `key`) holding `text`,
+    /// synced and locked, before an in-place change starts. A journal left by a dead process
+    /// is replaced.
+    pub fn open_journal(&self, key: &str, text: &str) -> io::Result<Journal> {
+        let name = format!("{JOURNAL_PREFIX}{key}");
+        let file = match sys::create_new_at(self.fd.as_fd(), OsStr::new(&name)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "another change of this volume is running or was interrupted; refresh the pool",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        if !sys::try_lock_exclusive(&file)? {
+            return Err(io::Error::from(io::ErrorKind::WouldBlock));
+        }
+        std::os::unix::fs::FileExt::write_all_at(&file, text.as_bytes(), 0)?;
+        file.sync_all()?;
+        sys::sync_dir(self.fd.as_fd())?;
+        Ok(Journal {
+            file,
+            name,
+            text: text.to_string(),
+        })
+    }
+
+    /// Removes a journal once its change is complete (or undone).
+    pub fn close_journal(&self, journal: Journal) -> io::Result<()> {
+        let result = self.unlink(&journal.name);
+        drop(journal.file);
+        result
+    }
+
+    /// The journals that no running change holds, each now locked by the caller.
+    pub fn orphan_journals(&self) -> io::Result<Vec<Journal>> {
+        let mut out = Vec::new();
+        for (name, kind) in self.entries()? {
+            if !name.starts_with(JOURNAL_PREFIX) || kind == Some(EntryKind::Symlink) {
+                continue;
+            }
+            let file = match sys::open_rw_at(self.fd.as_fd(), OsStr::new(&name)) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if kind_of(&sys::fstat(file.as_fd())?) != EntryKind::File
+                || !sys::try_lock_exclusive(&file)?
+            {
+                continue;
+            }
+            let mut text = String::new();
+            io::Read::read_to_string(&mut &file, &mut text)?;
+            out.push(Journal { file, name, text });
+        }
+        Ok(out)
     }
 
     /// Removes leftovers of interrupted creates: hidden temporary files that no live create

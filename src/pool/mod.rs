@@ -9,7 +9,7 @@
 //! filesystem call on the directory) and [`names`] (the naming rule). This is the only layer
 //! that touches pool directories, and it reaches images only through `image`'s front door.
 //! Must not: print, exit, or speak any wire protocol; the faces translate its
-//! [`Error`](crate::Error).
+//! [`Error`].
 
 pub mod create;
 pub mod dir;
@@ -118,11 +118,16 @@ impl Pool {
         self.dir.path()
     }
 
-    /// Removes leftovers of interrupted creates (`pool-refresh`). Returns how many.
+    /// Removes what interrupted work left (`pool-refresh`, and at every open): the tails of
+    /// resizes that died half-way, and the temporary files of creates that did. Returns how
+    /// many leftovers went.
     pub fn refresh(&self) -> Result<usize, Error> {
-        self.dir
+        let journals = self.recover_journals()?;
+        let temps = self
+            .dir
             .remove_leftovers()
-            .map_err(|source| self.reading_pool(source))
+            .map_err(|source| self.reading_pool(source))?;
+        Ok(journals + temps)
     }
 
     /// Whether writers may ask this pool's filesystem to `fallocate`.
@@ -162,4 +167,12 @@ impl Pool {
     pub fn volume_path(&self, name: &str) -> PathBuf {
         self.dir.entry_path(name)
     }
+}
+
+/// A pool in a fresh temporary directory, for the engine's unit tests.
+#[cfg(test)]
+pub(crate) fn temp_pool() -> (tempfile::TempDir, Pool) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let pool = Pool::open(dir.path(), "p").expect("a pool on it");
+    (dir, pool)
 }

@@ -11,6 +11,9 @@ pub const MAX_NAME_BYTES: usize = 255;
 /// Prefix of qpool's temporary files; such names are never volumes.
 pub const TEMP_PREFIX: &str = ".qpool-tmp-";
 
+/// Prefix of the journal an in-place resize keeps while it runs; never a volume either.
+pub const JOURNAL_PREFIX: &str = ".qpool-resize-";
+
 /// Checks a volume name; the error says what is wrong with it.
 pub fn check(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {

@@ -8,7 +8,7 @@
 
 use super::{Error, Pool, names};
 use crate::image::{self, ImagePlan, Qcow2Options};
-use crate::model::{Compat, Compression, Preallocation, VolFormat};
+use crate::model::{Compression, Preallocation, VolFormat};
 use crate::policy::{self, CreateFlags, Decision};
 use crate::xml::{Permissions, VolumeDef};
 
@@ -77,7 +77,7 @@ fn qcow2_options(def: &VolumeDef, capacity: u64, backing: Option<&Backing>) -> Q
     let features = def.target.features.unwrap_or_default();
     Qcow2Options {
         size: capacity,
-        version: def.target.compat.unwrap_or(Compat::V1_1),
+        version: def.target.compat.unwrap_or(defaults.version),
         cluster_size: def.target.cluster_size.unwrap_or(defaults.cluster_size),
         refcount_bits: def
             .target
@@ -176,16 +176,13 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Compat;
     use crate::policy::Rule;
     use crate::xml::{BackingStoreDef, Features};
 
     const GIB: u64 = 1 << 30;
 
-    fn pool() -> (tempfile::TempDir, Pool) {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = Pool::open(dir.path(), "p").unwrap();
-        (dir, pool)
-    }
+    use crate::pool::temp_pool as pool;
 
     fn def(name: &str, format: VolFormat, allocation: Option<u64>) -> VolumeDef {
         let mut def = VolumeDef::new(name, 8 * GIB);

@@ -134,15 +134,13 @@ impl VolumeInfo {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::model::{Compat, VolFormat};
     use crate::policy::CreateFlags;
     use crate::xml::{BackingStoreDef, VolumeDef};
 
     #[test]
     fn an_overlay_reports_its_backing_store_resolved_in_the_pool() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = Pool::open(dir.path(), "p").unwrap();
+        let (_dir, pool) = crate::pool::temp_pool();
         let mut base = VolumeDef::new("base.qcow2", 1 << 20);
         base.target.format = Some(VolFormat::Qcow2);
         pool.create_volume(&base, CreateFlags::default(), None)
@@ -170,8 +168,7 @@ mod tests {
 
     #[test]
     fn pool_info_takes_its_state_from_the_caller() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = Pool::open(dir.path(), "p").unwrap();
+        let (_dir, pool) = crate::pool::temp_pool();
         let info = pool.info(false, true).unwrap();
         assert!(!info.persistent && info.autostart);
         assert!(info.capacity >= info.available);

@@ -73,6 +73,40 @@ fn timestamp(sec: i64, nsec: i64) -> Timestamp {
     Timestamp { sec, nsec }
 }
 
+/// What an in-place resize journals before it starts: enough to undo it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ResizeJournal {
+    name: String,
+    ino: u64,
+    /// The file's length before.
+    length: u64,
+    /// The volume's capacity before.
+    capacity: u64,
+}
+
+impl ResizeJournal {
+    fn to_text(&self) -> String {
+        format!(
+            "ino={}\nlength={}\ncapacity={}\nname={}\n",
+            self.ino, self.length, self.capacity, self.name
+        )
+    }
+
+    fn parse(text: &str) -> Option<ResizeJournal> {
+        let mut fields = std::collections::HashMap::new();
+        for line in text.lines() {
+            let (k, v) = line.split_once('=')?;
+            fields.insert(k, v);
+        }
+        Some(ResizeJournal {
+            ino: fields.get("ino")?.parse().ok()?,
+            length: fields.get("length")?.parse().ok()?,
+            capacity: fields.get("capacity")?.parse().ok()?,
+            name: fields.get("name")?.to_string(),
+        })
+    }
+}
+
 /// A volume's bytes going out (`vol-download`).
 #[derive(Debug)]
 pub struct Download {
@@ -182,7 +216,9 @@ impl Pool {
 
     /// Opens a volume's file (read-write with `write`) without following a symlink: a
     /// missing name is [`Error::NoVolume`], anything but a regular file
-    /// [`Error::NotAVolume`].
+    /// [`Error::NotAVolume`]; a file with other hard links is not opened for writing
+    /// ([`Error::HardLinked`]), nor one another process holds locked ([`Error::InUse`]),
+    /// and a file opened for writing stays locked until it is closed.
     fn open_volume_file(&self, name: &str, write: bool) -> Result<(File, FileStat), Error> {
         let not_a_volume = |what| Error::NotAVolume {
             name: name.to_string(),
@@ -217,6 +253,21 @@ impl Pool {
         let st = crate::sys::fstat(file.as_fd()).map_err(reading)?;
         if dir::kind_of(&st) != EntryKind::File {
             return Err(not_a_volume("directory or special file"));
+        }
+        if write && st.st_nlink > 1 {
+            return Err(Error::HardLinked {
+                name: name.to_string(),
+                pool: self.name.clone(),
+                links: st.st_nlink,
+            });
+        }
+        // A writer holds the whole file locked for as long as it has it open, which QEMU's own
+        // image locks (byte ranges from 100 and 200) and other writers respect.
+        if write && !crate::sys::try_lock_exclusive(&file).map_err(reading)? {
+            return Err(Error::InUse {
+                name: name.to_string(),
+                pool: self.name.clone(),
+            });
         }
         Ok((file, st))
     }
@@ -370,16 +421,33 @@ impl Pool {
             }
         }
         // Opened only now: a refused or empty request needs no write access.
-        let (file, _) = self.open_volume_file(name, true)?;
-        image::resize(
+        let (file, st) = self.open_volume_file(name, true)?;
+        let journal = ResizeJournal {
+            name: name.to_string(),
+            ino: st.st_ino,
+            length: physical_of(&st),
+            capacity: old,
+        };
+        let open = self.begin_change(&journal)?;
+        let resized = image::resize(
             &file,
             &info.image,
             self.path(),
             new,
             req.allocate,
             !self.fallocate_disabled,
-        )
-        .map_err(|source| Error::ResizingVolume {
+        );
+        if resized.is_err() {
+            // A failed resize leaves what a crash would: undo it the same way.
+            self.undo_resize(&file, &journal);
+        }
+        self.dir
+            .close_journal(open)
+            .map_err(|source| Error::Journal {
+                name: name.to_string(),
+                source,
+            })?;
+        resized.map_err(|source| Error::ResizingVolume {
             name: name.to_string(),
             source,
         })?;
@@ -388,6 +456,74 @@ impl Pool {
             self.name
         );
         self.volume(name)
+    }
+
+    /// Journals a resize before it starts. A journal another process left behind (it died)
+    /// is resolved first.
+    fn begin_change(&self, journal: &ResizeJournal) -> Result<super::dir::Journal, Error> {
+        let key = journal.ino.to_string();
+        let opening = || self.dir.open_journal(&key, &journal.to_text());
+        let journaling = |source| Error::Journal {
+            name: journal.name.clone(),
+            source,
+        };
+        match opening() {
+            Ok(j) => Ok(j),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.recover_journals()?;
+                opening().map_err(|_| Error::InUse {
+                    name: journal.name.clone(),
+                    pool: self.name.clone(),
+                })
+            }
+            Err(e) => Err(journaling(e)),
+        }
+    }
+
+    /// Undoes an interrupted resize ([`image::undo_resize`]) of the file the journal names.
+    fn undo_resize(&self, file: &File, journal: &ResizeJournal) {
+        let same = crate::sys::fstat(file.as_fd()).is_ok_and(|st| st.st_ino == journal.ino);
+        if !same {
+            return;
+        }
+        match image::undo_resize(file, journal.length, journal.capacity) {
+            Ok(0) => {}
+            Ok(removed) => log::warn!(
+                "volume '{}' in pool '{}': an interrupted resize left {removed} bytes past the end its metadata references; they were removed",
+                journal.name,
+                self.name
+            ),
+            Err(e) => log::warn!(
+                "volume '{}': cannot undo an interrupted resize: {}",
+                journal.name,
+                crate::error::one_line(&e)
+            ),
+        }
+    }
+
+    /// Resolves the journals of resizes whose process died: each volume gets back the length
+    /// its metadata references, and the journal goes. A volume someone holds is left alone.
+    /// Returns how many journals were resolved.
+    pub(super) fn recover_journals(&self) -> Result<usize, Error> {
+        let journals = self
+            .dir
+            .orphan_journals()
+            .map_err(|source| self.reading_pool(source))?;
+        let mut resolved = 0;
+        for open in journals {
+            if let Some(journal) = ResizeJournal::parse(&open.text) {
+                match self.open_volume_file(&journal.name, true) {
+                    Ok((file, _)) => self.undo_resize(&file, &journal),
+                    Err(Error::InUse { .. }) => continue,
+                    Err(e) => log::debug!("journal of '{}': {e}", journal.name),
+                }
+            }
+            if let Err(e) = self.dir.close_journal(open) {
+                log::warn!("cannot remove a resize journal: {e}");
+            }
+            resolved += 1;
+        }
+        Ok(resolved)
     }
 
     /// Wipes a volume in place (virsh's `vol-wipe`); see [`image::wipe()`].
@@ -428,7 +564,11 @@ impl Pool {
     /// Opens a volume's file for `vol-upload` at `offset`, at most `length` bytes (0: no
     /// limit).
     pub fn upload(&self, name: &str, offset: u64, length: u64) -> Result<Upload, Error> {
-        let (file, _) = self.open_volume(name, true)?;
+        let (file, info) = self.open_volume(name, true)?;
+        image::check_writable(&file, &info.image).map_err(|source| Error::Streaming {
+            name: name.to_string(),
+            source,
+        })?;
         let writer =
             VolumeWriter::new(file, offset, length).map_err(|source| Error::Streaming {
                 name: name.to_string(),
@@ -504,11 +644,7 @@ mod tests {
     use crate::policy::CreateFlags;
     use crate::xml::VolumeDef;
 
-    fn pool() -> (tempfile::TempDir, Pool) {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = Pool::open(dir.path(), "p").unwrap();
-        (dir, pool)
-    }
+    use crate::pool::temp_pool as pool;
 
     #[test]
     fn only_visible_regular_files_are_volumes() {

@@ -86,6 +86,8 @@ xdr_struct! {
     /// `remote_storage_pool_event_refresh_msg`.
     StoragePoolEventRefreshMsg { callback_id: i32, pool: NonnullStoragePool }
 
+    /// `remote_connect_find_storage_pool_sources_args`.
+    ConnectFindStoragePoolSourcesArgs { type_: String, src_spec: Option<String>, flags: u32 }
     /// `remote_storage_pool_lookup_by_name_args`.
     StoragePoolLookupByNameArgs { name: String }
     /// `remote_storage_pool_lookup_by_uuid_args`.

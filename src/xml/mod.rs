@@ -6,7 +6,7 @@
 //! (`urn:qpool:volume:1`, see [`ext`]).
 //! Must not: do I/O, decide policy, or know anything about image formats beyond their names.
 //!
-//! Parsing is two steps: [`Element::parse`] builds a tree (with line numbers for error
+//! Parsing is two steps: `Element::parse` builds a tree (with line numbers for error
 //! messages), then `volume.rs` / `pool.rs` read the elements they know, like libvirt's XPath
 //! lookups do. Unknown elements outside the qpool namespace are ignored, as libvirt ignores
 //! them; unknown elements inside it are refused, so a typo in an extension is never silent.

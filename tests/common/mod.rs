@@ -174,6 +174,44 @@ pub fn qemu_compare(a: &Path, b: &Path, strict: bool) -> bool {
     out.status.code() == Some(0)
 }
 
+/// Prefix of qpool's temporary files in a pool directory (never a volume name).
+pub const TEMP_PREFIX: &str = ".qpool-tmp-";
+
+/// `qemu-io -f FORMAT -c C1 -c C2 … PATH`: writes or reads through qemu's own block layer;
+/// panics with qemu-io's output when it fails.
+pub fn qemu_io(path: &Path, format: &str, commands: &[&str]) {
+    let mut args = vec!["-f", format];
+    for c in commands {
+        args.push("-c");
+        args.push(c);
+    }
+    args.push(path.to_str().unwrap());
+    let out = run("qemu-io", &args);
+    assert!(
+        out.status.success(),
+        "qemu-io {path:?} {commands:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// How far a file's allocation may differ from a reference file's: filesystems place the
+/// blocks of tiny files and of extents' ends differently, so a fixed 16 KiB (four blocks)
+/// plus 1/256 of the reference.
+pub fn allocation_slack(reference: u64) -> u64 {
+    16 * 1024 + reference / 256
+}
+
+/// Asserts `actual` (`st_blocks * 512`) is within [`allocation_slack`] of `reference`.
+pub fn assert_allocation_near(actual: u64, reference: u64, what: &str, label: &str) {
+    let slack = allocation_slack(reference);
+    assert!(
+        actual.abs_diff(reference) <= slack,
+        "{label}: st_blocks*512 = {actual}, {what} = {reference} (differ by {}, more than {slack})",
+        actual.abs_diff(reference)
+    );
+}
+
 /// `qemu-img create -f qcow2 -o OPTIONS PATH SIZE`.
 pub fn qemu_create(path: &Path, options: &str, size: u64) {
     let size = size.to_string();

@@ -123,6 +123,11 @@ impl<'f> Editor<'f> {
         Ok(editor)
     }
 
+    /// Where the refcount table says the refcount blocks are.
+    pub fn refcount_block_offsets(&self) -> impl Iterator<Item = u64> + '_ {
+        self.rt.iter().copied().filter(|&o| o != 0)
+    }
+
     /// Cluster size.
     pub fn cluster_size(&self) -> u64 {
         self.cs

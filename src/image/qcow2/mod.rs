@@ -1,5 +1,6 @@
-//! qcow2 images: the on-disk format ([`spec`]), placement of a new image ([`layout`]), the
-//! writer ([`write`]), the reader ([`read`]), the in-place editor ([`edit`]) and the
+//! qcow2 images: the on-disk format ([`spec`]), creation options and their checks
+//! ([`options`]), placement of a new image ([`layout`]), the
+//! writer ([`mod@write`]), the reader ([`read`]), the in-place editor ([`edit`]) and the
 //! resizer ([`resize`]).
 //!
 //! Owns: [`Qcow2Info`], what the header of an existing image says (version, cluster size,
@@ -9,7 +10,9 @@
 //! through `image`'s front door.
 
 pub mod edit;
+pub mod gate;
 pub mod layout;
+pub mod options;
 pub mod read;
 pub mod resize;
 pub mod spec;
@@ -17,11 +20,12 @@ pub mod write;
 
 use std::fs::File;
 
-pub use layout::{Layout, Options};
+pub use layout::Layout;
+pub use options::Options;
 pub use spec::Header;
 
 use super::Error;
-use crate::model::{Compat, Compression};
+use crate::model::Compression;
 
 /// What the header of an existing qcow2 image says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,11 +51,7 @@ impl Qcow2Info {
 
     /// The compression type recorded in the header (version 3 only; zlib before).
     pub fn compression(&self) -> Compression {
-        if self.header.version == Compat::V1_1 && self.header.compression_type == 1 {
-            Compression::Zstd
-        } else {
-            Compression::Zlib
-        }
+        self.header.compression()
     }
 
     /// The creation options that give an image like this one: same size, version, cluster

@@ -16,13 +16,8 @@ use std::os::unix::fs::FileExt;
 use super::spec::{self, Header, OFLAG_COMPRESSED, OFLAG_ZERO, SUBCLUSTERS};
 use crate::image::Error;
 use crate::image::guest::{BlockStatus, GuestImage};
-use crate::model::Compat;
+use crate::model::Compression;
 
-/// Incompatible features this reader understands.
-const KNOWN_INCOMPAT: u64 = spec::INCOMPAT_DIRTY
-    | spec::INCOMPAT_CORRUPT
-    | spec::INCOMPAT_COMPRESSION
-    | spec::INCOMPAT_EXTL2;
 /// Bytes of L2 tables kept in memory.
 const L2_CACHE_BYTES: u64 = 32 << 20;
 
@@ -78,7 +73,7 @@ impl Qcow2Image {
                 "qcow2 images with an external data file".into(),
             ));
         }
-        let unknown = header.incompatible_features & !KNOWN_INCOMPAT;
+        let unknown = header.incompatible_features & !spec::INCOMPAT_KNOWN;
         if unknown != 0 {
             return Err(Error::Unsupported(format!(
                 "qcow2 incompatible features {unknown:#x}"
@@ -110,7 +105,7 @@ impl Qcow2Image {
             read_exact_at(&file, &mut raw, header.l1_table_offset)?;
         }
         let l1 = spec::decode_entries(&raw);
-        let zstd = header.version == Compat::V1_1 && header.compression_type == 1;
+        let zstd = header.compression() == Compression::Zstd;
         Ok(Qcow2Image {
             file,
             header,

@@ -1,11 +1,13 @@
 //! Growing and shrinking a qcow2 image in place, natively.
 //!
-//! Owns: the new L1 size (a larger L1 table moves to the end of the file, as qemu moves it), L2 tables and data clusters for the new area when it is preallocated, zeroing what
+//! Owns: the new L1 size (a larger L1 table moves to the end of the file, as qemu moves
+//! it), L2 tables and data clusters for the new area when it is preallocated, zeroing what
 //! a backing file would otherwise show through, and the rule that a shrink never drops
 //! allocated clusters. Every check happens before the first write, so a refused resize
 //! leaves the file byte-identical.
 //! Must not: decide the preallocation of the new area (the caller passes it; see
-//! [`detect_preallocation`]).
+//! [`detect_preallocation`]), or apply libvirt's request rules (`image::resize` and the pool
+//! do).
 
 use std::fs::File;
 
@@ -13,7 +15,7 @@ use super::edit::Editor;
 use super::spec::{self, OFLAG_COMPRESSED, OFLAG_ZERO};
 use crate::image::Error;
 use crate::image::file::{ImageFile, WriteReport};
-use crate::image::prealloc::{allocate_or_zero, write_zeroes};
+use crate::image::prealloc::{self, allocate_or_zero, write_zeroes};
 use crate::model::Compat;
 use crate::model::Preallocation;
 
@@ -134,7 +136,7 @@ pub fn grow(
     let new_guest = new_size.div_ceil(cs);
     let new_l1_size = new_guest.div_ceil(g.l2_entries);
     if new_l1_size * spec::ENTRY_SIZE > spec::MAX_L1_BYTES {
-        return Err(Error::Options(super::layout::Error::L1TooLarge {
+        return Err(Error::Options(super::options::Error::L1TooLarge {
             size: new_size,
             cluster_size: cs,
         }));
@@ -283,17 +285,75 @@ pub fn grow(
         file.set_len(end)
             .map_err(|source| Error::SettingLength { len: end, source })?;
     }
-    for (host, count) in data_runs {
+    // Reserved before anything references it (falloc needs no more; full claims its space
+    // before its zeros), so a full filesystem fails the resize before the header changes.
+    for &(host, count) in &data_runs {
         match prealloc {
             Preallocation::Falloc => {
                 allocate_or_zero(fill, host * cs, count * cs, &mut report)?;
             }
-            Preallocation::Full => write_zeroes(fill, host * cs, count * cs)?,
+            Preallocation::Full => prealloc::reserve(fill, host * cs, count * cs)?,
             Preallocation::Off | Preallocation::Metadata => {}
         }
     }
     ed.commit()?;
+    // The zeros of full preallocation go into space already reserved and referenced: an
+    // interruption now leaves a complete image whose new area reads as zeros anyway.
+    if prealloc == Preallocation::Full {
+        for (host, count) in data_runs {
+            write_zeroes(fill, host * cs, count * cs)?;
+        }
+        fill.sync().map_err(Error::Syncing)?;
+    }
     Ok(report)
+}
+
+/// The end of everything the header of an image references, up to its L2 tables: the header
+/// cluster, the refcount table and its refcount blocks, the L1 table and its L2 tables. (Data
+/// clusters lie below their L2 tables' end in images qpool grows, and an interrupted grow
+/// adds no L2 entry before its header.)
+fn metadata_end(file: &File) -> Result<u64, Error> {
+    let ed = Editor::open(file)?;
+    let cs = ed.cluster_size();
+    let h = &ed.header;
+    let mut end = cs;
+    end = end.max(h.refcount_table_offset + u64::from(h.refcount_table_clusters) * cs);
+    for block in ed.refcount_block_offsets() {
+        end = end.max(block + cs);
+    }
+    if h.l1_size > 0 {
+        end = end.max(h.l1_table_offset + u64::from(h.l1_size) * spec::ENTRY_SIZE);
+        for entry in ed.l1_table()? {
+            let table = entry & spec::L1E_OFFSET_MASK;
+            if table != 0 {
+                end = end.max(table + cs);
+            }
+        }
+    }
+    Ok(end)
+}
+
+/// Undoes a grow that did not finish: while the header still gives `old_size`, nothing the
+/// grow added past `old_length` is referenced except refcount structures it may already
+/// have linked in, so the file is cut back to the larger of `old_length` and the end of what
+/// the header references. Returns the bytes removed (0 when the grow had finished, or there
+/// is no tail).
+pub fn undo_grow(file: &File, old_length: u64, old_size: u64) -> Result<u64, Error> {
+    let prefix =
+        crate::image::read_prefix(file, spec::V3_HEADER_LENGTH).map_err(Error::ReadingHeader)?;
+    let header = spec::Header::decode(&prefix)?;
+    if header.size != old_size {
+        return Ok(0);
+    }
+    let len = file.metadata().map_err(Error::ReadingImage)?.len();
+    let keep = old_length.max(metadata_end(file)?);
+    if len <= keep {
+        return Ok(0);
+    }
+    file.set_len(keep)
+        .map_err(|source| Error::SettingLength { len: keep, source })?;
+    file.sync_all().map_err(Error::Syncing)?;
+    Ok(len - keep)
 }
 
 /// Shrinks the image to `new_size` bytes (rounded up to 512), refusing when any cluster

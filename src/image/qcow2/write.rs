@@ -13,7 +13,7 @@ use super::layout::{Layout, Piece};
 use super::spec;
 use crate::image::Error;
 use crate::image::file::{ImageFile, WriteReport};
-use crate::image::prealloc::{allocate_or_zero, write_zeroes};
+use crate::image::prealloc::{self, allocate_or_zero, write_zeroes};
 use crate::model::Preallocation;
 
 /// Converts a byte count bounded by the layout (clusters of at most 2 MiB, an L1 table of at
@@ -177,6 +177,12 @@ pub fn write<F: ImageFile + ?Sized>(
             )
         })
         .map(|run| run.host * cs..(run.host + run.count) * cs);
+    if layout.preallocation == Preallocation::Full
+        && let Some(area) = &data
+    {
+        // Claimed first, then written: a full filesystem fails here, before any zero.
+        prealloc::reserve(file, area.start, area.end - area.start)?;
+    }
     let mut out = Coalescer {
         file,
         start: 0,

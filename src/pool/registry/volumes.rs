@@ -154,7 +154,7 @@ impl Registry {
     }
 
     /// Runs a create in `pool` with the volume `name` marked as being built while it runs.
-    fn building_while<T>(
+    pub(super) fn building_while<T>(
         &self,
         pool: &str,
         name: &str,

@@ -6,16 +6,16 @@
 //! state changes a client asks for.
 //! Must not: touch pools or volumes.
 
-use super::{Ctx, feature_before_open};
+use super::{Ctx, allow_flags, feature_before_open};
 use crate::rpc::messages::{
-    AuthListRet, ConnectGetCapabilitiesRet, ConnectGetHostnameRet, ConnectGetLibVersionRet,
-    ConnectGetStoragePoolCapabilitiesArgs, ConnectGetStoragePoolCapabilitiesRet,
-    ConnectGetSysinfoArgs, ConnectGetTypeRet, ConnectGetUriRet, ConnectGetVersionRet,
-    ConnectIsSecureRet, ConnectOpenArgs, ConnectStoragePoolEventDeregisterAnyArgs,
-    ConnectStoragePoolEventRegisterAnyArgs, ConnectStoragePoolEventRegisterAnyRet,
-    ConnectSupportsFeatureArgs, ConnectSupportsFeatureRet,
+    AuthListRet, ConnectFindStoragePoolSourcesArgs, ConnectGetCapabilitiesRet,
+    ConnectGetHostnameRet, ConnectGetLibVersionRet, ConnectGetStoragePoolCapabilitiesArgs,
+    ConnectGetStoragePoolCapabilitiesRet, ConnectGetSysinfoArgs, ConnectGetTypeRet,
+    ConnectGetUriRet, ConnectGetVersionRet, ConnectIsSecureRet, ConnectOpenArgs,
+    ConnectStoragePoolEventDeregisterAnyArgs, ConnectStoragePoolEventRegisterAnyArgs,
+    ConnectStoragePoolEventRegisterAnyRet, ConnectSupportsFeatureArgs, ConnectSupportsFeatureRet,
 };
-use crate::rpc::proto::{RemoteError, flags};
+use crate::rpc::proto::{RemoteError, codes, flags};
 
 /// libvirt version qpoold reports as its library version (the protocol it speaks).
 pub const LIB_VERSION: u64 = 9_000_000;
@@ -148,7 +148,7 @@ pub fn connect_get_storage_pool_capabilities(
     _: &Ctx<'_>,
     args: ConnectGetStoragePoolCapabilitiesArgs,
 ) -> Result<ConnectGetStoragePoolCapabilitiesRet, RemoteError> {
-    RemoteError::check_flags(args.flags, 0, "virConnectGetStoragePoolCapabilities")?;
+    allow_flags(args.flags, 0, "virConnectGetStoragePoolCapabilities")?;
     Ok(ConnectGetStoragePoolCapabilitiesRet {
         capabilities: POOL_CAPABILITIES.into(),
     })
@@ -157,6 +157,22 @@ pub fn connect_get_storage_pool_capabilities(
 /// `REMOTE_PROC_CONNECT_GET_SYSINFO`: not supported, as on libvirt's storage driver.
 pub fn connect_get_sysinfo(_: &Ctx<'_>, _: ConnectGetSysinfoArgs) -> Result<(), RemoteError> {
     Err(RemoteError::no_support("virConnectGetSysinfo"))
+}
+
+/// `REMOTE_PROC_CONNECT_FIND_STORAGE_POOL_SOURCES`: a directory pool has no sources to
+/// discover, as libvirt's dir backend says.
+pub fn connect_find_storage_pool_sources(
+    _: &Ctx<'_>,
+    args: ConnectFindStoragePoolSourcesArgs,
+) -> Result<(), RemoteError> {
+    Err(RemoteError::storage(
+        codes::NO_SUPPORT,
+        "this function is not supported by the connection driver: %s",
+        format!(
+            "pool type '{}' does not support source discovery",
+            args.type_
+        ),
+    ))
 }
 
 /// `REMOTE_PROC_CONNECT_REGISTER_CLOSE_CALLBACK`: nothing to do; the client learns of a

@@ -158,475 +158,67 @@ macro_rules! procedure {
 }
 
 /// Every procedure qpoold answers; anything else gets libvirt's "unknown procedure".
+#[rustfmt::skip]
 pub static PROCEDURES: &[Procedure] = &[
-    procedure!(
-        1,
-        CONNECT_OPEN,
-        "virConnectOpen",
-        Query,
-        Inline,
-        connect::connect_open,
-        before_open
-    ),
-    procedure!(
-        2,
-        CONNECT_CLOSE,
-        "virConnectClose",
-        Query,
-        Inline,
-        connect::connect_close,
-        before_open
-    ),
-    procedure!(
-        3,
-        CONNECT_GET_TYPE,
-        "virConnectGetType",
-        Query,
-        Inline,
-        connect::connect_get_type
-    ),
-    procedure!(
-        4,
-        CONNECT_GET_VERSION,
-        "virConnectGetVersion",
-        Query,
-        Inline,
-        connect::connect_get_version
-    ),
-    procedure!(
-        7,
-        CONNECT_GET_CAPABILITIES,
-        "virConnectGetCapabilities",
-        Query,
-        Inline,
-        connect::connect_get_capabilities
-    ),
-    procedure!(
-        59,
-        CONNECT_GET_HOSTNAME,
-        "virConnectGetHostname",
-        Query,
-        Inline,
-        connect::connect_get_hostname
-    ),
-    procedure!(
-        60,
-        CONNECT_SUPPORTS_FEATURE,
-        "virConnectSupportsFeature",
-        Query,
-        Inline,
-        connect::connect_supports_feature,
-        before_open
-    ),
-    procedure!(
-        66,
-        AUTH_LIST,
-        "virConnectAuthList",
-        Query,
-        Inline,
-        connect::auth_list,
-        before_open
-    ),
-    procedure!(
-        71,
-        CONNECT_NUM_OF_STORAGE_POOLS,
-        "virConnectNumOfStoragePools",
-        Query,
-        Worker,
-        pools::connect_num_of_storage_pools
-    ),
-    procedure!(
-        72,
-        CONNECT_LIST_STORAGE_POOLS,
-        "virConnectListStoragePools",
-        Query,
-        Worker,
-        pools::connect_list_storage_pools
-    ),
-    procedure!(
-        73,
-        CONNECT_NUM_OF_DEFINED_STORAGE_POOLS,
-        "virConnectNumOfDefinedStoragePools",
-        Query,
-        Worker,
-        pools::connect_num_of_defined_storage_pools
-    ),
-    procedure!(
-        74,
-        CONNECT_LIST_DEFINED_STORAGE_POOLS,
-        "virConnectListDefinedStoragePools",
-        Query,
-        Worker,
-        pools::connect_list_defined_storage_pools
-    ),
-    procedure!(
-        76,
-        STORAGE_POOL_CREATE_XML,
-        "virStoragePoolCreateXML",
-        Change,
-        Worker,
-        pools::storage_pool_create_xml
-    ),
-    procedure!(
-        77,
-        STORAGE_POOL_DEFINE_XML,
-        "virStoragePoolDefineXML",
-        Change,
-        Worker,
-        pools::storage_pool_define_xml
-    ),
-    procedure!(
-        78,
-        STORAGE_POOL_CREATE,
-        "virStoragePoolCreate",
-        Change,
-        Worker,
-        pools::storage_pool_create
-    ),
-    procedure!(
-        79,
-        STORAGE_POOL_BUILD,
-        "virStoragePoolBuild",
-        Change,
-        Worker,
-        pools::storage_pool_build
-    ),
-    procedure!(
-        80,
-        STORAGE_POOL_DESTROY,
-        "virStoragePoolDestroy",
-        Change,
-        Worker,
-        pools::storage_pool_destroy
-    ),
-    procedure!(
-        81,
-        STORAGE_POOL_DELETE,
-        "virStoragePoolDelete",
-        Change,
-        Worker,
-        pools::storage_pool_delete
-    ),
-    procedure!(
-        82,
-        STORAGE_POOL_UNDEFINE,
-        "virStoragePoolUndefine",
-        Change,
-        Worker,
-        pools::storage_pool_undefine
-    ),
-    procedure!(
-        83,
-        STORAGE_POOL_REFRESH,
-        "virStoragePoolRefresh",
-        Change,
-        Worker,
-        pools::storage_pool_refresh
-    ),
-    procedure!(
-        84,
-        STORAGE_POOL_LOOKUP_BY_NAME,
-        "virStoragePoolLookupByName",
-        Query,
-        Inline,
-        pools::storage_pool_lookup_by_name
-    ),
-    procedure!(
-        85,
-        STORAGE_POOL_LOOKUP_BY_UUID,
-        "virStoragePoolLookupByUUID",
-        Query,
-        Inline,
-        pools::storage_pool_lookup_by_uuid
-    ),
-    procedure!(
-        86,
-        STORAGE_POOL_LOOKUP_BY_VOLUME,
-        "virStoragePoolLookupByVolume",
-        Query,
-        Inline,
-        pools::storage_pool_lookup_by_volume
-    ),
-    procedure!(
-        87,
-        STORAGE_POOL_GET_INFO,
-        "virStoragePoolGetInfo",
-        Query,
-        Inline,
-        pools::storage_pool_get_info
-    ),
-    procedure!(
-        88,
-        STORAGE_POOL_GET_XML_DESC,
-        "virStoragePoolGetXMLDesc",
-        Query,
-        Worker,
-        pools::storage_pool_get_xml_desc
-    ),
-    procedure!(
-        89,
-        STORAGE_POOL_GET_AUTOSTART,
-        "virStoragePoolGetAutostart",
-        Query,
-        Inline,
-        pools::storage_pool_get_autostart
-    ),
-    procedure!(
-        90,
-        STORAGE_POOL_SET_AUTOSTART,
-        "virStoragePoolSetAutostart",
-        Change,
-        Worker,
-        pools::storage_pool_set_autostart
-    ),
-    procedure!(
-        91,
-        STORAGE_POOL_NUM_OF_VOLUMES,
-        "virStoragePoolNumOfVolumes",
-        Query,
-        Worker,
-        volumes::storage_pool_num_of_volumes
-    ),
-    procedure!(
-        92,
-        STORAGE_POOL_LIST_VOLUMES,
-        "virStoragePoolListVolumes",
-        Query,
-        Worker,
-        volumes::storage_pool_list_volumes
-    ),
-    procedure!(
-        93,
-        STORAGE_VOL_CREATE_XML,
-        "virStorageVolCreateXML",
-        Change,
-        Worker,
-        volumes::storage_vol_create_xml
-    ),
-    procedure!(
-        94,
-        STORAGE_VOL_DELETE,
-        "virStorageVolDelete",
-        Change,
-        Worker,
-        volumes::storage_vol_delete
-    ),
-    procedure!(
-        95,
-        STORAGE_VOL_LOOKUP_BY_NAME,
-        "virStorageVolLookupByName",
-        Query,
-        Inline,
-        volumes::storage_vol_lookup_by_name
-    ),
-    procedure!(
-        96,
-        STORAGE_VOL_LOOKUP_BY_KEY,
-        "virStorageVolLookupByKey",
-        Query,
-        Worker,
-        volumes::storage_vol_lookup_by_key
-    ),
-    procedure!(
-        97,
-        STORAGE_VOL_LOOKUP_BY_PATH,
-        "virStorageVolLookupByPath",
-        Query,
-        Worker,
-        volumes::storage_vol_lookup_by_path
-    ),
-    procedure!(
-        98,
-        STORAGE_VOL_GET_INFO,
-        "virStorageVolGetInfo",
-        Query,
-        Inline,
-        volumes::storage_vol_get_info
-    ),
-    procedure!(
-        99,
-        STORAGE_VOL_GET_XML_DESC,
-        "virStorageVolGetXMLDesc",
-        Query,
-        Worker,
-        volumes::storage_vol_get_xml_desc
-    ),
-    procedure!(
-        100,
-        STORAGE_VOL_GET_PATH,
-        "virStorageVolGetPath",
-        Query,
-        Inline,
-        volumes::storage_vol_get_path
-    ),
-    procedure!(
-        110,
-        CONNECT_GET_URI,
-        "virConnectGetURI",
-        Query,
-        Inline,
-        connect::connect_get_uri
-    ),
-    procedure!(
-        125,
-        STORAGE_VOL_CREATE_XML_FROM,
-        "virStorageVolCreateXMLFrom",
-        Change,
-        Worker,
-        volumes::storage_vol_create_xml_from
-    ),
-    procedure!(
-        149,
-        CONNECT_IS_SECURE,
-        "virConnectIsSecure",
-        Query,
-        Inline,
-        connect::connect_is_secure
-    ),
-    procedure!(
-        154,
-        STORAGE_POOL_IS_ACTIVE,
-        "virStoragePoolIsActive",
-        Query,
-        Inline,
-        pools::storage_pool_is_active
-    ),
-    procedure!(
-        155,
-        STORAGE_POOL_IS_PERSISTENT,
-        "virStoragePoolIsPersistent",
-        Query,
-        Inline,
-        pools::storage_pool_is_persistent
-    ),
-    procedure!(
-        157,
-        CONNECT_GET_LIB_VERSION,
-        "virConnectGetLibVersion",
-        Query,
-        Inline,
-        connect::connect_get_lib_version
-    ),
-    procedure!(
-        165,
-        STORAGE_VOL_WIPE,
-        "virStorageVolWipe",
-        Change,
-        Worker,
-        volumes::storage_vol_wipe
-    ),
-    procedure!(
-        203,
-        CONNECT_GET_SYSINFO,
-        "virConnectGetSysinfo",
-        Query,
-        Inline,
-        connect::connect_get_sysinfo
-    ),
-    procedure!(
-        208,
-        STORAGE_VOL_UPLOAD,
-        "virStorageVolUpload",
-        Change,
-        Worker,
-        volumes::storage_vol_upload
-    ),
-    procedure!(
-        209,
-        STORAGE_VOL_DOWNLOAD,
-        "virStorageVolDownload",
-        Change,
-        Worker,
-        volumes::storage_vol_download
-    ),
-    procedure!(
-        259,
-        STORAGE_VOL_WIPE_PATTERN,
-        "virStorageVolWipePattern",
-        Change,
-        Worker,
-        volumes::storage_vol_wipe_pattern
-    ),
-    procedure!(
-        260,
-        STORAGE_VOL_RESIZE,
-        "virStorageVolResize",
-        Change,
-        Worker,
-        volumes::storage_vol_resize
-    ),
-    procedure!(
-        281,
-        CONNECT_LIST_ALL_STORAGE_POOLS,
-        "virConnectListAllStoragePools",
-        Query,
-        Worker,
-        pools::connect_list_all_storage_pools
-    ),
-    procedure!(
-        282,
-        STORAGE_POOL_LIST_ALL_VOLUMES,
-        "virStoragePoolListAllVolumes",
-        Query,
-        Worker,
-        volumes::storage_pool_list_all_volumes
-    ),
-    procedure!(
-        360,
-        CONNECT_REGISTER_CLOSE_CALLBACK,
-        "virConnectRegisterCloseCallback",
-        Query,
-        Inline,
-        connect::connect_register_close_callback
-    ),
-    procedure!(
-        361,
-        CONNECT_UNREGISTER_CLOSE_CALLBACK,
-        "virConnectUnregisterCloseCallback",
-        Query,
-        Inline,
-        connect::connect_unregister_close_callback
-    ),
-    procedure!(
-        368,
-        CONNECT_STORAGE_POOL_EVENT_REGISTER_ANY,
-        "virConnectStoragePoolEventRegisterAny",
-        Query,
-        Inline,
-        connect::connect_storage_pool_event_register_any
-    ),
-    procedure!(
-        369,
-        CONNECT_STORAGE_POOL_EVENT_DEREGISTER_ANY,
-        "virConnectStoragePoolEventDeregisterAny",
-        Query,
-        Inline,
-        connect::connect_storage_pool_event_deregister_any
-    ),
-    procedure!(
-        378,
-        STORAGE_VOL_GET_INFO_FLAGS,
-        "virStorageVolGetInfoFlags",
-        Query,
-        Inline,
-        volumes::storage_vol_get_info_flags
-    ),
-    procedure!(
-        391,
-        STORAGE_POOL_LOOKUP_BY_TARGET_PATH,
-        "virStoragePoolLookupByTargetPath",
-        Query,
-        Worker,
-        pools::storage_pool_lookup_by_target_path
-    ),
-    procedure!(
-        403,
-        CONNECT_GET_STORAGE_POOL_CAPABILITIES,
-        "virConnectGetStoragePoolCapabilities",
-        Query,
-        Inline,
-        connect::connect_get_storage_pool_capabilities
-    ),
+    procedure!(1, CONNECT_OPEN, "virConnectOpen", Query, Inline, connect::connect_open, before_open),
+    procedure!(2, CONNECT_CLOSE, "virConnectClose", Query, Inline, connect::connect_close, before_open),
+    procedure!(3, CONNECT_GET_TYPE, "virConnectGetType", Query, Inline, connect::connect_get_type),
+    procedure!(4, CONNECT_GET_VERSION, "virConnectGetVersion", Query, Inline, connect::connect_get_version),
+    procedure!(7, CONNECT_GET_CAPABILITIES, "virConnectGetCapabilities", Query, Inline, connect::connect_get_capabilities),
+    procedure!(59, CONNECT_GET_HOSTNAME, "virConnectGetHostname", Query, Inline, connect::connect_get_hostname),
+    procedure!(60, CONNECT_SUPPORTS_FEATURE, "virConnectSupportsFeature", Query, Inline, connect::connect_supports_feature, before_open),
+    procedure!(66, AUTH_LIST, "virConnectAuthList", Query, Inline, connect::auth_list, before_open),
+    procedure!(71, CONNECT_NUM_OF_STORAGE_POOLS, "virConnectNumOfStoragePools", Query, Worker, pools::connect_num_of_storage_pools),
+    procedure!(72, CONNECT_LIST_STORAGE_POOLS, "virConnectListStoragePools", Query, Worker, pools::connect_list_storage_pools),
+    procedure!(73, CONNECT_NUM_OF_DEFINED_STORAGE_POOLS, "virConnectNumOfDefinedStoragePools", Query, Worker, pools::connect_num_of_defined_storage_pools),
+    procedure!(74, CONNECT_LIST_DEFINED_STORAGE_POOLS, "virConnectListDefinedStoragePools", Query, Worker, pools::connect_list_defined_storage_pools),
+    procedure!(75, CONNECT_FIND_STORAGE_POOL_SOURCES, "virConnectFindStoragePoolSources", Change, Worker, connect::connect_find_storage_pool_sources),
+    procedure!(76, STORAGE_POOL_CREATE_XML, "virStoragePoolCreateXML", Change, Worker, pools::storage_pool_create_xml),
+    procedure!(77, STORAGE_POOL_DEFINE_XML, "virStoragePoolDefineXML", Change, Worker, pools::storage_pool_define_xml),
+    procedure!(78, STORAGE_POOL_CREATE, "virStoragePoolCreate", Change, Worker, pools::storage_pool_create),
+    procedure!(79, STORAGE_POOL_BUILD, "virStoragePoolBuild", Change, Worker, pools::storage_pool_build),
+    procedure!(80, STORAGE_POOL_DESTROY, "virStoragePoolDestroy", Change, Worker, pools::storage_pool_destroy),
+    procedure!(81, STORAGE_POOL_DELETE, "virStoragePoolDelete", Change, Worker, pools::storage_pool_delete),
+    procedure!(82, STORAGE_POOL_UNDEFINE, "virStoragePoolUndefine", Change, Worker, pools::storage_pool_undefine),
+    procedure!(83, STORAGE_POOL_REFRESH, "virStoragePoolRefresh", Change, Worker, pools::storage_pool_refresh),
+    procedure!(84, STORAGE_POOL_LOOKUP_BY_NAME, "virStoragePoolLookupByName", Query, Inline, pools::storage_pool_lookup_by_name),
+    procedure!(85, STORAGE_POOL_LOOKUP_BY_UUID, "virStoragePoolLookupByUUID", Query, Inline, pools::storage_pool_lookup_by_uuid),
+    procedure!(86, STORAGE_POOL_LOOKUP_BY_VOLUME, "virStoragePoolLookupByVolume", Query, Inline, pools::storage_pool_lookup_by_volume),
+    procedure!(87, STORAGE_POOL_GET_INFO, "virStoragePoolGetInfo", Query, Inline, pools::storage_pool_get_info),
+    procedure!(88, STORAGE_POOL_GET_XML_DESC, "virStoragePoolGetXMLDesc", Query, Worker, pools::storage_pool_get_xml_desc),
+    procedure!(89, STORAGE_POOL_GET_AUTOSTART, "virStoragePoolGetAutostart", Query, Inline, pools::storage_pool_get_autostart),
+    procedure!(90, STORAGE_POOL_SET_AUTOSTART, "virStoragePoolSetAutostart", Change, Worker, pools::storage_pool_set_autostart),
+    procedure!(91, STORAGE_POOL_NUM_OF_VOLUMES, "virStoragePoolNumOfVolumes", Query, Worker, volumes::storage_pool_num_of_volumes),
+    procedure!(92, STORAGE_POOL_LIST_VOLUMES, "virStoragePoolListVolumes", Query, Worker, volumes::storage_pool_list_volumes),
+    procedure!(93, STORAGE_VOL_CREATE_XML, "virStorageVolCreateXML", Change, Worker, volumes::storage_vol_create_xml),
+    procedure!(94, STORAGE_VOL_DELETE, "virStorageVolDelete", Change, Worker, volumes::storage_vol_delete),
+    procedure!(95, STORAGE_VOL_LOOKUP_BY_NAME, "virStorageVolLookupByName", Query, Inline, volumes::storage_vol_lookup_by_name),
+    procedure!(96, STORAGE_VOL_LOOKUP_BY_KEY, "virStorageVolLookupByKey", Query, Worker, volumes::storage_vol_lookup_by_key),
+    procedure!(97, STORAGE_VOL_LOOKUP_BY_PATH, "virStorageVolLookupByPath", Query, Worker, volumes::storage_vol_lookup_by_path),
+    procedure!(98, STORAGE_VOL_GET_INFO, "virStorageVolGetInfo", Query, Inline, volumes::storage_vol_get_info),
+    procedure!(99, STORAGE_VOL_GET_XML_DESC, "virStorageVolGetXMLDesc", Query, Worker, volumes::storage_vol_get_xml_desc),
+    procedure!(100, STORAGE_VOL_GET_PATH, "virStorageVolGetPath", Query, Inline, volumes::storage_vol_get_path),
+    procedure!(110, CONNECT_GET_URI, "virConnectGetURI", Query, Inline, connect::connect_get_uri),
+    procedure!(125, STORAGE_VOL_CREATE_XML_FROM, "virStorageVolCreateXMLFrom", Change, Worker, volumes::storage_vol_create_xml_from),
+    procedure!(149, CONNECT_IS_SECURE, "virConnectIsSecure", Query, Inline, connect::connect_is_secure),
+    procedure!(154, STORAGE_POOL_IS_ACTIVE, "virStoragePoolIsActive", Query, Inline, pools::storage_pool_is_active),
+    procedure!(155, STORAGE_POOL_IS_PERSISTENT, "virStoragePoolIsPersistent", Query, Inline, pools::storage_pool_is_persistent),
+    procedure!(157, CONNECT_GET_LIB_VERSION, "virConnectGetLibVersion", Query, Inline, connect::connect_get_lib_version),
+    procedure!(165, STORAGE_VOL_WIPE, "virStorageVolWipe", Change, Worker, volumes::storage_vol_wipe),
+    procedure!(203, CONNECT_GET_SYSINFO, "virConnectGetSysinfo", Query, Inline, connect::connect_get_sysinfo),
+    procedure!(208, STORAGE_VOL_UPLOAD, "virStorageVolUpload", Change, Worker, volumes::storage_vol_upload),
+    procedure!(209, STORAGE_VOL_DOWNLOAD, "virStorageVolDownload", Change, Worker, volumes::storage_vol_download),
+    procedure!(259, STORAGE_VOL_WIPE_PATTERN, "virStorageVolWipePattern", Change, Worker, volumes::storage_vol_wipe_pattern),
+    procedure!(260, STORAGE_VOL_RESIZE, "virStorageVolResize", Change, Worker, volumes::storage_vol_resize),
+    procedure!(281, CONNECT_LIST_ALL_STORAGE_POOLS, "virConnectListAllStoragePools", Query, Worker, pools::connect_list_all_storage_pools),
+    procedure!(282, STORAGE_POOL_LIST_ALL_VOLUMES, "virStoragePoolListAllVolumes", Query, Worker, volumes::storage_pool_list_all_volumes),
+    procedure!(360, CONNECT_REGISTER_CLOSE_CALLBACK, "virConnectRegisterCloseCallback", Query, Inline, connect::connect_register_close_callback),
+    procedure!(361, CONNECT_UNREGISTER_CLOSE_CALLBACK, "virConnectUnregisterCloseCallback", Query, Inline, connect::connect_unregister_close_callback),
+    procedure!(368, CONNECT_STORAGE_POOL_EVENT_REGISTER_ANY, "virConnectStoragePoolEventRegisterAny", Query, Inline, connect::connect_storage_pool_event_register_any),
+    procedure!(369, CONNECT_STORAGE_POOL_EVENT_DEREGISTER_ANY, "virConnectStoragePoolEventDeregisterAny", Query, Inline, connect::connect_storage_pool_event_deregister_any),
+    procedure!(378, STORAGE_VOL_GET_INFO_FLAGS, "virStorageVolGetInfoFlags", Query, Inline, volumes::storage_vol_get_info_flags),
+    procedure!(391, STORAGE_POOL_LOOKUP_BY_TARGET_PATH, "virStoragePoolLookupByTargetPath", Query, Worker, pools::storage_pool_lookup_by_target_path),
+    procedure!(403, CONNECT_GET_STORAGE_POOL_CAPABILITIES, "virConnectGetStoragePoolCapabilities", Query, Inline, connect::connect_get_storage_pool_capabilities),
 ];
 
 /// The facts of procedure `number`, if qpoold answers it.
@@ -644,6 +236,11 @@ pub fn dispatch(ctx: &Ctx<'_>, proc_: &Procedure, payload: &[u8]) -> Result<Outc
         return Err(RemoteError::read_only(proc_.api));
     }
     (proc_.handler)(ctx, payload)
+}
+
+/// Refuses `flags` bits outside `allowed`, as libvirt's `virCheckFlags` in `function` does.
+fn allow_flags(flags: u32, allowed: u32, function: &str) -> Result<(), RemoteError> {
+    RemoteError::check_flags(flags, allowed, function)
 }
 
 /// A registry failure as libvirt's error.
@@ -665,3 +262,6 @@ fn xml(xml: String) -> XmlRet {
 fn feature_before_open(args: &ConnectSupportsFeatureArgs) -> bool {
     args.feature == flags::DRV_FEATURE_PROGRAM_KEEPALIVE
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,7 +5,7 @@
 //! (by UUID).
 //! Must not: apply pool state rules (the registry does).
 
-use super::{Ctx, driver, xml};
+use super::{Ctx, allow_flags, driver, xml};
 use crate::pool::registry::{PoolSummary, Registry};
 use crate::rpc::messages::{
     ConnectListAllStoragePoolsArgs, ConnectListAllStoragePoolsRet, ConnectListStoragePoolsArgs,
@@ -212,7 +212,7 @@ pub fn storage_pool_get_xml_desc(
     ctx: &Ctx<'_>,
     args: StoragePoolGetXmlDescArgs,
 ) -> Result<XmlRet, RemoteError> {
-    RemoteError::check_flags(
+    allow_flags(
         args.flags,
         flags::STORAGE_XML_INACTIVE,
         "virStoragePoolGetXMLDesc",
@@ -268,7 +268,7 @@ pub fn storage_pool_define_xml(
     ctx: &Ctx<'_>,
     args: StoragePoolDefineXmlArgs,
 ) -> Result<StoragePoolRet, RemoteError> {
-    RemoteError::check_flags(
+    allow_flags(
         args.flags,
         flags::STORAGE_POOL_DEFINE_VALIDATE,
         "storagePoolDefineXML",
@@ -287,7 +287,7 @@ pub fn storage_pool_create_xml(
     ctx: &Ctx<'_>,
     args: StoragePoolCreateXmlArgs,
 ) -> Result<StoragePoolRet, RemoteError> {
-    RemoteError::check_flags(args.flags, CREATE_WITH_BUILD, "storagePoolCreateXML")?;
+    allow_flags(args.flags, CREATE_WITH_BUILD, "storagePoolCreateXML")?;
     let p = ctx
         .registry
         .create(&args.xml, args.flags & CREATE_WITH_BUILD != 0)
@@ -297,7 +297,7 @@ pub fn storage_pool_create_xml(
 
 /// `REMOTE_PROC_STORAGE_POOL_CREATE`: starts a defined pool, built first when asked.
 pub fn storage_pool_create(ctx: &Ctx<'_>, args: StoragePoolFlagsArgs) -> Result<(), RemoteError> {
-    RemoteError::check_flags(args.flags, CREATE_WITH_BUILD, "storagePoolCreate")?;
+    allow_flags(args.flags, CREATE_WITH_BUILD, "storagePoolCreate")?;
     let p = resolve(ctx.registry, &args.pool)?;
     if args.flags & CREATE_WITH_BUILD != 0 {
         ctx.registry.build(&p.name).map_err(driver)?;
@@ -305,17 +305,15 @@ pub fn storage_pool_create(ctx: &Ctx<'_>, args: StoragePoolFlagsArgs) -> Result<
     ctx.registry.start(&p.name).map_err(driver)
 }
 
+/// The flags `virStoragePoolBuild` accepts.
+const BUILD_FLAGS: u32 = flags::STORAGE_POOL_BUILD_REPAIR
+    | flags::STORAGE_POOL_BUILD_RESIZE
+    | flags::STORAGE_POOL_BUILD_NO_OVERWRITE
+    | flags::STORAGE_POOL_BUILD_OVERWRITE;
+
 /// `REMOTE_PROC_STORAGE_POOL_BUILD`.
 pub fn storage_pool_build(ctx: &Ctx<'_>, args: StoragePoolFlagsArgs) -> Result<(), RemoteError> {
-    use flags::*;
-    RemoteError::check_flags(
-        args.flags,
-        STORAGE_POOL_BUILD_REPAIR
-            | STORAGE_POOL_BUILD_RESIZE
-            | STORAGE_POOL_BUILD_NO_OVERWRITE
-            | STORAGE_POOL_BUILD_OVERWRITE,
-        "storagePoolBuild",
-    )?;
+    allow_flags(args.flags, BUILD_FLAGS, "storagePoolBuild")?;
     let p = resolve(ctx.registry, &args.pool)?;
     ctx.registry.build(&p.name).map_err(driver)
 }
@@ -328,7 +326,7 @@ pub fn storage_pool_destroy(ctx: &Ctx<'_>, args: StoragePoolArgs) -> Result<(), 
 
 /// `REMOTE_PROC_STORAGE_POOL_DELETE`: removes an inactive pool's directory.
 pub fn storage_pool_delete(ctx: &Ctx<'_>, args: StoragePoolFlagsArgs) -> Result<(), RemoteError> {
-    RemoteError::check_flags(args.flags, 0, "storagePoolDelete")?;
+    allow_flags(args.flags, 0, "storagePoolDelete")?;
     let p = resolve(ctx.registry, &args.pool)?;
     ctx.registry.delete(&p.name).map_err(driver)
 }
@@ -341,7 +339,7 @@ pub fn storage_pool_undefine(ctx: &Ctx<'_>, args: StoragePoolArgs) -> Result<(),
 
 /// `REMOTE_PROC_STORAGE_POOL_REFRESH`.
 pub fn storage_pool_refresh(ctx: &Ctx<'_>, args: StoragePoolFlagsArgs) -> Result<(), RemoteError> {
-    RemoteError::check_flags(args.flags, 0, "storagePoolRefresh")?;
+    allow_flags(args.flags, 0, "storagePoolRefresh")?;
     let p = resolve(ctx.registry, &args.pool)?;
     ctx.registry.refresh(&p.name).map_err(driver)
 }

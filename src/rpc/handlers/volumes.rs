@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use super::pools::resolve;
-use super::{Ctx, Outcome, driver, engine, xml};
+use super::{Ctx, Outcome, allow_flags, driver, engine, xml};
 use crate::model::WipeAlgorithm;
 use crate::policy::CreateFlags;
 use crate::pool::ResizeRequest;
@@ -81,7 +81,7 @@ pub fn storage_pool_list_all_volumes(
     ctx: &Ctx<'_>,
     args: StoragePoolListAllVolumesArgs,
 ) -> Result<StoragePoolListAllVolumesRet, RemoteError> {
-    RemoteError::check_flags(args.flags, 0, "virStoragePoolListAllVolumes")?;
+    allow_flags(args.flags, 0, "virStoragePoolListAllVolumes")?;
     let (pool, names) = names(ctx, &args.pool)?;
     if names.len() > VOL_LIST_MAX {
         return Err(RemoteError::storage(
@@ -168,7 +168,7 @@ pub fn storage_vol_get_info_flags(
     ctx: &Ctx<'_>,
     args: StorageVolFlagsArgs,
 ) -> Result<StorageVolGetInfoRet, RemoteError> {
-    RemoteError::check_flags(
+    allow_flags(
         args.flags,
         flags::STORAGE_VOL_GET_PHYSICAL,
         "storageVolGetInfoFlags",
@@ -185,7 +185,7 @@ pub fn storage_vol_get_xml_desc(
     ctx: &Ctx<'_>,
     args: StorageVolFlagsArgs,
 ) -> Result<XmlRet, RemoteError> {
-    RemoteError::check_flags(args.flags, 0, "storageVolGetXMLDesc")?;
+    allow_flags(args.flags, 0, "storageVolGetXMLDesc")?;
     let (_, info) = ctx
         .registry
         .ready_volume(&args.vol.pool, &args.vol.name)
@@ -234,16 +234,21 @@ fn definition(xml: &str, flags: u32) -> Result<(VolumeDef, CreateFlags), RemoteE
     Ok((def, create))
 }
 
+/// The flags `virStorageVolCreateXML` accepts (create-from adds REFLINK).
+const CREATE_FLAGS: u32 =
+    flags::STORAGE_VOL_CREATE_PREALLOC_METADATA | flags::STORAGE_VOL_CREATE_VALIDATE;
+
+/// The flags `virStorageVolResize` accepts.
+const RESIZE_FLAGS: u32 = flags::STORAGE_VOL_RESIZE_ALLOCATE
+    | flags::STORAGE_VOL_RESIZE_DELTA
+    | flags::STORAGE_VOL_RESIZE_SHRINK;
+
 /// `REMOTE_PROC_STORAGE_VOL_CREATE_XML`.
 pub fn storage_vol_create_xml(
     ctx: &Ctx<'_>,
     args: StorageVolCreateXmlArgs,
 ) -> Result<StorageVolRet, RemoteError> {
-    RemoteError::check_flags(
-        args.flags,
-        flags::STORAGE_VOL_CREATE_PREALLOC_METADATA | flags::STORAGE_VOL_CREATE_VALIDATE,
-        "storageVolCreateXML",
-    )?;
+    allow_flags(args.flags, CREATE_FLAGS, "storageVolCreateXML")?;
     let p = resolve(ctx.registry, &args.pool)?;
     let (def, create) = definition(&args.xml, args.flags)?;
     let info = ctx
@@ -260,11 +265,9 @@ pub fn storage_vol_create_xml_from(
     ctx: &Ctx<'_>,
     args: StorageVolCreateXmlFromArgs,
 ) -> Result<StorageVolRet, RemoteError> {
-    RemoteError::check_flags(
+    allow_flags(
         args.flags,
-        flags::STORAGE_VOL_CREATE_PREALLOC_METADATA
-            | flags::STORAGE_VOL_CREATE_REFLINK
-            | flags::STORAGE_VOL_CREATE_VALIDATE,
+        CREATE_FLAGS | flags::STORAGE_VOL_CREATE_REFLINK,
         "storageVolCreateXML",
     )?;
     let p = resolve(ctx.registry, &args.pool)?;
@@ -287,7 +290,7 @@ pub fn storage_vol_create_xml_from(
 
 /// `REMOTE_PROC_STORAGE_VOL_DELETE`.
 pub fn storage_vol_delete(ctx: &Ctx<'_>, args: StorageVolFlagsArgs) -> Result<(), RemoteError> {
-    RemoteError::check_flags(args.flags, 0, "virStorageBackendVolDeleteLocal")?;
+    allow_flags(args.flags, 0, "virStorageBackendVolDeleteLocal")?;
     ctx.registry
         .delete_volume(&args.vol.pool, &args.vol.name)
         .map_err(driver)
@@ -299,7 +302,7 @@ fn wipe(
     algorithm: u32,
     flags: u32,
 ) -> Result<(), RemoteError> {
-    RemoteError::check_flags(flags, 0, "storageVolWipePattern")?;
+    allow_flags(flags, 0, "storageVolWipePattern")?;
     let algorithm = WipeAlgorithm::from_libvirt(algorithm).ok_or_else(|| {
         RemoteError::invalid_arg(
             crate::model::UnknownName::WipeAlgorithm(algorithm.to_string()).to_string(),
@@ -326,11 +329,7 @@ pub fn storage_vol_wipe_pattern(
 /// `REMOTE_PROC_STORAGE_VOL_RESIZE`.
 pub fn storage_vol_resize(ctx: &Ctx<'_>, args: StorageVolResizeArgs) -> Result<(), RemoteError> {
     use flags::*;
-    RemoteError::check_flags(
-        args.flags,
-        STORAGE_VOL_RESIZE_ALLOCATE | STORAGE_VOL_RESIZE_DELTA | STORAGE_VOL_RESIZE_SHRINK,
-        "storageVolResize",
-    )?;
+    allow_flags(args.flags, RESIZE_FLAGS, "storageVolResize")?;
     let request = ResizeRequest {
         capacity: args.capacity,
         allocate: args.flags & STORAGE_VOL_RESIZE_ALLOCATE != 0,
@@ -348,7 +347,7 @@ pub fn storage_vol_upload(
     ctx: &Ctx<'_>,
     args: StorageVolStreamArgs,
 ) -> Result<Outcome, RemoteError> {
-    RemoteError::check_flags(
+    allow_flags(
         args.flags,
         flags::STORAGE_VOL_UPLOAD_SPARSE_STREAM,
         "storageVolUpload",
@@ -369,7 +368,7 @@ pub fn storage_vol_download(
     ctx: &Ctx<'_>,
     args: StorageVolStreamArgs,
 ) -> Result<Outcome, RemoteError> {
-    RemoteError::check_flags(
+    allow_flags(
         args.flags,
         flags::STORAGE_VOL_DOWNLOAD_SPARSE_STREAM,
         "storageVolUpload",
