@@ -131,6 +131,30 @@ impl Download {
 pub struct Upload {
     writer: VolumeWriter,
     name: String,
+    closed: OnClose,
+}
+
+/// A function run once, when the upload it belongs to is over (finished, failed or
+/// dropped).
+#[derive(Default)]
+struct OnClose(Option<Box<dyn FnOnce() + Send>>);
+
+impl std::fmt::Debug for OnClose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "OnClose(set)"
+        } else {
+            "OnClose"
+        })
+    }
+}
+
+impl Drop for OnClose {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
 }
 
 impl Upload {
@@ -155,10 +179,22 @@ impl Upload {
 
     /// Syncs what was written.
     pub fn finish(self) -> Result<(), Error> {
-        let Upload { writer, name } = self;
-        writer
+        let Upload {
+            writer,
+            name,
+            closed,
+        } = self;
+        let result = writer
             .finish()
-            .map_err(|source| Error::Streaming { name, source })
+            .map_err(|source| Error::Streaming { name, source });
+        drop(closed);
+        result
+    }
+
+    /// Runs `f` once the upload is over, however it ends (libvirt refreshes the pool then).
+    pub fn on_close(mut self, f: impl FnOnce() + Send + 'static) -> Upload {
+        self.closed = OnClose(Some(Box::new(f)));
+        self
     }
 }
 
@@ -403,22 +439,19 @@ impl Pool {
             }
             (false, _) => req.capacity,
         };
+        // libvirt's order: below what the file already uses, then below the capacity
+        // without the shrink flag, then a reservation the pool cannot hold.
+        if new < info.allocation {
+            return Err(refuse(ResizeRefusal::BelowAllocation));
+        }
         if new < old && !req.shrink {
             return Err(refuse(ResizeRefusal::ShrinkWithoutFlag));
         }
+        if req.allocate && new - info.allocation > self.available()? {
+            return Err(refuse(ResizeRefusal::NotEnoughSpace));
+        }
         if new == old {
             return Ok(info);
-        }
-        if req.allocate && new > old {
-            let available = self.available()?;
-            if new - old > available {
-                return Err(Error::NoSpace {
-                    pool: self.name.clone(),
-                    name: name.to_string(),
-                    needed: new - old,
-                    available,
-                });
-            }
         }
         // Opened only now: a refused or empty request needs no write access.
         let (file, st) = self.open_volume_file(name, true)?;
@@ -577,6 +610,7 @@ impl Pool {
         Ok(Upload {
             writer,
             name: name.to_string(),
+            closed: OnClose::default(),
         })
     }
 
