@@ -45,6 +45,11 @@ impl TempPool {
         let base = std::env::var_os("QPOOL_TEST_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
+        TempPool::new_in(&base)
+    }
+
+    /// Creates an empty pool directory under `base` (a small filesystem, say).
+    pub fn new_in(base: &Path) -> TempPool {
         let root = tempfile::Builder::new()
             .prefix("qpool-test-")
             .tempdir_in(base)
@@ -272,4 +277,74 @@ pub fn have_libvirt_schemas() -> bool {
         eprintln!("SKIPPED: libvirt schemas not installed");
     }
     found
+}
+
+/// SHA-256 of a file's bytes, from `sha256sum` (holes read as zeros).
+pub fn sha256(path: &Path) -> String {
+    let out = run("sha256sum", &[path.to_str().unwrap()]);
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A tmpfs of a given size mounted on a fresh directory for one test (root only), lazily
+/// unmounted when dropped: a small filesystem to run out of space on.
+pub struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` bytes; `None` (or a panic under CI) when not root.
+    pub fn mount(size: u64) -> Option<Tmpfs> {
+        if !nix_is_root() {
+            assert!(!in_ci(), "mounting a tmpfs needs root in CI");
+            eprintln!("SKIPPED: mounting a tmpfs needs root");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("qpool-tmpfs-")
+            .tempdir_in("/tmp")
+            .expect("mount point");
+        let out = run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+                dir.path().to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "mount tmpfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(Tmpfs(dir))
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("--lazy")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// Whether the tests run as root.
+pub fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
+    })
 }

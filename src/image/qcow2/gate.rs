@@ -99,7 +99,7 @@ pub enum WriteRefusal {
 
 /// Whether `offset .. offset + len` is cluster aligned and inside `file_len` bytes.
 fn in_file(offset: u64, len: u64, cs: u64, file_len: u64) -> bool {
-    offset % cs == 0 && offset.checked_add(len).is_some_and(|end| end <= file_len)
+    offset.is_multiple_of(cs) && offset.checked_add(len).is_some_and(|end| end <= file_len)
 }
 
 /// Checks a decoded header of a file of `file_len` bytes.
@@ -204,7 +204,8 @@ mod tests {
     #[test]
     fn each_field_qemu_checks_is_refused_by_name() {
         let (good, len) = header();
-        let cases: Vec<(Box<dyn Fn(&mut Header)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut Header)>;
+        let cases: Vec<(Change, &str)> = vec![
             (
                 Box::new(|h| h.incompatible_features |= 0x400),
                 "Unknown incompatible feature: 400",
