@@ -675,6 +675,8 @@ step("clone qcow2 PREALLOC_METADATA", lambda: vol_handle(pool("p1").createXMLFro
 vol_facts("p1", "meta-c.qcow2")
 step("clone REFLINK", lambda: pool("p1").createXMLFrom(clone_xml("full.img", "full-r.img"),
                                                         vol("p1", "full.img"), 2))
+step("create-from REFLINK converting", lambda: pool("p1").createXMLFrom(
+    vol_xml("conv-r.img", 64 * MIB), vol("p1", "thin.qcow2"), 2))
 step("clone flags 8", lambda: pool("p1").createXMLFrom(clone_xml("full.img", "x.img"),
                                                         vol("p1", "full.img"), 8))
 step("clone to existing name", lambda: pool("p1").createXMLFrom(clone_xml("full.img", "sparse.img"),
@@ -790,6 +792,9 @@ step("vol lookup by key in p2", lambda: vol_handle(
 STASH = {}
 step("keep a handle of p2/copy.img", lambda: STASH.setdefault("copy", vol("p2", "copy.img")).name())
 step("p2 destroy", lambda: pool("p2").destroy())
+step("p2 stopped info", lambda: pool_info("p2"))
+step("p2 stopped xml", lambda: pool_xml_desc("p2"))
+step("p2 stopped xml inactive", lambda: pool_xml_desc("p2", 1))
 
 
 def stashed(key):
