@@ -140,6 +140,10 @@ pub fn engine(e: &crate::Error) -> RemoteError {
         crate::Error::InvalidResize { refusal, .. } => {
             by_kind(refusal.kind(), refusal.to_string(), None)
         }
+        // As libvirt's validator words it: the schema, then the reason on a line of its own.
+        crate::Error::Xml(x @ crate::xml::Error::NotInSchema { .. }) => {
+            by_kind(ErrorKind::InvalidSchema, x.to_string(), None)
+        }
         _ => by_kind(e.kind(), one_line(e), errno(e)),
     }
 }
@@ -151,6 +155,9 @@ pub fn registry(e: &RegistryError) -> RemoteError {
         // virCheckFlags' own shape, as the build flags of a dir pool are refused.
         RegistryError::UnsupportedBuildFlags { flags } => {
             RemoteError::unsupported_flags(*flags, "virStorageBackendFileSystemBuild")
+        }
+        RegistryError::Xml(x @ crate::xml::Error::NotInSchema { .. }) => {
+            by_kind(ErrorKind::InvalidSchema, x.to_string(), None)
         }
         _ => by_kind(e.kind(), one_line(e), errno(e)),
     }

@@ -101,7 +101,7 @@ pub enum Error {
     /// An element libvirt's schema does not allow where it is (checked on request only:
     /// libvirt's VALIDATE flags).
     #[error(
-        "Unable to validate doc against /usr/share/libvirt/schemas/{schema}: Element {path} (line {line}) is not allowed here"
+        "Unable to validate doc against /usr/share/libvirt/schemas/{schema}\nElement {path} (line {line}) is not allowed here"
     )]
     NotInSchema {
         /// The schema file.
