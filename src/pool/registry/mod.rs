@@ -3,8 +3,9 @@
 //! Owns: pool definitions persisted as libvirt pool XML files (`DIR/NAME.xml`, autostart as
 //! a `DIR/autostart/NAME.xml` symlink, as libvirt keeps them), the lifecycle libvirt gives a
 //! dir pool (define, create, build, start, destroy, delete, undefine, autostart, refresh)
-//! with its state rules and events, persistence and autostart (their only owner), lookups
-//! by name, UUID and target path, and in [`volumes`] the driver rules for volumes: the ones
+//! with its state rules, build flags, duplicate rules and events, what a stopped pool still
+//! reports, persistence and autostart (their only owner), lookups by name, UUID and target
+//! path, source discovery per pool type, and in [`volumes`] the driver rules for volumes: the ones
 //! still being built (visible, but not to be deleted or copied), duplicate names, lookups by
 //! path across pools, and every volume call a client makes.
 //! Must not: speak any protocol; the daemon face turns calls into these methods.

@@ -4,8 +4,10 @@
 //! Owns: the volumes under construction (visible to lookups and `vol-info` with their
 //! current allocation, as libvirt shows them, but refused as the target of a delete, wipe,
 //! resize, stream or copy: "still being allocated"), duplicate names (a name being built is
-//! taken), lookups by path across the active pools, and each volume call, which runs on the
-//! pool it names only while that pool is active.
+//! taken; a copy onto a name in use is libvirt's internal error), lookups by key and by path
+//! across the active pools (compared as strings, as libvirt compares them), copies within
+//! and between pools, the refresh event once an upload's stream is closed, and each volume
+//! call, which runs on the pool it names only while that pool is active.
 //! Must not: speak any protocol or decide image contents.
 
 use std::path::PathBuf;
