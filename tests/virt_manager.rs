@@ -86,7 +86,6 @@ fn have_tools() -> bool {
 /// A child process killed, with its process group, on drop.
 struct Killed {
     child: Child,
-    what: &'static str,
 }
 
 impl Drop for Killed {
@@ -100,7 +99,6 @@ impl Drop for Killed {
             );
         }
         let _ = self.child.wait();
-        let _ = self.what;
     }
 }
 
@@ -110,7 +108,7 @@ fn spawn(mut cmd: Command, what: &'static str) -> Killed {
     let child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    Killed { child, what }
+    Killed { child }
 }
 
 /// Xvfb on the first free display (it picks one and tells it through `-displayfd`).
