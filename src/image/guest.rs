@@ -111,11 +111,30 @@ fn open_path(
     format: Option<VolFormat>,
     depth: usize,
 ) -> Result<Box<dyn GuestImage + Send>, Error> {
-    let file = File::open(path).map_err(|source| Error::OpeningImage {
+    open_chain(open_image_file(path)?, path, format, depth)
+}
+
+/// Opens an image file for reading, never blocking on a FIFO: only regular files and block
+/// devices are images (a backing name is whatever an image says, so it may name anything).
+pub fn open_image_file(path: &Path) -> Result<File, Error> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let opening = |source| Error::OpeningImage {
         path: path.display().to_string(),
         source,
-    })?;
-    open_chain(file, path, format, depth)
+    };
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(opening)?;
+    let kind = file.metadata().map_err(opening)?.file_type();
+    if !(kind.is_file() || kind.is_block_device()) {
+        return Err(opening(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file or block device",
+        )));
+    }
+    Ok(file)
 }
 
 fn open_chain(

@@ -195,12 +195,8 @@ pub(crate) fn read_prefix(file: &File, len: usize) -> io::Result<Vec<u8>> {
 
 /// Opens the image at `path` and probes it ([`probe`]).
 pub fn probe_path(path: &std::path::Path) -> Result<ImageInfo, Error> {
-    let opening = |source| Error::OpeningImage {
-        path: path.display().to_string(),
-        source,
-    };
-    let file = File::open(path).map_err(opening)?;
-    let len = file.metadata().map_err(opening)?.len();
+    let file = guest::open_image_file(path)?;
+    let len = file.metadata().map_err(Error::ReadingHeader)?.len();
     probe(&file, len)
 }
 

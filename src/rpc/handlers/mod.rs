@@ -100,6 +100,14 @@ pub fn typed<A: Xdr, R: IntoOutcome>(
     f(ctx, args).map(IntoOutcome::into_outcome)
 }
 
+/// Decodes `payload` as the arguments `f` takes, and nothing else.
+pub fn decode_args<A: Xdr, R>(
+    payload: &[u8],
+    _f: fn(&Ctx<'_>, A) -> Result<R, RemoteError>,
+) -> Result<(), super::xdr::XdrError> {
+    A::decode(&mut Decoder::new(payload)).map(|_| ())
+}
+
 /// Whether a procedure changes anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -137,6 +145,9 @@ pub struct Procedure {
     pub runs: Runs,
     /// The handler.
     pub handler: Handler,
+    /// Decodes the arguments alone, as the handler would before running (for fuzzing the
+    /// XDR of every procedure without touching any pool).
+    pub decode: fn(&[u8]) -> Result<(), super::xdr::XdrError>,
 }
 
 /// One row of [`PROCEDURES`]: `number, NAME, "virApi", Query|Change, Inline|Worker, handler`,
@@ -151,6 +162,7 @@ macro_rules! procedure {
             before_open: procedure!(@before $($before)?),
             runs: Runs::$runs,
             handler: |ctx, payload| typed(ctx, payload, $f),
+            decode: |payload| decode_args(payload, $f),
         }
     };
     (@before before_open) => { true };

@@ -23,7 +23,7 @@ use crate::rpc::wire::{
     self, Header, KEEPALIVE_PING, KEEPALIVE_PONG, KEEPALIVE_PROGRAM, PROTOCOL_VERSION,
     REMOTE_PROGRAM, msg_type, status,
 };
-use crate::rpc::xdr::{Decoder, Encoder};
+use crate::rpc::xdr::Encoder;
 
 /// Calls one connection may have running at once; a call beyond that is refused (never run
 /// in the reader thread, which must stay free for keepalive and stream packets).
@@ -371,21 +371,10 @@ impl Server {
 
 /// Routes a stream packet from the client to the stream its serial names.
 fn stream_in(conn: &Conn, h: &Header, payload: Vec<u8>) {
-    let packet = match (h.mtype, h.status) {
-        (msg_type::STREAM_HOLE, _) => {
-            let mut d = Decoder::new(&payload);
-            match d.i64().map(u64::try_from) {
-                Ok(Ok(len)) => StreamPacket::Hole(len),
-                _ => {
-                    log::warn!("connection {}: malformed hole packet", conn.id);
-                    StreamPacket::Bad("malformed hole packet")
-                }
-            }
-        }
-        (_, status::CONTINUE) => StreamPacket::Data(payload),
-        (_, status::OK) => StreamPacket::Finish,
-        _ => StreamPacket::Abort,
-    };
+    let packet = StreamPacket::decode(h.mtype, h.status, payload);
+    if let StreamPacket::Bad(reason) = &packet {
+        log::warn!("connection {}: {reason}", conn.id);
+    }
     let streams = conn.streams();
     match streams.get(&h.serial) {
         Some(tx) => {

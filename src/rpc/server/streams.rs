@@ -14,9 +14,10 @@ use crate::pool::{Chunk, Download, Upload};
 use crate::rpc::errors;
 use crate::rpc::proto::RemoteError;
 use crate::rpc::wire::{Header, STREAM_CHUNK_MAX, msg_type, status};
-use crate::rpc::xdr::Encoder;
+use crate::rpc::xdr::{Decoder, Encoder};
 
 /// A stream packet from the client.
+#[derive(Debug, PartialEq, Eq)]
 pub enum StreamPacket {
     /// Bytes.
     Data(Vec<u8>),
@@ -28,6 +29,26 @@ pub enum StreamPacket {
     Abort,
     /// A packet that does not decode; the stream fails with this reason.
     Bad(&'static str),
+}
+
+impl StreamPacket {
+    /// What a stream message from the client says: data (`VIR_NET_CONTINUE`), the end
+    /// (`VIR_NET_OK`), an abort (anything else), or a hole whose `remote_stream_hole` payload
+    /// must decode to a non-negative length.
+    pub fn decode(mtype: u32, st: u32, payload: Vec<u8>) -> StreamPacket {
+        match (mtype, st) {
+            (msg_type::STREAM_HOLE, _) => {
+                let mut d = Decoder::new(&payload);
+                match (d.i64().map(u64::try_from), d.u32()) {
+                    (Ok(Ok(len)), Ok(_flags)) => StreamPacket::Hole(len),
+                    _ => StreamPacket::Bad("malformed hole packet"),
+                }
+            }
+            (_, status::CONTINUE) => StreamPacket::Data(payload),
+            (_, status::OK) => StreamPacket::Finish,
+            _ => StreamPacket::Abort,
+        }
+    }
 }
 
 fn register(conn: &Conn, serial: u32) -> Receiver<StreamPacket> {
