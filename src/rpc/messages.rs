@@ -278,6 +278,26 @@ mod tests {
     }
 
     #[test]
+    fn node_info_widens_each_model_char_to_four_bytes() {
+        let ret = NodeGetInfoRet {
+            model: CharArray32::new("x86_64"),
+            memory: 1 << 20,
+            cpus: 2,
+            mhz: 2800,
+            nodes: 1,
+            sockets: 1,
+            cores: 2,
+            threads: 1,
+        };
+        let bytes = to_bytes(&ret);
+        assert_eq!(bytes.len(), 32 * 4 + 8 + 6 * 4);
+        assert_eq!(&bytes[..8], &words("00000078 00000038")[..], "'x' '8'");
+        assert_eq!(&bytes[24..28], &[0, 0, 0, 0], "NUL after the model");
+        let back = NodeGetInfoRet::decode(&mut Decoder::new(&bytes)).unwrap();
+        assert_eq!(back, ret);
+    }
+
+    #[test]
     fn an_optional_pool_decodes_with_its_marker() {
         let bytes =
             words("00000001 00000001 00000002 6c760000 298b18be 8fe04134 80448b5e 03b856c4");

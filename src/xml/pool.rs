@@ -351,6 +351,58 @@ mod tests {
     }
 
     #[test]
+    fn target_paths_are_cleaned_as_libvirt_cleans_them() {
+        let cases = [
+            ("///var/////lib/libvirt/images//", "/var/lib/libvirt/images"),
+            ("//host/share", "//host/share"),
+            ("/a/./b/", "/a/./b"),
+            ("/", "/"),
+            ("//", "/"),
+        ];
+        for (path, clean) in cases {
+            assert_eq!(sanitize_path(path), clean, "{path}");
+        }
+    }
+
+    #[test]
+    fn a_definition_prints_back_its_features_and_label() {
+        let def = PoolDef::parse(
+            "<pool type='dir'><name>p</name><features><cow state='no'/></features><target><path>/srv//p/</path><permissions><mode>0700</mode><owner>-1</owner><label>l_t</label></permissions></target></pool>",
+        )
+        .unwrap();
+        assert_eq!((def.target_path.as_str(), def.cow), ("/srv/p", Some(false)));
+        let xml = def.to_xml(&uuid::Uuid::nil());
+        assert!(
+            xml.contains("  <features>\n    <cow state='no'/>\n  </features>\n  <source>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<permissions>\n      <mode>0700</mode>\n      <label>l_t</label>\n"),
+            "{xml}"
+        );
+        assert_eq!(PoolDef::parse(&xml).unwrap().label.as_deref(), Some("l_t"));
+    }
+
+    #[test]
+    fn known_pool_types_are_unsupported_and_unknown_ones_invalid() {
+        let known = PoolDef::parse("<pool type='netfs'><name>x</name></pool>").unwrap_err();
+        assert!(matches!(known, Error::Unsupported { .. }), "{known}");
+        let unknown = PoolDef::parse("<pool type='bogus'><name>x</name></pool>").unwrap_err();
+        assert!(matches!(unknown, Error::BadValue { .. }), "{unknown}");
+    }
+
+    #[test]
+    fn validate_names_what_the_schema_does_not_allow() {
+        let ok = "<pool type='dir'><name>p</name><target><path>/p</path></target></pool>";
+        assert!(check_known_elements(ok).is_ok());
+        let stray = ok.replace("<name>", "<bogus/><name>");
+        let e = check_known_elements(&stray).unwrap_err();
+        assert!(e.to_string().contains("/pool/bogus"), "{e}");
+        let e = check_known_elements("<pool type='dir'><name>p</name></pool>").unwrap_err();
+        assert!(e.to_string().contains("/pool/target"), "{e}");
+    }
+
+    #[test]
     fn relative_target_is_refused() {
         let err = PoolDef::parse(
             "<pool type='dir'><name>x</name><target><path>rel</path></target></pool>",
