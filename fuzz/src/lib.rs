@@ -10,8 +10,11 @@ use std::io::Write as _;
 use qpool::image::{self, BlockStatus};
 use qpool::model::VolFormat;
 
+/// One harness: arbitrary bytes in, a panic on a finding.
+pub type Harness = fn(&[u8]);
+
 /// Every target, by name, for the regression runner.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Harness)] = &[
     ("volume_xml", volume_xml),
     ("pool_xml", pool_xml),
     ("scaled_integer", scaled_integer),

@@ -36,9 +36,25 @@ pub struct Args {
     /// $XDG_DATA_HOME/qpool/images).
     #[arg(long, global = true, env = POOL_DIR_ENV, value_name = "DIR")]
     pub pool_dir: Option<PathBuf>,
+    /// Output: `human` (virsh's text) or `json` (one JSON document, sizes in bytes) for
+    /// vol-info, vol-list, pool-info, explain and the vol-create verbs.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// No progress bar on long work.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     /// The verb.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// What the verbs that report print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// virsh's text.
+    Human,
+    /// One JSON document on stdout; the field names are stable (README, "JSON output").
+    Json,
 }
 
 /// The verbs, with virsh's names and flags.
@@ -314,8 +330,11 @@ pub fn main() -> ExitCode {
     match run(&args) {
         Ok(text) => {
             let mut stdout = std::io::stdout().lock();
-            // virsh ends every command's output with an empty line.
-            let _ = writeln!(stdout, "{text}");
+            let _ = match args.output {
+                // virsh ends every command's output with an empty line.
+                OutputFormat::Human => writeln!(stdout, "{text}"),
+                OutputFormat::Json => write!(stdout, "{text}"),
+            };
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -388,8 +407,17 @@ pub fn run(args: &Args) -> Result<String, Error> {
             prealloc_metadata,
         } => {
             let def = read_volume_xml(file)?;
-            let (info, _) = pool.create_volume(&def, flags(*prealloc_metadata), None)?;
-            format!("Vol {} created from {}\n", info.name, file.display())
+            let created = pool.create_volume(&def, flags(*prealloc_metadata), None)?;
+            match args.output {
+                OutputFormat::Json => output::json::created(&created),
+                OutputFormat::Human => {
+                    format!(
+                        "Vol {} created from {}\n",
+                        created.volume.name,
+                        file.display()
+                    )
+                }
+            }
         }
         Command::VolCreateAs {
             name,
@@ -423,8 +451,11 @@ pub fn run(args: &Args) -> Result<String, Error> {
                         .transpose()?,
                 });
             }
-            let (info, _) = pool.create_volume(&def, flags(*prealloc_metadata), None)?;
-            format!("Vol {} created\n", info.name)
+            let created = pool.create_volume(&def, flags(*prealloc_metadata), None)?;
+            match args.output {
+                OutputFormat::Json => output::json::created(&created),
+                OutputFormat::Human => format!("Vol {} created\n", created.volume.name),
+            }
         }
         Command::VolClone {
             vol,
@@ -433,9 +464,14 @@ pub fn run(args: &Args) -> Result<String, Error> {
             reflink,
         } => {
             let source = pool.volume_name(vol)?;
-            let (info, _) =
+            let created =
                 pool.clone_volume(&source, newname, flags(*prealloc_metadata), *reflink)?;
-            format!("Vol {} cloned from {source}\n", info.name)
+            match args.output {
+                OutputFormat::Json => output::json::created(&created),
+                OutputFormat::Human => {
+                    format!("Vol {} cloned from {source}\n", created.volume.name)
+                }
+            }
         }
         Command::VolCreateFrom {
             file,
@@ -445,7 +481,7 @@ pub fn run(args: &Args) -> Result<String, Error> {
         } => {
             let def = read_volume_xml_with(file, CapacityRule::FromSource)?;
             let source = pool.volume_name(vol)?;
-            let (info, _) = pool.create_volume_from(
+            let created = pool.create_volume_from(
                 &def,
                 &pool,
                 &source,
@@ -453,16 +489,30 @@ pub fn run(args: &Args) -> Result<String, Error> {
                 *reflink,
                 None,
             )?;
-            format!("Vol {} created from input vol {source}\n", info.name)
+            match args.output {
+                OutputFormat::Json => output::json::created(&created),
+                OutputFormat::Human => {
+                    format!(
+                        "Vol {} created from input vol {source}\n",
+                        created.volume.name
+                    )
+                }
+            }
         }
-        Command::VolList { details } => output::vol_list(&pool.list()?, *details),
+        Command::VolList { details } => match args.output {
+            OutputFormat::Json => output::json::vol_list(pool.name(), &pool.list()?),
+            OutputFormat::Human => output::vol_list(&pool.list()?, *details),
+        },
         Command::VolInfo {
             vol,
             bytes,
             physical,
         } => {
             let info = pool.volume(&pool.volume_name(vol)?)?;
-            output::vol_info(&info, *bytes, *physical)
+            match args.output {
+                OutputFormat::Json => output::json::volume(&info),
+                OutputFormat::Human => output::vol_info(&info, *bytes, *physical),
+            }
         }
         Command::VolDumpxml { vol } => pool.volume(&pool.volume_name(vol)?)?.report().to_xml(),
         Command::VolPath { vol } => {
@@ -534,7 +584,13 @@ pub fn run(args: &Args) -> Result<String, Error> {
                 format!("Size of volume '{name}' successfully changed to {text}\n")
             }
         }
-        Command::PoolInfo { bytes } => output::pool_info(&pool.info(true, autostart)?, *bytes),
+        Command::PoolInfo { bytes } => {
+            let info = pool.info(true, autostart)?;
+            match args.output {
+                OutputFormat::Json => output::json::pool_info(&info),
+                OutputFormat::Human => output::pool_info(&info, *bytes),
+            }
+        }
         Command::PoolRefresh => {
             pool.refresh()?;
             format!("Pool {} refreshed\n", pool.name())
@@ -545,7 +601,11 @@ pub fn run(args: &Args) -> Result<String, Error> {
             prealloc_metadata,
         } => {
             let def = read_volume_xml(file)?;
-            output::explain(&pool.plan(&def, flags(*prealloc_metadata))?)
+            let plan = pool.plan(&def, flags(*prealloc_metadata))?;
+            match args.output {
+                OutputFormat::Json => output::json::plan(&plan),
+                OutputFormat::Human => output::explain(&plan),
+            }
         }
     })
 }

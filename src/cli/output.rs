@@ -1,7 +1,9 @@
-//! virsh-compatible text: tables, `vol-info` / `pool-info` blocks and `explain`.
+//! What the `qpool` command prints on success: virsh-compatible text (tables, `vol-info` /
+//! `pool-info` blocks, `explain`) and, with `--output json`, one JSON document ([`json`]).
 //!
 //! Owns: every line the `qpool` command prints on success, formatted as virsh 9.0 formats
-//! it (labels padded to 15 columns, `%.2f` binary sizes, vsh-table column layout).
+//! it (labels padded to 15 columns, `%.2f` binary sizes, vsh-table column layout), and the
+//! field names of the JSON output (stable: README, "JSON output").
 //! Must not: look anything up; it formats values it is given.
 
 use std::fmt::Write as _;
@@ -183,6 +185,116 @@ pub fn explain(plan: &Plan) -> String {
         ),
     );
     out
+}
+
+/// `--output json`: one JSON document per command, sizes in bytes, field names stable.
+pub mod json {
+    use serde_json::{Value, json};
+
+    use crate::pool::{Created, Plan, PoolInfo, VolumeInfo};
+
+    fn document(value: &Value) -> String {
+        let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into());
+        text.push('\n');
+        text
+    }
+
+    fn volume_value(v: &VolumeInfo) -> Value {
+        let qcow2 = v.image.qcow2.as_ref().map(|q| {
+            json!({
+                "compat": q.header.version.as_str(),
+                "cluster_size": q.header.cluster_size(),
+                "lazy_refcounts": q.lazy_refcounts(),
+                "extended_l2": q.extended_l2(),
+                "compression": q.compression().as_str(),
+                "backing_file": q.backing_file,
+                "backing_format": q.backing_format,
+            })
+        });
+        json!({
+            "name": v.name,
+            "key": v.path.display().to_string(),
+            "path": v.path.display().to_string(),
+            "type": "file",
+            "format": v.image.format.as_str(),
+            "capacity": v.capacity,
+            "allocation": v.allocation,
+            "physical": v.physical,
+            "mode": format!("{:04o}", v.mode),
+            "owner": v.uid,
+            "group": v.gid,
+            "qcow2": qcow2,
+        })
+    }
+
+    fn plan_value(p: &Plan) -> Value {
+        let qcow2 = p.image.qcow2_options().map(|o| {
+            json!({
+                "compat": o.version.as_str(),
+                "cluster_size": o.cluster_size,
+                "refcount_bits": o.refcount_bits,
+                "lazy_refcounts": o.lazy_refcounts,
+                "extended_l2": o.extended_l2,
+                "compression": if o.compression_zstd { "zstd" } else { "zlib" },
+            })
+        });
+        let backing = p.backing.as_ref().map(
+            |b| json!({ "path": b.path, "format": b.format.as_str(), "capacity": b.capacity }),
+        );
+        json!({
+            "name": p.name,
+            "format": p.format().as_str(),
+            "capacity": p.capacity(),
+            "preallocation": p.preallocation().as_str(),
+            "rule": p.decision.rule.id(),
+            "rule_text": p.decision.to_string(),
+            "reserved": p.decision.reserve,
+            "zero_fill_fallback": p.zero_fill_fallback,
+            "expected_allocation": p.expected_allocation(),
+            "expected_physical": p.expected_physical(),
+            "qcow2": qcow2,
+            "backing": backing,
+        })
+    }
+
+    /// `vol-info`: the volume.
+    pub fn volume(v: &VolumeInfo) -> String {
+        document(&volume_value(v))
+    }
+
+    /// `vol-list`: the pool's name and its volumes.
+    pub fn vol_list(pool: &str, volumes: &[VolumeInfo]) -> String {
+        let list: Vec<Value> = volumes.iter().map(volume_value).collect();
+        document(&json!({ "pool": pool, "volumes": list }))
+    }
+
+    /// `pool-info`.
+    pub fn pool_info(p: &PoolInfo) -> String {
+        document(&json!({
+            "name": p.name,
+            "uuid": p.uuid.hyphenated().to_string(),
+            "state": "running",
+            "persistent": p.persistent,
+            "autostart": p.autostart,
+            "capacity": p.capacity,
+            "allocation": p.allocation,
+            "available": p.available,
+        }))
+    }
+
+    /// `explain`: the plan.
+    pub fn plan(p: &Plan) -> String {
+        document(&plan_value(p))
+    }
+
+    /// The `vol-create` verbs: the volume made, and the plan it was made from.
+    pub fn created(c: &Created) -> String {
+        document(&json!({
+            "volume": volume_value(&c.volume),
+            "plan": plan_value(&c.plan),
+            "fell_back_to_zeroes": c.report.fell_back_to_zeroes,
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -84,6 +84,27 @@ pub enum Rule {
     RawAtCapacity,
 }
 
+impl Rule {
+    /// A stable name for the row, for machine-readable output.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Explicit => "explicit",
+            Self::FlagBelowCapacity => "prealloc-metadata-below-capacity",
+            Self::FlagAtCapacity => "prealloc-metadata-at-capacity",
+            Self::OverlayThin => "overlay-thin",
+            Self::Qcow2Absent => "qcow2-allocation-absent",
+            Self::Qcow2Zero => "qcow2-allocation-zero",
+            Self::Qcow2Partial => "qcow2-allocation-partial",
+            Self::Qcow2Report => "qcow2-from-report",
+            Self::Qcow2AtCapacity => "qcow2-allocation-at-capacity",
+            Self::RawAbsent => "raw-allocation-absent",
+            Self::RawZero => "raw-allocation-zero",
+            Self::RawPartial => "raw-allocation-partial",
+            Self::RawAtCapacity => "raw-allocation-at-capacity",
+        }
+    }
+}
+
 /// What the policy decided for one volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {

@@ -18,6 +18,17 @@ use crate::policy::CreateFlags;
 use crate::xml::volume::DEFAULT_VOLUME_MODE;
 use crate::xml::{BackingStoreDef, Features, Permissions, VolumeDef};
 
+/// A volume just made, with the plan it was made from and what the writer reported.
+#[derive(Debug)]
+pub struct Created {
+    /// The new volume.
+    pub volume: VolumeInfo,
+    /// What was decided (mode, rule, options, expected sizes).
+    pub plan: Plan,
+    /// Whether `fallocate` had to be replaced by zeros.
+    pub report: WriteReport,
+}
+
 impl Pool {
     /// Creates a volume: plans it, builds it under a hidden locked name, and publishes it
     /// with a no-replace rename. On any failure nothing is left under the volume's name.
@@ -27,14 +38,20 @@ impl Pool {
         def: &VolumeDef,
         flags: CreateFlags,
         observer: Option<BuildObserver<'_>>,
-    ) -> Result<(VolumeInfo, WriteReport), Error> {
+    ) -> Result<Created, Error> {
         let plan = self.plan(def, flags)?;
         let fallocate = !self.fallocate_disabled;
-        self.publish(&plan, plan.expected_allocation(), observer, |file| {
-            image::create(&plan.image, file, fallocate).map_err(|source| Error::WritingVolume {
-                name: plan.name.clone(),
-                source,
-            })
+        let (volume, report) =
+            self.publish(&plan, plan.expected_allocation(), observer, |file| {
+                image::create(&plan.image, file, fallocate).map_err(|source| Error::WritingVolume {
+                    name: plan.name.clone(),
+                    source,
+                })
+            })?;
+        Ok(Created {
+            volume,
+            plan,
+            report,
         })
     }
 
@@ -180,7 +197,7 @@ impl Pool {
         new_name: &str,
         flags: CreateFlags,
         reflink: bool,
-    ) -> Result<(VolumeInfo, WriteReport), Error> {
+    ) -> Result<Created, Error> {
         let (src_file, src) = self.open_volume(source, false)?;
         let def = self.clone_definition(&src, new_name);
         self.create_from(&def, src_file, &src, flags, reflink, None)
@@ -200,7 +217,7 @@ impl Pool {
         flags: CreateFlags,
         reflink: bool,
         observer: Option<BuildObserver<'_>>,
-    ) -> Result<(VolumeInfo, WriteReport), Error> {
+    ) -> Result<Created, Error> {
         let (src_file, src) = from.open_volume(source, false)?;
         self.create_from(def, src_file, &src, flags, reflink, observer)
     }
@@ -214,7 +231,7 @@ impl Pool {
         flags: CreateFlags,
         reflink: bool,
         observer: Option<BuildObserver<'_>>,
-    ) -> Result<(VolumeInfo, WriteReport), Error> {
+    ) -> Result<Created, Error> {
         let exact = def.from_report && !flags.prealloc_metadata;
         let mut def = def.clone();
         def.capacity = Some(def.capacity.unwrap_or(0).max(src.capacity));
@@ -255,12 +272,18 @@ impl Pool {
             ..plan
         };
         let fallocate = !self.fallocate_disabled;
-        self.publish(&plan, copy.expected_allocation(), observer, |file| {
-            copy.write(file, fallocate)
-                .map_err(|source| Error::WritingVolume {
-                    name: plan.name.clone(),
-                    source,
-                })
+        let (volume, report) =
+            self.publish(&plan, copy.expected_allocation(), observer, |file| {
+                copy.write(file, fallocate)
+                    .map_err(|source| Error::WritingVolume {
+                        name: plan.name.clone(),
+                        source,
+                    })
+            })?;
+        Ok(Created {
+            volume,
+            plan,
+            report,
         })
     }
 }
@@ -289,9 +312,10 @@ mod tests {
     #[test]
     fn a_created_volume_is_published_under_its_name_with_its_mode() {
         let (dir, pool) = pool();
-        let (info, _) = pool
+        let info = pool
             .create_volume(&qcow2("a.qcow2", 1 << 30), CreateFlags::default(), None)
-            .unwrap();
+            .unwrap()
+            .volume;
         assert_eq!(info.capacity, 1 << 30);
         assert_eq!(info.mode, DEFAULT_VOLUME_MODE);
         assert!(dir.path().join("a.qcow2").is_file());
@@ -346,17 +370,19 @@ mod tests {
         let mut def = qcow2("src.qcow2", 1 << 30);
         def.target.ext.preallocation = Some(Preallocation::Metadata);
         def.target.cluster_size = Some(1 << 16);
-        let (src, _) = pool
+        let src = pool
             .create_volume(&def, CreateFlags::default(), None)
-            .unwrap();
+            .unwrap()
+            .volume;
         let clone = pool.clone_definition(&src, "dst.qcow2");
         assert_eq!(clone.name, "dst.qcow2");
         assert_eq!(clone.capacity, Some(1 << 30));
         assert_eq!(clone.target.format, Some(VolFormat::Qcow2));
         assert!(clone.from_report);
-        let (copy, _) = pool
+        let copy = pool
             .clone_volume("src.qcow2", "dst.qcow2", CreateFlags::default(), false)
-            .unwrap();
+            .unwrap()
+            .volume;
         assert_eq!(
             (copy.capacity, copy.image.format),
             (1 << 30, VolFormat::Qcow2)

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::error::{Error, ErrorKind, ResizeRefusal};
 pub use crate::image::Chunk;
+pub use create::Created;
 pub use plan::{Backing, Plan};
 pub use report::PoolInfo;
 pub use volumes::{Download, ResizeRequest, Upload, VolumeInfo};

@@ -152,9 +152,10 @@ mod tests {
             path: "base.qcow2".into(),
             format: Some(VolFormat::Qcow2),
         });
-        let (info, _) = pool
+        let info = pool
             .create_volume(&top, CreateFlags::default(), None)
-            .unwrap();
+            .unwrap()
+            .volume;
         let report = info.report();
         assert_eq!(report.format, VolFormat::Qcow2);
         assert_eq!(report.qcow2.unwrap().compat, Compat::V1_1);

@@ -222,7 +222,7 @@ impl Registry {
         let capacity = def.capacity.unwrap_or(0);
         self.building_while(pool, &def.name, capacity, |observe| {
             open.create_volume(def, flags, Some(observe))
-                .map(|(info, _)| info)
+                .map(|created| created.volume)
         })
     }
 
@@ -257,7 +257,7 @@ impl Registry {
         let capacity = def.capacity.unwrap_or(0);
         self.building_while(pool, &def.name, capacity, |observe| {
             open.create_volume_from(def, &source_open, source, flags, reflink, Some(observe))
-                .map(|(info, _)| info)
+                .map(|created| created.volume)
         })
     }
 
