@@ -26,6 +26,7 @@ pub mod model;
 pub mod paths;
 pub mod policy;
 pub mod pool;
+pub mod progress;
 pub mod rpc;
 pub mod sys;
 pub mod units;

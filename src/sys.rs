@@ -183,13 +183,16 @@ impl Span {
 /// Copies `span` from `src` to `dst`, in the kernel where it can (`copy_file_range`), else
 /// through a buffer. A copy longer than 32 MiB goes in 32 MiB pieces and a second thread
 /// starts the writeback of each finished piece, so the disk writes while the next piece is
-/// copied and the final sync has little left to do.
-pub fn copy_span(src: &File, dst: &File, span: Span) -> io::Result<()> {
+/// copied and the final sync has little left to do. `done` hears the bytes of each finished
+/// piece.
+pub fn copy_span(src: &File, dst: &File, span: Span, done: &mut dyn FnMut(u64)) -> io::Result<()> {
     const PIECE: u64 = 32 << 20;
     if span.len <= PIECE {
         // One piece: nothing to overlap with, so no flusher thread (callers copy extent by
         // extent, and a fragmented file has many small ones).
-        return copy_piece(src, dst, span);
+        copy_piece(src, dst, span)?;
+        done(span.len);
+        return Ok(());
     }
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::channel::<Span>();
@@ -199,13 +202,14 @@ pub fn copy_span(src: &File, dst: &File, span: Span) -> io::Result<()> {
                 let _ = start_writeback(dst, piece.to, piece.len);
             }
         });
-        let mut done = 0u64;
+        let mut copied = 0u64;
         let result = (|| {
-            while done < span.len {
-                let piece = span.skip(done, PIECE);
+            while copied < span.len {
+                let piece = span.skip(copied, PIECE);
                 copy_piece(src, dst, piece)?;
                 let _ = tx.send(piece);
-                done += piece.len;
+                copied += piece.len;
+                done(piece.len);
             }
             Ok(())
         })();

@@ -14,20 +14,22 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-const PURE: &[&str] = &["units", "model", "xml", "policy", "error", "paths"];
+const PURE: &[&str] = &[
+    "units", "model", "xml", "policy", "error", "paths", "progress",
+];
 
 /// What each top-level module may name.
 fn allowed(module: &str) -> Option<Vec<&str>> {
     let mut v: Vec<&str> = match module {
-        "sys" | "paths" | "logging" => vec![],
+        "sys" | "paths" | "logging" | "progress" => vec![],
         "units" => vec!["model"],
         "model" => vec!["units"],
         "xml" => vec!["units", "model"],
         "policy" => vec!["units", "model", "xml"],
-        "image" => vec!["units", "model", "sys"],
+        "image" => vec!["units", "model", "sys", "progress"],
         "error" => vec!["units", "model", "xml", "policy", "image"],
         "pool" => vec![
-            "units", "model", "xml", "policy", "image", "sys", "error", "paths",
+            "units", "model", "xml", "policy", "image", "sys", "error", "paths", "progress",
         ],
         "cli" => {
             let mut v = PURE.to_vec();

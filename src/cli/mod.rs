@@ -7,6 +7,7 @@
 //! be imported by any other module: it is a face.
 
 pub mod output;
+pub mod progress;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -400,7 +401,10 @@ fn flags(prealloc_metadata: bool) -> CreateFlags {
 
 /// Runs one verb and returns what it prints on success.
 pub fn run(args: &Args) -> Result<String, Error> {
-    let (pool, autostart) = open_pool(args.pool_dir.as_deref())?;
+    let (mut pool, autostart) = open_pool(args.pool_dir.as_deref())?;
+    if let Some(bar) = progress::Bar::for_stderr(args.quiet) {
+        pool.set_progress(Box::new(bar));
+    }
     Ok(match &args.command {
         Command::VolCreate {
             file,

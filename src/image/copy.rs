@@ -14,7 +14,7 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::file::{WriteReport, with_target};
+use super::file::{WriteReport, Writing, with_target};
 use super::guest::{BlockStatus, GuestImage, open_guest_file};
 use super::plan::{ImagePlan, create};
 use super::qcow2::{self, Layout, Options};
@@ -153,9 +153,23 @@ impl CopyPlan {
         }
     }
 
+    /// The bytes the copy moves: the source's data extents for a file copy (none for a
+    /// reflink), the guest data for a conversion.
+    pub fn bytes_to_copy(&self) -> u64 {
+        match &self.how {
+            How::File { reflink: true, .. } => 0,
+            How::File {
+                expected_allocation,
+                ..
+            } => *expected_allocation,
+            How::Convert { extents, .. } => extents.iter().map(|e| e.end - e.start).sum(),
+        }
+    }
+
     /// Writes the copy into the empty `dst` and syncs it. Without `fallocate`,
-    /// reservations are written as zeros.
-    pub fn write(&mut self, dst: &File, fallocate: bool) -> Result<WriteReport, Error> {
+    /// reservations are written as zeros; the bytes copied are reported to `writing`'s
+    /// progress.
+    pub fn write(&mut self, dst: &File, writing: Writing<'_>) -> Result<WriteReport, Error> {
         let plan = &self.plan;
         let report = match &mut self.how {
             How::File {
@@ -170,11 +184,11 @@ impl CopyPlan {
                 if *reflink {
                     self::reflink(src, dst)?;
                 } else {
-                    copy_sparse(src, dst, *exact)?;
+                    copy_sparse(src, dst, *exact, writing)?;
                 }
                 let mut report = WriteReport::default();
                 if plan.format() == VolFormat::Raw && !*exact {
-                    report = finish_raw(dst, plan, *src_capacity, fallocate)?;
+                    report = finish_raw(dst, plan, *src_capacity, writing)?;
                 }
                 if plan.format() == VolFormat::Raw && *exact && *fully_allocated_raw {
                     // A fully allocated raw source gives a fully allocated copy, even where
@@ -205,8 +219,8 @@ impl CopyPlan {
             }
             How::Convert { guest, extents } => match plan.layout() {
                 Some(layout) => {
-                    let report = create(plan, dst, fallocate)?;
-                    fill_qcow2(guest.as_mut(), extents, layout, dst)?;
+                    let report = create(plan, dst, writing)?;
+                    fill_qcow2(guest.as_mut(), extents, layout, dst, writing)?;
                     report
                 }
                 None => {
@@ -215,9 +229,9 @@ impl CopyPlan {
                             len: plan.capacity(),
                             source,
                         })?;
-                    fill_raw(guest.as_mut(), extents, dst)?;
+                    fill_raw(guest.as_mut(), extents, dst, writing)?;
                     allocate_first_block(dst, plan.capacity())?;
-                    finish_raw(dst, plan, plan.capacity(), fallocate)?
+                    finish_raw(dst, plan, plan.capacity(), writing)?
                 }
             },
         };
@@ -232,12 +246,12 @@ fn finish_raw(
     file: &File,
     plan: &ImagePlan,
     copied_len: u64,
-    fallocate: bool,
+    writing: Writing<'_>,
 ) -> Result<WriteReport, Error> {
     let len = plan.capacity().max(copied_len);
     file.set_len(len)
         .map_err(|source| Error::SettingLength { len, source })?;
-    with_target(file, fallocate, |target| {
+    with_target(file, writing, |target| {
         raw::finish(
             target,
             plan.capacity(),
@@ -250,7 +264,7 @@ fn finish_raw(
 /// Size of the buffer guest data moves through.
 const CHUNK: u64 = 4 << 20;
 
-fn writing(offset: u64) -> impl Fn(std::io::Error) -> Error {
+fn write_error(offset: u64) -> impl Fn(std::io::Error) -> Error {
     move |source| Error::WritingMetadata { offset, source }
 }
 
@@ -260,7 +274,12 @@ fn writing(offset: u64) -> impl Fn(std::io::Error) -> Error {
 /// copy leaves them holes (its own preallocation is applied afterwards). Where FIEMAP is
 /// unavailable, SEEK_DATA decides (and may call reserved, never written blocks holes:
 /// callers that know the source was preallocated reserve the copy themselves).
-fn copy_sparse(src: &File, dst: &File, keep_reserved: bool) -> Result<(), Error> {
+fn copy_sparse(
+    src: &File,
+    dst: &File,
+    keep_reserved: bool,
+    writing: Writing<'_>,
+) -> Result<(), Error> {
     let len = src.metadata().map_err(Error::ReadingImage)?.len();
     let extents = match crate::sys::allocated_extents(src, len).map_err(Error::ReadingImage)? {
         Some(extents) => extents,
@@ -284,8 +303,13 @@ fn copy_sparse(src: &File, dst: &File, keep_reserved: bool) -> Result<(), Error>
                 }
             })?;
         } else {
-            crate::sys::copy_span(src, dst, crate::sys::Span::same(start, end - start))
-                .map_err(writing(start))?;
+            crate::sys::copy_span(
+                src,
+                dst,
+                crate::sys::Span::same(start, end - start),
+                &mut |n| writing.advance(n),
+            )
+            .map_err(write_error(start))?;
         }
     }
     dst.set_len(len)
@@ -378,6 +402,7 @@ fn copy_guest(
     range: Range<u64>,
     host_of: impl Fn(u64) -> u64,
     buf: &mut [u8],
+    progress: Writing<'_>,
 ) -> Result<(), Error> {
     let mut at = range.start;
     while at < range.end {
@@ -385,7 +410,8 @@ fn copy_guest(
         let chunk = &mut buf[..usize::try_from(n).unwrap_or(0)];
         src.read_at(chunk, at)?;
         let host = host_of(at);
-        dst.write_all_at(chunk, host).map_err(writing(host))?;
+        dst.write_all_at(chunk, host).map_err(write_error(host))?;
+        progress.advance(n);
         at += n;
     }
     Ok(())
@@ -399,6 +425,7 @@ fn fill_qcow2(
     extents: &[Range<u64>],
     layout: &Layout,
     dst: &File,
+    writing: Writing<'_>,
 ) -> Result<(), Error> {
     let cs = layout.cluster_size();
     let mut buf = vec![0u8; usize::try_from(CHUNK).unwrap_or(0)];
@@ -417,7 +444,14 @@ fn fill_qcow2(
             let until = extent.end.min(run_end);
             let base = run.guest * cs;
             let host_base = run.host * cs;
-            copy_guest(src, dst, at..until, |g| host_base + (g - base), &mut buf)?;
+            copy_guest(
+                src,
+                dst,
+                at..until,
+                |g| host_base + (g - base),
+                &mut buf,
+                writing,
+            )?;
             at = until;
         }
     }
@@ -437,14 +471,19 @@ fn allocate_first_block(dst: &File, size: u64) -> Result<(), Error> {
         return Ok(());
     }
     dst.write_all_at(&vec![0u8; usize::try_from(len).unwrap_or(0)], 0)
-        .map_err(writing(0))
+        .map_err(write_error(0))
 }
 
 /// Writes the guest data `extents` of `src` into a raw file at the same offsets.
-fn fill_raw(src: &mut dyn GuestImage, extents: &[Range<u64>], dst: &File) -> Result<(), Error> {
+fn fill_raw(
+    src: &mut dyn GuestImage,
+    extents: &[Range<u64>],
+    dst: &File,
+    writing: Writing<'_>,
+) -> Result<(), Error> {
     let mut buf = vec![0u8; usize::try_from(CHUNK).unwrap_or(0)];
     for extent in extents {
-        copy_guest(src, dst, extent.clone(), |g| g, &mut buf)?;
+        copy_guest(src, dst, extent.clone(), |g| g, &mut buf, writing)?;
     }
     Ok(())
 }

@@ -1,14 +1,55 @@
 //! The file an image writer writes into, and how zeros get onto the disk.
 //!
 //! Owns: the [`ImageFile`] trait every writer goes through (so a file without `fallocate`
-//! can be injected: [`NoFallocate`], and [`with_target`] picks it when a pool says so), the
-//! zero-writing strategy (O_DIRECT in 8 MiB pieces for the aligned middle of a range, the
-//! page cache for the ends and where O_DIRECT is refused), and [`WriteReport`].
+//! can be injected: [`NoFallocate`], and [`with_target`] picks it when a pool says so), how
+//! the writers may write ([`Writing`]: `fallocate` or not, and who hears of their progress,
+//! buffer by buffer of zeros), the zero-writing strategy (O_DIRECT in 8 MiB pieces for the
+//! aligned middle of a range, the page cache for the ends and where O_DIRECT is refused),
+//! and [`WriteReport`].
 //! Must not: know image formats or choose what to write.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+
+use crate::progress::Progress;
+
+/// How the writers may write: whether they may ask the filesystem to `fallocate`, and who
+/// hears how many bytes of data and zeros they wrote.
+#[derive(Clone, Copy)]
+pub struct Writing<'a> {
+    /// `fallocate` works (else reservations are written as zeros).
+    pub fallocate: bool,
+    /// Told of the bytes written.
+    pub progress: Option<&'a dyn Progress>,
+}
+
+impl Default for Writing<'_> {
+    fn default() -> Self {
+        Writing {
+            fallocate: true,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Writing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writing")
+            .field("fallocate", &self.fallocate)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl Writing<'_> {
+    /// Reports `bytes` written.
+    pub fn advance(&self, bytes: u64) {
+        if let Some(p) = self.progress {
+            p.advance(bytes);
+        }
+    }
+}
 
 /// A file the image writers write into. `std::fs::File` implements it with the real
 /// syscalls; tests wrap it to take `fallocate` away or to record calls.
@@ -22,9 +63,9 @@ pub trait ImageFile {
     /// Allocates `len` bytes at `offset` (`fallocate` mode 0: may extend the file). Fails
     /// with `EOPNOTSUPP` where the filesystem cannot.
     fn allocate(&self, offset: u64, len: u64) -> io::Result<()>;
-    /// Writes `len` zero bytes at `offset`.
-    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
-        write_zeroes_buffered(self, offset, len)
+    /// Writes `len` zero bytes at `offset`; `done` hears the bytes of each piece written.
+    fn write_zeroes(&self, offset: u64, len: u64, done: &mut dyn FnMut(u64)) -> io::Result<()> {
+        write_zeroes_buffered(self, offset, len, done)
     }
     /// Flushes data and metadata to stable storage.
     fn sync(&self) -> io::Result<()>;
@@ -43,13 +84,15 @@ pub fn write_zeroes_buffered<F: ImageFile + ?Sized>(
     file: &F,
     offset: u64,
     len: u64,
+    done: &mut dyn FnMut(u64),
 ) -> io::Result<()> {
     let zeros = vec![0u8; ZERO_CHUNK];
-    let mut done = 0u64;
-    while done < len {
-        let n = usize::try_from(len - done).map_or(ZERO_CHUNK, |left| left.min(ZERO_CHUNK));
-        file.write_all_at(&zeros[..n], offset + done)?;
-        done += n as u64;
+    let mut written = 0u64;
+    while written < len {
+        let n = usize::try_from(len - written).map_or(ZERO_CHUNK, |left| left.min(ZERO_CHUNK));
+        file.write_all_at(&zeros[..n], offset + written)?;
+        written += n as u64;
+        done(n as u64);
     }
     Ok(())
 }
@@ -67,8 +110,8 @@ impl ImageFile for File {
     fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
         crate::sys::fallocate(self, offset, len)
     }
-    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
-        write_zeroes_direct(self, offset, len)
+    fn write_zeroes(&self, offset: u64, len: u64, done: &mut dyn FnMut(u64)) -> io::Result<()> {
+        write_zeroes_direct(self, offset, len, done)
     }
     fn sync(&self) -> io::Result<()> {
         self.sync_all()
@@ -104,8 +147,8 @@ impl<F: ImageFile + ?Sized> ImageFile for &F {
     fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
         (**self).allocate(offset, len)
     }
-    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
-        (**self).write_zeroes(offset, len)
+    fn write_zeroes(&self, offset: u64, len: u64, done: &mut dyn FnMut(u64)) -> io::Result<()> {
+        (**self).write_zeroes(offset, len, done)
     }
     fn sync(&self) -> io::Result<()> {
         (**self).sync()
@@ -133,8 +176,8 @@ impl<F: ImageFile> ImageFile for NoFallocate<F> {
     fn allocate(&self, _offset: u64, _len: u64) -> io::Result<()> {
         Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
     }
-    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.0.write_zeroes(offset, len)
+    fn write_zeroes(&self, offset: u64, len: u64, done: &mut dyn FnMut(u64)) -> io::Result<()> {
+        self.0.write_zeroes(offset, len, done)
     }
     fn sync(&self) -> io::Result<()> {
         self.0.sync()
@@ -153,11 +196,52 @@ pub struct WriteReport {
 
 /// Runs `f` on `file`, seen as a file whose filesystem cannot `fallocate` when `fallocate` is
 /// false (a pool's switch for filesystems that only pretend to reserve, and for tests).
-pub fn with_target<R>(file: &File, fallocate: bool, f: impl FnOnce(&dyn ImageFile) -> R) -> R {
-    if fallocate {
-        f(file)
-    } else {
-        f(&NoFallocate(file))
+pub fn with_target<R>(file: &File, writing: Writing<'_>, f: impl FnOnce(&dyn ImageFile) -> R) -> R {
+    match (writing.fallocate, writing.progress) {
+        (true, None) => f(file),
+        (false, None) => f(&NoFallocate(file)),
+        (true, Some(progress)) => f(&Reporting {
+            inner: file,
+            progress,
+        }),
+        (false, Some(progress)) => f(&Reporting {
+            inner: NoFallocate(file),
+            progress,
+        }),
+    }
+}
+
+/// A file whose zero writes are reported to a [`Progress`] (the metadata writes are too
+/// small to count).
+struct Reporting<'p, F> {
+    inner: F,
+    progress: &'p dyn Progress,
+}
+
+impl<F: ImageFile> ImageFile for Reporting<'_, F> {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn file_length(&self) -> io::Result<u64> {
+        self.inner.file_length()
+    }
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.inner.allocate(offset, len)
+    }
+    fn write_zeroes(&self, offset: u64, len: u64, done: &mut dyn FnMut(u64)) -> io::Result<()> {
+        self.inner.write_zeroes(offset, len, &mut |n| {
+            done(n);
+            self.progress.advance(n);
+        })
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.inner.sync()
+    }
+    fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
+        self.inner.holes(offset, len)
     }
 }
 
@@ -169,13 +253,18 @@ const DIRECT_CHUNK: usize = 8 << 20;
 /// Writes `len` zeros at `offset`, the aligned middle with O_DIRECT and 8 MiB buffers (no
 /// page-cache copy, like `dd oflag=direct`), the unaligned ends through the page cache.
 /// Falls back to buffered writes where O_DIRECT is refused (tmpfs, some FUSE).
-pub fn write_zeroes_direct(file: &File, offset: u64, len: u64) -> io::Result<()> {
+pub fn write_zeroes_direct(
+    file: &File,
+    offset: u64,
+    len: u64,
+    done: &mut dyn FnMut(u64),
+) -> io::Result<()> {
     let end = offset + len;
     let align = DIRECT_ALIGN as u64;
     let mid_start = offset.next_multiple_of(align).min(end);
     let mid_end = (end / align * align).max(mid_start);
     if mid_end - mid_start < DIRECT_CHUNK as u64 || crate::sys::set_direct(file, true).is_err() {
-        return write_zeroes_buffered(file, offset, len);
+        return write_zeroes_buffered(file, offset, len, done);
     }
     // An aligned window into a zeroed buffer: no allocator tricks, no unsafe.
     let backing = vec![0u8; DIRECT_CHUNK + DIRECT_ALIGN];
@@ -187,11 +276,14 @@ pub fn write_zeroes_direct(file: &File, offset: u64, len: u64) -> io::Result<()>
             let n =
                 usize::try_from(mid_end - at).map_or(DIRECT_CHUNK, |left| left.min(DIRECT_CHUNK));
             match FileExt::write_all_at(file, &zeros[..n], at) {
-                Ok(()) => at += n as u64,
+                Ok(()) => {
+                    at += n as u64;
+                    done(n as u64);
+                }
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     // The filesystem takes O_DIRECT but not this alignment: finish buffered.
                     crate::sys::set_direct(file, false)?;
-                    return write_zeroes_buffered(file, at, mid_end - at);
+                    return write_zeroes_buffered(file, at, mid_end - at, done);
                 }
                 Err(e) => return Err(e),
             }
@@ -201,6 +293,6 @@ pub fn write_zeroes_direct(file: &File, offset: u64, len: u64) -> io::Result<()>
     let restored = crate::sys::set_direct(file, false);
     result?;
     restored?;
-    write_zeroes_buffered(file, offset, mid_start - offset)?;
-    write_zeroes_buffered(file, mid_end, end - mid_end)
+    write_zeroes_buffered(file, offset, mid_start - offset, done)?;
+    write_zeroes_buffered(file, mid_end, end - mid_end, done)
 }

@@ -21,14 +21,14 @@ pub mod stream;
 pub mod wipe;
 
 pub use copy::{CopyPlan, Source, plan_copy};
-pub use file::WriteReport;
+pub use file::{WriteReport, Writing};
 pub use guest::{BlockStatus, GuestImage, backing_path, open_guest_file, open_guest_image};
 pub use plan::{ImagePlan, create};
 pub use qcow2::Options as Qcow2Options;
 pub use qcow2::Qcow2Info;
-pub use resize::{resize, undo_resize};
+pub use resize::{fills_with_zeros, resize, undo_resize};
 pub use stream::{Chunk, VolumeReader, VolumeWriter};
-pub use wipe::wipe;
+pub use wipe::{bytes_to_wipe, wipe};
 
 use std::fs::File;
 use std::io;

@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::ops::Range;
 
-use super::file::{WriteReport, with_target};
+use super::file::{WriteReport, Writing, with_target};
 use super::qcow2::{self, Layout, Options};
 use super::{Error, raw};
 use crate::model::{Preallocation, VolFormat};
@@ -150,6 +150,22 @@ impl ImagePlan {
         }
     }
 
+    /// The bytes of zeros writing this image moves: the data area of `full`, and of
+    /// `falloc` or the reserved prefix where `fallocate` does not work (0 for a write that
+    /// only reserves, which takes no time).
+    pub fn bytes_to_write(&self, fallocate: bool) -> u64 {
+        let data = match &self.qcow2 {
+            Some((_, layout)) => layout.data_bytes(),
+            None => self.capacity,
+        };
+        match self.preallocation {
+            Preallocation::Full => data,
+            Preallocation::Falloc if !fallocate => data,
+            _ if !fallocate => self.reserve.min(self.capacity),
+            _ => 0,
+        }
+    }
+
     /// The qcow2 layout, for the writers of this module's siblings.
     pub(super) fn layout(&self) -> Option<&Layout> {
         self.qcow2.as_ref().map(|(_, layout)| layout)
@@ -157,9 +173,10 @@ impl ImagePlan {
 }
 
 /// Writes the planned image into the empty `file`: the qcow2 metadata (and its
-/// preallocation), or the raw file. Without `fallocate`, reservations are written as zeros.
-pub fn create(plan: &ImagePlan, file: &File, fallocate: bool) -> Result<WriteReport, Error> {
-    with_target(file, fallocate, |target| match plan.layout() {
+/// preallocation), or the raw file. Without `fallocate`, reservations are written as zeros;
+/// zeros written are reported to `writing`'s progress.
+pub fn create(plan: &ImagePlan, file: &File, writing: Writing<'_>) -> Result<WriteReport, Error> {
+    with_target(file, writing, |target| match plan.layout() {
         Some(layout) => qcow2::write::write(layout, target, plan.reserve),
         None => raw::create(target, plan.capacity, plan.preallocation, plan.reserve),
     })

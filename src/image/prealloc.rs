@@ -83,7 +83,7 @@ pub fn write_zeroes<F: ImageFile + ?Sized>(file: &F, offset: u64, len: u64) -> R
     if len == 0 {
         return Ok(());
     }
-    file.write_zeroes(offset, len)
+    file.write_zeroes(offset, len, &mut |_| {})
         .map_err(|source| Error::WritingZeroes {
             offset,
             len,

@@ -12,10 +12,17 @@
 use std::fs::File;
 use std::path::Path;
 
-use super::file::{WriteReport, with_target};
+use super::file::{WriteReport, Writing, with_target};
 use super::guest::{backing_path, open_guest_image};
 use super::{Error, ImageInfo, qcow2, raw};
 use crate::model::{Preallocation, VolFormat};
+
+/// Whether growing this image writes zeros into its new area (a `full` qcow2 image, whose
+/// new area is preallocated the same way).
+pub fn fills_with_zeros(file: &File, info: &ImageInfo) -> bool {
+    info.format == VolFormat::Qcow2
+        && qcow2::resize::detect_preallocation(file).is_ok_and(|p| p == Preallocation::Full)
+}
 
 /// Undoes a resize of `file` that did not finish (a crash, or a failure half-way): a qcow2
 /// image whose header still gives `old_capacity` goes back to the length its metadata
@@ -30,14 +37,15 @@ pub fn undo_resize(file: &File, old_length: u64, old_capacity: u64) -> Result<u6
 }
 
 /// Resizes the image `file` (described by `info`, in directory `dir`) to `new` bytes.
-/// `allocate` reserves the new area; without `fallocate` reservations are written as zeros.
+/// `allocate` reserves the new area; without `fallocate` reservations are written as zeros,
+/// reported to `writing`'s progress like the zeros of a `full` image.
 pub fn resize(
     file: &File,
     info: &ImageInfo,
     dir: &Path,
     new: u64,
     allocate: bool,
-    fallocate: bool,
+    writing: Writing<'_>,
 ) -> Result<WriteReport, Error> {
     super::check_writable(file, info)?;
     match (info.format, &info.qcow2) {
@@ -54,7 +62,7 @@ pub fn resize(
                 }
                 None => None,
             };
-            with_target(file, fallocate, |fill| {
+            with_target(file, writing, |fill| {
                 qcow2::resize::grow(file, fill, new, prealloc, backing_size)
             })
         }
@@ -62,8 +70,6 @@ pub fn resize(
             qcow2::resize::shrink(file, new)?;
             Ok(WriteReport::default())
         }
-        (VolFormat::Raw, _) => {
-            with_target(file, fallocate, |fill| raw::resize(fill, new, allocate))
-        }
+        (VolFormat::Raw, _) => with_target(file, writing, |fill| raw::resize(fill, new, allocate)),
     }
 }

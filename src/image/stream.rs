@@ -86,8 +86,14 @@ impl VolumeReader {
 impl VolumeReader {
     /// Copies the remaining bytes into `dst` from `dst_offset` on, in the kernel
     /// (`copy_file_range`); when sparse, holes are skipped and `dst` is only extended over
-    /// them. Returns the number of bytes `dst` now reaches.
-    pub fn copy_to(mut self, dst: &File, dst_offset: u64) -> Result<u64, Error> {
+    /// them. `progress` hears the bytes of each piece copied. Returns the number of bytes
+    /// `dst` now reaches.
+    pub fn copy_to(
+        mut self,
+        dst: &File,
+        dst_offset: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, Error> {
         let start = self.pos;
         let writing = |offset: u64| move |source| Error::WritingMetadata { offset, source };
         while self.pos < self.end {
@@ -112,6 +118,7 @@ impl VolumeReader {
                     to: at,
                     len: until - self.pos,
                 },
+                progress,
             )
             .map_err(writing(at))?;
             self.pos = until;
@@ -188,13 +195,13 @@ impl VolumeWriter {
         let size = self.file.metadata().map_err(Error::ReadingImage)?.len();
         let inside = size.saturating_sub(self.pos).min(len);
         if inside > 0 && crate::sys::punch_hole(&self.file, self.pos, inside).is_err() {
-            super::file::write_zeroes_buffered(&self.file, self.pos, inside).map_err(|source| {
-                Error::WritingZeroes {
+            super::file::write_zeroes_buffered(&self.file, self.pos, inside, &mut |_| {}).map_err(
+                |source| Error::WritingZeroes {
                     offset: self.pos,
                     len: inside,
                     source,
-                }
-            })?;
+                },
+            )?;
         }
         self.pos += len;
         if self.pos > size {

@@ -11,6 +11,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
+use super::file::Writing;
 use super::qcow2::{self, Layout, Qcow2Info};
 use super::{Error, read_prefix};
 use crate::model::{VolFormat, WipeAlgorithm};
@@ -52,7 +53,13 @@ impl Random {
 /// Size of the buffers written.
 const CHUNK: usize = 1 << 20;
 
-fn overwrite(file: &File, start: u64, end: u64, random: Option<&mut Random>) -> Result<(), Error> {
+fn overwrite(
+    file: &File,
+    start: u64,
+    end: u64,
+    random: Option<&mut Random>,
+    writing: Writing<'_>,
+) -> Result<(), Error> {
     let mut buf = vec![0u8; CHUNK];
     let mut rng = random;
     let mut at = start;
@@ -68,13 +75,19 @@ fn overwrite(file: &File, start: u64, end: u64, random: Option<&mut Random>) -> 
                 source,
             })?;
         at += n as u64;
+        writing.advance(n as u64);
     }
     Ok(())
 }
 
 /// Overwrites the file's allocated extents (zero/random) or punches every hole (trim), then
 /// syncs, so the old bytes leave the disk.
-fn destroy(file: &File, algorithm: WipeAlgorithm, whole_file: bool) -> Result<(), Error> {
+fn destroy(
+    file: &File,
+    algorithm: WipeAlgorithm,
+    whole_file: bool,
+    writing: Writing<'_>,
+) -> Result<(), Error> {
     let len = file.metadata().map_err(Error::ReadingImage)?.len();
     match algorithm {
         WipeAlgorithm::Trim => {
@@ -89,10 +102,10 @@ fn destroy(file: &File, algorithm: WipeAlgorithm, whole_file: bool) -> Result<()
         WipeAlgorithm::Zero | WipeAlgorithm::Random => {
             let mut rng = (algorithm == WipeAlgorithm::Random).then(Random::new);
             if whole_file {
-                overwrite(file, 0, len, rng.as_mut())?;
+                overwrite(file, 0, len, rng.as_mut(), writing)?;
             } else {
                 for data in crate::sys::data_ranges(file, 0, len).map_err(Error::ReadingImage)? {
-                    overwrite(file, data.start, data.end, rng.as_mut())?;
+                    overwrite(file, data.start, data.end, rng.as_mut(), writing)?;
                 }
             }
         }
@@ -101,16 +114,33 @@ fn destroy(file: &File, algorithm: WipeAlgorithm, whole_file: bool) -> Result<()
     file.sync_all().map_err(Error::Syncing)
 }
 
+/// The bytes wiping `file` overwrites: every byte of a raw file for `random`, its data
+/// extents otherwise, nothing for `trim`.
+pub fn bytes_to_wipe(file: &File, format: VolFormat, algorithm: WipeAlgorithm) -> u64 {
+    let len = file.metadata().map_or(0, |m| m.len());
+    match algorithm {
+        WipeAlgorithm::Trim => 0,
+        WipeAlgorithm::Random if format == VolFormat::Raw => len,
+        _ => crate::sys::data_ranges(file, 0, len)
+            .map_or(len, |ranges| ranges.iter().map(|r| r.end - r.start).sum()),
+    }
+}
+
 /// Wipes a volume file of the given format. Raw: `zero` and `trim` keep the file's size and
 /// sparseness pattern, `random` overwrites every byte. qcow2: the data is destroyed, then
 /// the file is rebuilt in place (same inode) as an empty image with the same size, options,
-/// backing file and preallocation.
-pub fn wipe(file: &File, format: VolFormat, algorithm: WipeAlgorithm) -> Result<(), Error> {
+/// backing file and preallocation. The bytes overwritten are reported to `writing`.
+pub fn wipe(
+    file: &File,
+    format: VolFormat,
+    algorithm: WipeAlgorithm,
+    writing: Writing<'_>,
+) -> Result<(), Error> {
     if !SUPPORTED.contains(&algorithm) {
         return Err(Error::UnsupportedWipe(algorithm));
     }
     match format {
-        VolFormat::Raw => destroy(file, algorithm, algorithm == WipeAlgorithm::Random),
+        VolFormat::Raw => destroy(file, algorithm, algorithm == WipeAlgorithm::Random, writing),
         VolFormat::Qcow2 => {
             super::qcow2::gate::check(file)?;
             let prefix = read_prefix(file, 4096).map_err(Error::ReadingHeader)?;
@@ -119,7 +149,7 @@ pub fn wipe(file: &File, format: VolFormat, algorithm: WipeAlgorithm) -> Result<
             let opts = info.options();
             // Plan first: a refusal must come before any byte is destroyed.
             let layout = Layout::plan(&opts, prealloc)?;
-            destroy(file, algorithm, false)?;
+            destroy(file, algorithm, false, writing)?;
             file.set_len(0)
                 .map_err(|source| Error::SettingLength { len: 0, source })?;
             qcow2::write::write(&layout, &file, 0)?;

@@ -40,10 +40,12 @@ impl Pool {
         observer: Option<BuildObserver<'_>>,
     ) -> Result<Created, Error> {
         let plan = self.plan(def, flags)?;
-        let fallocate = !self.fallocate_disabled;
+        let writing = self.writing();
+        let total = plan.image.bytes_to_write(!plan.zero_fill_fallback);
+        let _watch = self.watch(&format!("creating {}", plan.name), total);
         let (volume, report) =
             self.publish(&plan, plan.expected_allocation(), observer, |file| {
-                image::create(&plan.image, file, fallocate).map_err(|source| Error::WritingVolume {
+                image::create(&plan.image, file, writing).map_err(|source| Error::WritingVolume {
                     name: plan.name.clone(),
                     source,
                 })
@@ -271,10 +273,12 @@ impl Pool {
             image: copy.image().clone(),
             ..plan
         };
-        let fallocate = !self.fallocate_disabled;
+        let writing = self.writing();
+        let what = format!("copying {} to {}", src.name, plan.name);
+        let _watch = self.watch(&what, copy.bytes_to_copy());
         let (volume, report) =
             self.publish(&plan, copy.expected_allocation(), observer, |file| {
-                copy.write(file, fallocate)
+                copy.write(file, writing)
                     .map_err(|source| Error::WritingVolume {
                         name: plan.name.clone(),
                         source,

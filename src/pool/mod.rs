@@ -28,7 +28,9 @@ pub use plan::{Backing, Plan};
 pub use report::PoolInfo;
 pub use volumes::{Download, ResizeRequest, Upload, VolumeInfo};
 
+use crate::image::Writing;
 use crate::policy::PoolPolicy;
+use crate::progress::Progress;
 use dir::PoolDir;
 
 /// Told where a volume is being built (`Some(temporary file)`) and when that is over
@@ -36,13 +38,33 @@ use dir::PoolDir;
 pub type BuildObserver<'a> = &'a (dyn Fn(Option<&Path>) + Sync);
 
 /// An open pool directory.
-#[derive(Debug)]
 pub struct Pool {
     name: String,
     uuid: uuid::Uuid,
     dir: PoolDir,
     policy: PoolPolicy,
     fallocate_disabled: bool,
+    progress: Option<Box<dyn Progress>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.name)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tells a [`Progress`] that an operation is over when dropped (after a failure too).
+struct Watching<'a>(Option<&'a dyn Progress>);
+
+impl Drop for Watching<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.0 {
+            p.finish();
+        }
+    }
 }
 
 impl Pool {
@@ -64,6 +86,7 @@ impl Pool {
             dir,
             policy: PoolPolicy::default(),
             fallocate_disabled: false,
+            progress: None,
         };
         pool.refresh()?;
         Ok(pool)
@@ -102,6 +125,31 @@ impl Pool {
     /// Pretends the filesystem cannot `fallocate`, to exercise the zero-fill fallback.
     pub fn set_fallocate_disabled(&mut self, disabled: bool) {
         self.fallocate_disabled = disabled;
+    }
+
+    /// Reports the progress of long work (full creates, copies, allocating resizes, wipes,
+    /// uploads and downloads) to `progress`.
+    pub fn set_progress(&mut self, progress: Box<dyn Progress>) {
+        self.progress = Some(progress);
+    }
+
+    /// How this pool's writers write: `fallocate` unless disabled, and to its progress.
+    fn writing(&self) -> Writing<'_> {
+        Writing {
+            fallocate: !self.fallocate_disabled,
+            progress: self.progress.as_deref(),
+        }
+    }
+
+    /// Starts watching an operation that moves `total` bytes (none: nothing to show).
+    fn watch(&self, what: &str, total: u64) -> Watching<'_> {
+        match self.progress.as_deref() {
+            Some(p) if total > 0 => {
+                p.start(what, total);
+                Watching(Some(p))
+            }
+            _ => Watching(None),
+        }
     }
 
     /// Pool name.

@@ -462,13 +462,21 @@ impl Pool {
             capacity: old,
         };
         let open = self.begin_change(&journal)?;
+        // Only zeros take time: a full image's new area, or a reservation without fallocate.
+        let zeroing = new > old
+            && (req.allocate && self.fallocate_disabled
+                || image::fills_with_zeros(&file, &info.image));
+        let _watch = self.watch(
+            &format!("resizing {name}"),
+            if zeroing { new - old } else { 0 },
+        );
         let resized = image::resize(
             &file,
             &info.image,
             self.path(),
             new,
             req.allocate,
-            !self.fallocate_disabled,
+            self.writing(),
         );
         if resized.is_err() {
             // A failed resize leaves what a crash would: undo it the same way.
@@ -562,9 +570,13 @@ impl Pool {
     /// Wipes a volume in place (virsh's `vol-wipe`); see [`image::wipe()`].
     pub fn wipe_volume(&self, name: &str, algorithm: WipeAlgorithm) -> Result<(), Error> {
         let (file, info) = self.open_volume(name, true)?;
-        image::wipe(&file, info.image.format, algorithm).map_err(|source| Error::WipingVolume {
-            name: name.to_string(),
-            source,
+        let total = image::bytes_to_wipe(&file, info.image.format, algorithm);
+        let _watch = self.watch(&format!("wiping {name}"), total);
+        image::wipe(&file, info.image.format, algorithm, self.writing()).map_err(|source| {
+            Error::WipingVolume {
+                name: name.to_string(),
+                source,
+            }
         })?;
         log::info!(
             "wiped volume '{name}' in pool '{}' ({algorithm})",
@@ -626,9 +638,11 @@ impl Pool {
         sparse: bool,
     ) -> Result<(), Error> {
         let download = self.download(name, offset, length, sparse)?;
+        let _watch = self.watch(&format!("downloading {name}"), download.reader.remaining());
+        let writing = self.writing();
         download
             .reader
-            .copy_to(local, 0)
+            .copy_to(local, 0, &mut |n| writing.advance(n))
             .map_err(|source| Error::Streaming {
                 name: name.to_string(),
                 source,
@@ -660,11 +674,19 @@ impl Pool {
         };
         let mut upload = self.upload(name, offset, length)?;
         let mut reader = VolumeReader::new(local, 0, length, sparse).map_err(local_error)?;
+        let _watch = self.watch(&format!("uploading to {name}"), reader.remaining());
+        let writing = self.writing();
         let mut buf = vec![0u8; CHUNK];
         loop {
             match reader.next_chunk(&mut buf).map_err(local_error)? {
-                Chunk::Data(n) => upload.write_data(&buf[..n])?,
-                Chunk::Hole(n) => upload.write_hole(n)?,
+                Chunk::Data(n) => {
+                    upload.write_data(&buf[..n])?;
+                    writing.advance(n as u64);
+                }
+                Chunk::Hole(n) => {
+                    upload.write_hole(n)?;
+                    writing.advance(n);
+                }
                 Chunk::End => break,
             }
         }
