@@ -5,7 +5,7 @@
 //! and raw images natively ([`image`]) into a managed pool directory ([`pool`]), and reports
 //! capacity, allocation and physical size the way libvirt does. The faces are the `qpool`
 //! command line ([`cli`]), the `qpoold` daemon speaking libvirt's RPC protocol, and a bridge
-//! that mirrors pools into a running libvirtd.
+//! that mirrors pools into a running libvirtd ([`bridge`], cargo feature `libvirt`).
 //!
 //! Layering (ARCHITECTURE.md, checked by `tests/architecture.rs`): the pure layers ([`model`],
 //! [`units`], [`xml`], [`policy`], [`error`], [`paths`]) at the bottom; [`image`] over
@@ -17,6 +17,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bridge;
 pub mod cli;
 pub mod daemon;
 pub mod error;

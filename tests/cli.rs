@@ -1482,8 +1482,28 @@ fn pool_refresh_keeps_a_leftover_held_by_an_ofd_lock() {
         std::fs::read(pool.vol(".qpool-tmp-in-progress")).unwrap(),
         b"half a volume"
     );
-    // Once the creator is gone, the next refresh takes it.
+    // Once the creator is gone, the next refresh takes it. (A child another test thread
+    // forks may hold a copy of the descriptor until it execs: wait until the lock is free.)
     drop(file);
+    let path = pool.vol(".qpool-tmp-in-progress");
+    let start = std::time::Instant::now();
+    loop {
+        let probe = File::options().read(true).write(true).open(&path).unwrap();
+        let free = nix::fcntl::fcntl(
+            probe.as_fd(),
+            nix::fcntl::FcntlArg::F_OFD_SETLK(&write_lock_all()),
+        )
+        .is_ok();
+        drop(probe);
+        if free {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the lock stays"
+        );
+        std::thread::yield_now();
+    }
     pool.ok(&["pool-refresh"]);
     assert_eq!(pool.listing(), Vec::<String>::new());
 }

@@ -25,6 +25,8 @@ use crate::xml::{BackingStoreDef, CapacityRule, VolumeDef};
 
 /// Environment variable naming the pool directory (like `--pool-dir`).
 pub const POOL_DIR_ENV: &str = "QPOOL_POOL_DIR";
+/// Environment variable naming the libvirt URI to mirror changes into (like `--connect`).
+pub const LIBVIRT_URI_ENV: &str = "QPOOL_LIBVIRT_URI";
 /// Environment variable that makes qpool behave as if the filesystem had no `fallocate`
 /// (to exercise the zero-fill fallback in tests).
 pub const NO_FALLOCATE_ENV: &str = "QPOOL_NO_FALLOCATE";
@@ -37,6 +39,11 @@ pub struct Args {
     /// $XDG_DATA_HOME/qpool/images).
     #[arg(long, global = true, env = POOL_DIR_ENV, value_name = "DIR")]
     pub pool_dir: Option<PathBuf>,
+    /// libvirtd to mirror the pool into after each change (default: libvirt_uri in
+    /// /etc/qpool/qpoold.conf, if set); for libvirt-sync, the libvirtd to sync (default:
+    /// that, else qemu:///system).
+    #[arg(long, short = 'c', global = true, env = LIBVIRT_URI_ENV, value_name = "URI")]
+    pub connect: Option<String>,
     /// Output: `human` (virsh's text) or `json` (one JSON document, sizes in bytes) for
     /// vol-info, vol-list, pool-info, explain and the vol-create verbs.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
@@ -204,6 +211,18 @@ pub enum Command {
     /// Pool information in XML.
     #[command(name = "pool-dumpxml")]
     PoolDumpxml,
+    /// Mirror qpoold's pools into libvirtd as dir pools; undefine the mirrors qpool made of
+    /// pools it no longer has.
+    #[command(name = "libvirt-sync")]
+    LibvirtSync {
+        /// Directory of qpoold's pool definitions (without any: the default pool).
+        #[arg(long, value_name = "DIR", default_value = crate::paths::POOL_DEFINITIONS)]
+        pools: PathBuf,
+        /// Put before each pool name in libvirtd (default: libvirt_prefix in
+        /// /etc/qpool/qpoold.conf, else none).
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
+    },
     /// Show the preallocation a volume XML would get, and why; creates nothing.
     Explain {
         /// Volume XML file.
@@ -282,6 +301,12 @@ pub enum Error {
     /// A negative size without `--shrink` (virsh's rule).
     #[error("negative size requires --shrink")]
     NegativeSize,
+    /// The libvirt bridge failed.
+    #[error(transparent)]
+    Bridge(#[from] crate::bridge::BridgeError),
+    /// qpoold.conf could not be read for the bridge settings.
+    #[error(transparent)]
+    Config(#[from] crate::daemon::config::ConfigError),
     /// A format argument is not supported.
     #[error("--{option}")]
     Format {
@@ -399,12 +424,117 @@ fn flags(prealloc_metadata: bool) -> CreateFlags {
     CreateFlags { prealloc_metadata }
 }
 
+impl Command {
+    /// Whether the verb changes the pool's volumes (a mirror in libvirtd is refreshed after
+    /// it).
+    fn changes_volumes(&self) -> bool {
+        matches!(
+            self,
+            Self::VolCreate { .. }
+                | Self::VolCreateAs { .. }
+                | Self::VolClone { .. }
+                | Self::VolCreateFrom { .. }
+                | Self::VolDelete { .. }
+                | Self::VolUpload { .. }
+                | Self::VolWipe { .. }
+                | Self::VolResize { .. }
+                | Self::PoolRefresh
+        )
+    }
+}
+
+/// The bridge settings: `--connect` (or the environment), else qpoold.conf's `libvirt_uri`;
+/// the prefix from `--prefix`, else qpoold.conf's `libvirt_prefix`. `None` when no URI is set.
+fn bridge_settings(
+    connect: Option<&str>,
+    prefix: Option<&str>,
+    config: &Path,
+) -> Result<Option<crate::bridge::Settings>, Error> {
+    let file = crate::daemon::config::load(config, false)?;
+    let Some(uri) = connect.map(str::to_string).or(file.libvirt_uri) else {
+        return Ok(None);
+    };
+    let prefix = prefix
+        .map(str::to_string)
+        .or(file.libvirt_prefix)
+        .unwrap_or_default();
+    Ok(Some(crate::bridge::Settings { uri, prefix }))
+}
+
+/// `libvirt-sync`: prints what was done; each pool that failed gets a warning line, and the
+/// whole command fails.
+fn libvirt_sync(settings: &crate::bridge::Settings, pools: &Path) -> Result<String, Error> {
+    let mirrored = crate::bridge::stored_pools(pools, &crate::paths::default_pool_dir())?;
+    let bridge = crate::bridge::Bridge::connect(settings)?;
+    let report = bridge.sync(&mirrored);
+    let mut text = String::new();
+    for done in &report.done {
+        text.push_str(&format!("{done}\n"));
+    }
+    if let Err(incomplete) = report.result() {
+        print!("{text}");
+        for (name, e) in &report.failed {
+            eprintln!("warning: pool '{name}': {}", one_line(e));
+        }
+        return Err(incomplete.into());
+    }
+    Ok(text)
+}
+
+/// After a change: refreshes the libvirt mirror of the pool (defining it when missing). The
+/// change stands whatever happens here; a failure is a warning.
+fn mirror_change(settings: &crate::bridge::Settings, pool: &Pool, autostart: bool) {
+    let mirrored = crate::bridge::Mirrored {
+        name: pool.name().to_string(),
+        uuid: Some(pool.uuid()),
+        target: pool.path().to_path_buf(),
+        autostart,
+        active: true,
+    };
+    let result = crate::bridge::Bridge::connect(settings).and_then(|b| b.changed(&mirrored));
+    match result {
+        Ok(done) => done.iter().for_each(|d| log::info!("{d}")),
+        Err(e) => eprintln!("warning: libvirt pool not refreshed: {}", one_line(&e)),
+    }
+}
+
 /// Runs one verb and returns what it prints on success.
 pub fn run(args: &Args) -> Result<String, Error> {
+    let config = Path::new(crate::paths::CONFIG);
+    if let Command::LibvirtSync { pools, prefix } = &args.command {
+        let settings = bridge_settings(args.connect.as_deref(), prefix.as_deref(), config)?
+            .unwrap_or_else(|| crate::bridge::Settings {
+                uri: crate::bridge::DEFAULT_URI.to_string(),
+                prefix: prefix.clone().unwrap_or_default(),
+            });
+        return libvirt_sync(&settings, pools);
+    }
+    let bridge = if args.command.changes_volumes() {
+        // An unreadable qpoold.conf does not stop a change; it only leaves libvirtd untold.
+        bridge_settings(args.connect.as_deref(), None, config).unwrap_or_else(|e| {
+            eprintln!("warning: no libvirt mirror: {}", one_line(&e));
+            None
+        })
+    } else {
+        None
+    };
+    // Asked for on the command line, a bridge this build lacks is an error before anything
+    // changes; asked for by qpoold.conf, mirror_change warns.
+    if args.connect.is_some() && bridge.is_some() && !crate::bridge::BUILT {
+        return Err(crate::bridge::BridgeError::NotBuilt.into());
+    }
     let (mut pool, autostart) = open_pool(args.pool_dir.as_deref())?;
     if let Some(bar) = progress::Bar::for_stderr(args.quiet) {
         pool.set_progress(Box::new(bar));
     }
+    let text = run_verb(args, &pool, autostart)?;
+    if let Some(settings) = &bridge {
+        mirror_change(settings, &pool, autostart);
+    }
+    Ok(text)
+}
+
+fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> {
     Ok(match &args.command {
         Command::VolCreate {
             file,
@@ -487,7 +617,7 @@ pub fn run(args: &Args) -> Result<String, Error> {
             let source = pool.volume_name(vol)?;
             let created = pool.create_volume_from(
                 &def,
-                &pool,
+                pool,
                 &source,
                 flags(*prealloc_metadata),
                 *reflink,
@@ -600,6 +730,7 @@ pub fn run(args: &Args) -> Result<String, Error> {
             format!("Pool {} refreshed\n", pool.name())
         }
         Command::PoolDumpxml => pool.report()?.to_xml(),
+        Command::LibvirtSync { .. } => unreachable!("libvirt-sync opens no pool"),
         Command::Explain {
             file,
             prealloc_metadata,

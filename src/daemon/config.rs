@@ -46,6 +46,10 @@ pub struct FileConfig {
     pub timeout: Option<u64>,
     /// `default_pool_dir = "/var/lib/qpool/images"`.
     pub default_pool_dir: Option<PathBuf>,
+    /// `libvirt_uri = "qemu:///system"`: mirror the pools into that libvirtd.
+    pub libvirt_uri: Option<String>,
+    /// `libvirt_prefix = "qpool-"`: put before each pool name in libvirtd.
+    pub libvirt_prefix: Option<String>,
 }
 
 /// Parses the text of a configuration file (`path` is for messages).
@@ -79,6 +83,8 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
             "socket_ro" => config.socket_ro = Some(PathBuf::from(string()?)),
             "pools" => config.pools = Some(PathBuf::from(string()?)),
             "default_pool_dir" => config.default_pool_dir = Some(PathBuf::from(string()?)),
+            "libvirt_uri" => config.libvirt_uri = Some(string()?),
+            "libvirt_prefix" => config.libvirt_prefix = Some(string()?),
             "timeout" => {
                 config.timeout =
                     Some(value.parse().map_err(|_| {
@@ -119,6 +125,17 @@ mod tests {
         assert_eq!(c.socket, Some(PathBuf::from("/tmp/s")));
         assert_eq!(c.timeout, Some(30));
         assert_eq!(c.pools, Some(PathBuf::from("/etc/p")));
+    }
+
+    #[test]
+    fn the_libvirt_bridge_settings_are_read() {
+        let c = parse(
+            Path::new("q.conf"),
+            "libvirt_uri = \"qemu:///system\"\nlibvirt_prefix = \"qpool-\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.libvirt_uri.as_deref(), Some("qemu:///system"));
+        assert_eq!(c.libvirt_prefix.as_deref(), Some("qpool-"));
     }
 
     #[test]

@@ -1,37 +1,48 @@
-//! The `qpoold` face: settings, sockets, signals and the idle timeout around
+//! The `qpoold` face: settings, sockets, readiness, signals and the idle timeout around
 //! [`crate::rpc::server`].
 //!
 //! Owns: the command line and `qpoold.conf` (command line wins, then the file, then the
-//! defaults of design.md), creating the read-write (0600) and read-only (0666) sockets and
-//! removing them on exit, clean shutdown on SIGTERM/SIGINT (no new connections, running
-//! calls may finish for a while, then exit), and `--timeout` (exit after that many idle
-//! seconds).
+//! defaults of design.md); attaching the libvirt bridge when `libvirt_uri` is set (before any
+//! socket is served; a reload does not re-attach it, a changed `libvirt_uri` needs a restart);
+//! the sockets ([`listeners`]: bound here, or passed by systemd's
+//! socket activation, [`activation`]); telling systemd about start-up, reloads and shutdown
+//! ([`notify`]); SIGHUP, which re-reads `qpoold.conf` and the pool definitions while every
+//! connection stays open; clean shutdown on SIGTERM/SIGINT (no new connections, running
+//! calls may finish for a while, then exit); and `--timeout` (exit after that many idle
+//! seconds; under socket activation systemd keeps the sockets and starts qpoold again at
+//! the next connection).
 //! Must not: handle protocol messages or touch volumes.
 
+pub mod activation;
 pub mod config;
+pub mod listeners;
+pub mod notify;
 
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
+use thiserror::Error;
 
+use crate::error::one_line;
 use crate::paths;
-use crate::pool::registry::Registry;
+use crate::pool::registry::{Registry, RegistryError};
 use crate::rpc::server::Server;
+use activation::ActivationError;
+use listeners::{ListenError, Listeners};
 
 /// How long a clean shutdown waits for running calls.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// qpoold: serves qpool pools over libvirt's remote protocol.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "qpoold", version, about, long_about = None)]
 pub struct Args {
-    /// Read-write socket (mode 0600).
+    /// Read-write socket (mode 0600); ignored when systemd passes the sockets.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// Read-only socket (mode 0666); default: the read-write path with "-ro" appended.
@@ -43,7 +54,8 @@ pub struct Args {
     /// Configuration file (`key = value` lines).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Exit after this many seconds without connections or calls (0: never).
+    /// Exit after this many seconds without connections or calls (0: never); the units
+    /// pass 120, as libvirt's do, for socket activation.
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
     /// Target directory of the `default` pool defined when no pool is.
@@ -64,6 +76,8 @@ pub struct Settings {
     pub timeout: u64,
     /// Target of the default pool.
     pub default_pool_dir: PathBuf,
+    /// Mirror the pools into this libvirtd (qpoold.conf `libvirt_uri`, `libvirt_prefix`).
+    pub libvirt: Option<crate::bridge::Settings>,
 }
 
 /// Merges command line, file and defaults.
@@ -96,109 +110,223 @@ pub fn settings(args: &Args) -> Result<Settings, config::ConfigError> {
             .clone()
             .or(file.default_pool_dir)
             .unwrap_or_else(crate::paths::default_pool_dir),
+        libvirt: file.libvirt_uri.map(|uri| crate::bridge::Settings {
+            uri,
+            prefix: file.libvirt_prefix.unwrap_or_default(),
+        }),
     })
 }
 
-/// Binds a socket, replacing a stale one, and sets its mode.
-fn bind(path: &Path, mode: u32) -> Result<UnixListener, String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            return Err(format!("another daemon is listening on {}", path.display()));
-        }
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
-    }
-    let listener =
-        UnixListener::bind(path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
-    Ok(listener)
+/// Why qpoold cannot start.
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    /// `qpoold.conf` is unreadable or wrong.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The sockets systemd passed cannot be used.
+    #[error(transparent)]
+    Activation(#[from] ActivationError),
+    /// A socket cannot be bound.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    /// The pool definitions cannot be loaded.
+    #[error(transparent)]
+    Registry(Box<RegistryError>),
+    /// The libvirt bridge cannot be attached (`libvirt_uri`).
+    #[error("libvirt_uri")]
+    Bridge(#[source] Box<crate::bridge::BridgeError>),
+    /// Signals cannot be blocked for the signal thread.
+    #[error("cannot block signals")]
+    Signals(#[source] nix::Error),
 }
 
-fn cleanup(settings: &Settings) {
-    let _ = std::fs::remove_file(&settings.socket);
-    let _ = std::fs::remove_file(&settings.socket_ro);
+impl From<RegistryError> for DaemonError {
+    fn from(e: RegistryError) -> DaemonError {
+        DaemonError::Registry(Box::new(e))
+    }
 }
 
-/// Runs the daemon until a signal or the idle timeout.
+/// Runs the daemon until a signal or the idle timeout; a start-up failure is one
+/// `error: …` line on stderr and exit status 1.
 pub fn run(args: &Args) -> ExitCode {
-    let settings = match settings(args) {
-        Ok(s) => s,
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", crate::error::one_line(&e));
-            return ExitCode::from(1);
+            let line = one_line(&e);
+            eprintln!("error: {line}");
+            notify::status(&format!("error: {line}"));
+            ExitCode::from(1)
         }
-    };
-    // Signals are taken by a dedicated thread; every other thread has them blocked.
+    }
+}
+
+/// What the signal thread and the idle loop share.
+struct Running {
+    args: Args,
+    server: Arc<Server>,
+    listeners: Listeners,
+    settings: Settings,
+    /// `--timeout`, which a reload may change.
+    timeout: AtomicU64,
+}
+
+impl Running {
+    /// The `STATUS=` line while serving.
+    fn status(&self) -> String {
+        let pools = self.server.registry().list();
+        let active = pools.iter().filter(|p| p.active).count();
+        let plural = if pools.len() == 1 { "" } else { "s" };
+        format!(
+            "serving {} pool{plural} ({active} active) on {}",
+            pools.len(),
+            self.listeners.describe()
+        )
+    }
+
+    /// SIGHUP: re-reads `qpoold.conf` (the idle timeout takes effect at once; new socket
+    /// or pool directory paths at the next start) and the pool definitions. Connections,
+    /// running calls and running pools are left alone; a broken file is logged and the
+    /// previous settings stay.
+    fn reload(&self) {
+        notify::reloading();
+        log::info!("SIGHUP: reloading qpoold.conf and the pool definitions");
+        match settings(&self.args) {
+            Ok(new) => {
+                let old = self.timeout.swap(new.timeout, Ordering::SeqCst);
+                if old != new.timeout {
+                    log::info!("idle timeout: {} s (was {old} s)", new.timeout);
+                }
+                if new.pools != self.settings.pools {
+                    log::warn!(
+                        "pool definitions directory {} takes effect at the next start; still reading {}",
+                        new.pools.display(),
+                        self.settings.pools.display()
+                    );
+                }
+                if !self.listeners.activated
+                    && (new.socket != self.settings.socket
+                        || new.socket_ro != self.settings.socket_ro)
+                {
+                    log::warn!("new socket paths take effect at the next start");
+                }
+            }
+            Err(e) => log::error!("reload: {}; keeping the previous settings", one_line(&e)),
+        }
+        match self.server.registry().reload() {
+            Ok(r) => {
+                for skipped in &r.skipped {
+                    log::warn!("reload: ignoring {skipped}");
+                }
+                log::info!(
+                    "reloaded: {} defined, {} redefined, {} undefined, {} started",
+                    r.defined.len(),
+                    r.redefined.len(),
+                    r.undefined.len(),
+                    r.started.len()
+                );
+            }
+            Err(e) => log::error!("reload: {}", one_line(&e)),
+        }
+        notify::ready(&self.status());
+    }
+
+    /// Stops accepting, removes the sockets qpoold created, and waits a while for running
+    /// calls.
+    fn stop(&self, why: &str) {
+        notify::stopping(why);
+        self.server.stop_accepting();
+        self.listeners.remove_created();
+        let start = Instant::now();
+        while self.server.running_calls() > 0 && start.elapsed() < SHUTDOWN_GRACE {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn serve(args: &Args) -> Result<(), DaemonError> {
+    let settings = settings(args)?;
+    // Before any thread starts: the signal thread must be the only one to take them.
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGTERM);
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGHUP);
-    if let Err(e) = signals.thread_block() {
-        eprintln!("error: cannot block signals: {e}");
-        return ExitCode::from(1);
+    signals.thread_block().map_err(DaemonError::Signals)?;
+    let inherited = activation::take()?;
+    let registry = Arc::new(Registry::load(&settings.pools, &settings.default_pool_dir)?);
+    if let Some(bridge) = settings.libvirt.clone() {
+        // Before the sockets: a client that gets an answer finds the mirrors in place.
+        crate::bridge::attach(&registry, bridge).map_err(|e| DaemonError::Bridge(Box::new(e)))?;
     }
-    let registry = match Registry::load(&settings.pools, &settings.default_pool_dir) {
-        Ok(r) => Arc::new(r),
-        Err(e) => {
-            eprintln!("error: {}", crate::error::one_line(&e));
-            return ExitCode::from(1);
-        }
+    let listeners = match inherited {
+        Some(sockets) => Listeners::inherited(sockets),
+        None => Listeners::bind(&settings.socket, &settings.socket_ro)?,
     };
     let server = Server::new(registry);
-    let rw = match bind(&settings.socket, 0o600) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let ro = match bind(&settings.socket_ro, 0o666) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = std::fs::remove_file(&settings.socket);
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    for (listener, readonly) in [(rw, false), (ro, true)] {
+    let mut accepting = Vec::new();
+    for socket in &listeners.sockets {
+        let listener = match socket.listener.try_clone() {
+            Ok(l) => l,
+            Err(e) => {
+                listeners.remove_created();
+                return Err(ListenError::Duplicate {
+                    path: socket.describe(),
+                    source: e,
+                }
+                .into());
+            }
+        };
+        accepting.push((listener, socket.readonly));
+    }
+    let running = Arc::new(Running {
+        args: args.clone(),
+        server: Arc::clone(&server),
+        timeout: AtomicU64::new(settings.timeout),
+        settings,
+        listeners,
+    });
+    log::info!(
+        "qpoold listening on {}{} (pools in {})",
+        running.listeners.describe(),
+        if running.listeners.activated {
+            ", passed by the service manager"
+        } else {
+            ""
+        },
+        running.settings.pools.display()
+    );
+    // Ready before the first connection is accepted, so before any call is answered.
+    notify::ready(&running.status());
+    for (listener, readonly) in accepting {
         let server = Arc::clone(&server);
         std::thread::spawn(move || server.serve(listener, readonly));
     }
-    log::info!(
-        "qpoold listening on {} and {} (pools in {})",
-        settings.socket.display(),
-        settings.socket_ro.display(),
-        settings.pools.display()
-    );
     {
-        let settings = settings.clone();
-        let server = Arc::clone(&server);
+        let running = Arc::clone(&running);
         std::thread::spawn(move || {
-            let signal = signals.wait();
-            log::info!("{signal:?}: shutting down");
-            cleanup(&settings);
-            let start = Instant::now();
-            while server.running_calls() > 0 && start.elapsed() < SHUTDOWN_GRACE {
-                std::thread::sleep(Duration::from_millis(20));
+            loop {
+                match signals.wait() {
+                    Ok(Signal::SIGHUP) => running.reload(),
+                    Ok(signal) => {
+                        log::info!("{signal:?}: shutting down");
+                        running.stop(&format!("{signal:?}: shutting down"));
+                        std::process::exit(0);
+                    }
+                    Err(e) => log::error!("cannot wait for signals: {e}"),
+                }
             }
-            std::process::exit(0);
         });
     }
     loop {
         std::thread::sleep(Duration::from_secs(1));
         server.keepalive_tick();
-        if settings.timeout > 0
+        let timeout = running.timeout.load(Ordering::SeqCst);
+        if timeout > 0
             && server.busy() == 0
-            && server.idle_since().elapsed() >= Duration::from_secs(settings.timeout)
+            && server.idle_since().elapsed() >= Duration::from_secs(timeout)
         {
-            log::info!("idle for {} s: exiting", settings.timeout);
-            cleanup(&settings);
-            return ExitCode::SUCCESS;
+            log::info!("idle for {timeout} s: exiting");
+            running.stop(&format!("idle for {timeout} s"));
+            return Ok(());
         }
     }
 }

@@ -131,7 +131,17 @@ impl Download {
 pub struct Upload {
     writer: VolumeWriter,
     name: String,
+    on_finish: Option<FinishHook>,
     closed: OnClose,
+}
+
+/// What runs once an upload has finished well.
+struct FinishHook(Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for FinishHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FinishHook")
+    }
 }
 
 /// A function run once, when the upload it belongs to is over (finished, failed or
@@ -177,16 +187,29 @@ impl Upload {
         result.map_err(self.streaming())
     }
 
+    /// Sets what runs after a successful [`finish`](Self::finish) (a daemon tells its
+    /// mirrors that the volume changed).
+    pub fn on_finish(mut self, hook: Box<dyn FnOnce() + Send>) -> Self {
+        self.on_finish = Some(FinishHook(hook));
+        self
+    }
+
     /// Syncs what was written.
     pub fn finish(self) -> Result<(), Error> {
         let Upload {
             writer,
             name,
+            on_finish,
             closed,
         } = self;
         let result = writer
             .finish()
             .map_err(|source| Error::Streaming { name, source });
+        if result.is_ok()
+            && let Some(FinishHook(hook)) = on_finish
+        {
+            hook();
+        }
         drop(closed);
         result
     }
@@ -622,6 +645,7 @@ impl Pool {
         Ok(Upload {
             writer,
             name: name.to_string(),
+            on_finish: None,
             closed: OnClose::default(),
         })
     }

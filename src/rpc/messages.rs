@@ -6,7 +6,7 @@
 //! Must not: interpret them; handlers do.
 
 use super::proto::{NonnullStoragePool, NonnullStorageVol};
-use super::xdr::{Decoder, Encoder, Xdr, XdrError};
+use super::xdr::{BoundedVec, Decoder, Encoder, Xdr, XdrError};
 
 /// Defines a struct of `remote_protocol.x` whose XDR encoding is its fields in order.
 macro_rules! xdr_struct {
@@ -45,6 +45,11 @@ xdr_struct! {
     ConnectSupportsFeatureRet { supported: i32 }
     /// `remote_auth_list_ret`.
     AuthListRet { types: Vec<u32> }
+    /// `remote_typed_param`: one named, typed value.
+    TypedParam { field: String, value: TypedParamValue }
+    /// `remote_connect_set_identity_args`: the identity of the client a daemon (virtqemud)
+    /// forwards calls for.
+    ConnectSetIdentityArgs { params: BoundedVec<TypedParam, CONNECT_IDENTITY_PARAMS_MAX>, flags: u32 }
     /// `remote_connect_get_type_ret`.
     ConnectGetTypeRet { type_: String }
     /// `remote_connect_get_version_ret`.
@@ -198,6 +203,107 @@ impl Xdr for CharArray32 {
     }
 }
 
+/// REMOTE_CONNECT_IDENTITY_PARAMS_MAX: most parameters a `CONNECT_SET_IDENTITY` carries.
+pub const CONNECT_IDENTITY_PARAMS_MAX: usize = 20;
+
+/// `remote_typed_param_value`: a union switched on `virTypedParameterType` (1 to 7). Any
+/// other discriminant does not decode, as libvirt's XDR union has no default arm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TypedParamValue {
+    /// VIR_TYPED_PARAM_INT (1): `int`.
+    Int(i32),
+    /// VIR_TYPED_PARAM_UINT (2): `unsigned int`.
+    UInt(u32),
+    /// VIR_TYPED_PARAM_LLONG (3): `hyper`.
+    LLong(i64),
+    /// VIR_TYPED_PARAM_ULLONG (4): `unsigned hyper`.
+    ULLong(u64),
+    /// VIR_TYPED_PARAM_DOUBLE (5): `double`, kept as the IEEE 754 bits XDR carries.
+    Double(u64),
+    /// VIR_TYPED_PARAM_BOOLEAN (6): `int`.
+    Boolean(i32),
+    /// VIR_TYPED_PARAM_STRING (7): `remote_nonnull_string`.
+    String(String),
+}
+
+impl TypedParamValue {
+    /// The `virTypedParameterType` number.
+    pub fn type_number(&self) -> i32 {
+        match self {
+            Self::Int(_) => 1,
+            Self::UInt(_) => 2,
+            Self::LLong(_) => 3,
+            Self::ULLong(_) => 4,
+            Self::Double(_) => 5,
+            Self::Boolean(_) => 6,
+            Self::String(_) => 7,
+        }
+    }
+
+    /// libvirt's name of the type (`virTypedParameterTypeToString`).
+    pub fn type_name(&self) -> &'static str {
+        typed_param_type_name(self.type_number())
+    }
+}
+
+/// libvirt's name of `virTypedParameterType` `number` (`virTypedParameterTypeToString`).
+pub fn typed_param_type_name(number: i32) -> &'static str {
+    match number {
+        1 => "int",
+        2 => "uint",
+        3 => "llong",
+        4 => "ullong",
+        5 => "double",
+        6 => "boolean",
+        7 => "string",
+        _ => "",
+    }
+}
+
+impl std::fmt::Display for TypedParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Int(v) | Self::Boolean(v) => write!(f, "{v}"),
+            Self::UInt(v) => write!(f, "{v}"),
+            Self::LLong(v) => write!(f, "{v}"),
+            Self::ULLong(v) => write!(f, "{v}"),
+            Self::Double(bits) => write!(f, "{}", f64::from_bits(*bits)),
+            Self::String(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+impl Xdr for TypedParamValue {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError> {
+        let at = d.position();
+        Ok(match d.i32()? {
+            1 => Self::Int(d.i32()?),
+            2 => Self::UInt(d.u32()?),
+            3 => Self::LLong(d.i64()?),
+            4 => Self::ULLong(d.u64()?),
+            5 => Self::Double(d.u64()?),
+            6 => Self::Boolean(d.i32()?),
+            7 => Self::String(d.string()?),
+            other => {
+                return Err(XdrError::Discriminant {
+                    at,
+                    value: other.cast_unsigned(),
+                });
+            }
+        })
+    }
+    fn encode(&self, e: &mut Encoder) {
+        e.i32(self.type_number());
+        match self {
+            Self::Int(v) | Self::Boolean(v) => e.i32(*v),
+            Self::UInt(v) => e.u32(*v),
+            Self::LLong(v) => e.i64(*v),
+            Self::ULLong(v) | Self::Double(v) => e.u64(*v),
+            Self::String(s) => e.string(s),
+        };
+    }
+}
+
 /// Names of `remote_protocol.x` whose layout another struct here already has.
 macro_rules! xdr_alias {
     ($($alias:ident = $name:ident, $x:literal;)*) => {$(
@@ -254,6 +360,52 @@ mod tests {
     use super::*;
     use crate::rpc::words;
     use crate::rpc::xdr::to_bytes;
+
+    /// Two of the six parameters virtqemud sends: user-name (string) and process-id (llong).
+    const IDENTITY_ARGS: &str = "00000002 \
+        00000009 75736572 2d6e616d 65000000 00000007 00000004 726f6f74 \
+        0000000a 70726f63 6573732d 69640000 00000003 00000000 000004d2 \
+        00000000";
+
+    #[test]
+    fn set_identity_args_decode_typed_parameters_by_their_type() {
+        let bytes = words(IDENTITY_ARGS);
+        let mut d = Decoder::new(&bytes);
+        let args = ConnectSetIdentityArgs::decode(&mut d).unwrap();
+        assert_eq!(d.remaining(), 0);
+        assert_eq!(
+            args.params.0,
+            vec![
+                TypedParam {
+                    field: "user-name".into(),
+                    value: TypedParamValue::String("root".into())
+                },
+                TypedParam {
+                    field: "process-id".into(),
+                    value: TypedParamValue::LLong(1234)
+                },
+            ]
+        );
+        assert_eq!(to_bytes(&args), bytes);
+    }
+
+    #[test]
+    fn set_identity_args_refuse_an_unknown_type_and_a_21st_parameter() {
+        let unknown_type = words("00000001 00000001 61000000 00000008 00000000 00000000");
+        assert!(matches!(
+            ConnectSetIdentityArgs::decode(&mut Decoder::new(&unknown_type)),
+            Err(XdrError::Discriminant { value: 8, .. })
+        ));
+        let too_many = words("00000015");
+        assert!(matches!(
+            ConnectSetIdentityArgs::decode(&mut Decoder::new(&too_many)),
+            Err(XdrError::TooLong {
+                len: 21,
+                max: 20,
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn a_list_all_reply_without_results_is_an_empty_array_and_a_count() {

@@ -34,6 +34,7 @@ pub mod codes {
     pub const NO_STORAGE_VOL: i32 = 50;
     pub const OPERATION_INVALID: i32 = 55;
     pub const CONFIG_UNSUPPORTED: i32 = 67;
+    pub const ARGUMENT_UNSUPPORTED: i32 = 74;
     pub const STORAGE_VOL_EXIST: i32 = 90;
     pub const XML_INVALID_SCHEMA: i32 = 92;
 }
@@ -41,6 +42,7 @@ pub mod codes {
 /// virErrorDomain values qpoold sends, with libvirt's names (`VIR_FROM_*`).
 #[allow(missing_docs)]
 pub mod domains {
+    pub const NONE: i32 = 0;
     pub const XML: i32 = 5;
     pub const RPC: i32 = 7;
     pub const STORAGE: i32 = 18;

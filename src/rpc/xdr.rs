@@ -148,6 +148,11 @@ impl<'a> Decoder<'a> {
         Decoder { buf, pos: 0 }
     }
 
+    /// Offset of the next value (for errors).
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     /// Bytes not yet decoded.
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
@@ -370,6 +375,26 @@ impl<T: Xdr> Xdr for Vec<T> {
     }
 }
 
+/// A variable-length array with its own limit, `T name<MAX>` in `remote_protocol.x` (such as
+/// `remote_typed_param params<REMOTE_CONNECT_IDENTITY_PARAMS_MAX>`): decoding refuses a count
+/// above `MAX` before reading any element, as libvirt's XDR decoder does.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BoundedVec<T, const MAX: usize>(pub Vec<T>);
+
+impl<T: Xdr, const MAX: usize> Xdr for BoundedVec<T, MAX> {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError> {
+        let n = d.count(MAX)?;
+        let mut out = Vec::with_capacity(n.min(d.remaining() / 4));
+        for _ in 0..n {
+            out.push(T::decode(d)?);
+        }
+        Ok(BoundedVec(out))
+    }
+    fn encode(&self, e: &mut Encoder) {
+        self.0.encode(e);
+    }
+}
+
 /// Encodes one value into a fresh buffer.
 pub fn to_bytes<T: Xdr>(value: &T) -> Vec<u8> {
     let mut e = Encoder::default();
@@ -445,6 +470,18 @@ mod tests {
         assert!(matches!(
             Vec::<u32>::decode(&mut d),
             Err(XdrError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn bounded_arrays_refuse_a_count_above_their_own_limit() {
+        let two = [0, 0, 0, 2, 0, 0, 0, 7, 0, 0, 0, 9];
+        let mut d = Decoder::new(&two);
+        assert_eq!(BoundedVec::<u32, 2>::decode(&mut d).unwrap().0, vec![7, 9]);
+        let mut d = Decoder::new(&two);
+        assert!(matches!(
+            BoundedVec::<u32, 1>::decode(&mut d),
+            Err(XdrError::TooLong { len: 2, max: 1, .. })
         ));
     }
 

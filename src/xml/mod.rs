@@ -15,7 +15,7 @@ pub mod ext;
 pub mod pool;
 pub mod volume;
 
-pub use pool::{PoolDef, PoolReport};
+pub use pool::{PoolDef, PoolOutline, PoolReport};
 pub use volume::{
     AsWritten, BackingReport, BackingStoreDef, CapacityRule, Features, FileAttributes, Permissions,
     TargetDef, VolumeDef, VolumeReport,

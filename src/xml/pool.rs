@@ -266,6 +266,54 @@ pub fn check_known_elements(src: &str) -> Result<(), Error> {
     needed("/pool/target/path", target.and_then(|t| t.child("path")))
 }
 
+/// The outline of any libvirt pool, of any type, as another libvirt daemon describes it:
+/// what the libvirt bridge needs to tell its own pools from others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolOutline {
+    /// `<pool type>`.
+    pub pool_type: String,
+    /// `<name>`.
+    pub name: String,
+    /// `<target><path>`, if any.
+    pub target_path: Option<String>,
+    /// `<source><vendor name>`, if any.
+    pub vendor: Option<String>,
+}
+
+impl PoolOutline {
+    /// Reads a `<pool>` document of any type.
+    pub fn parse(src: &str) -> Result<Self, Error> {
+        let root = Element::parse(src)?;
+        if root.name != "pool" || !root.is_plain() {
+            return Err(Error::WrongRoot {
+                line: root.line,
+                found: root.name,
+                expected: "pool",
+            });
+        }
+        let name = root
+            .child("name")
+            .map(|n| n.trimmed().to_string())
+            .ok_or_else(|| Error::Missing {
+                path: root.path.clone(),
+                what: "<name> element".into(),
+            })?;
+        Ok(Self {
+            pool_type: root.attr("type").unwrap_or_default().to_string(),
+            name,
+            target_path: root
+                .child("target")
+                .and_then(|t| t.child("path"))
+                .map(|p| p.trimmed().to_string()),
+            vendor: root
+                .child("source")
+                .and_then(|s| s.child("vendor"))
+                .and_then(|v| v.attr("name"))
+                .map(str::to_string),
+        })
+    }
+}
+
 /// A pool as it exists, for `pool-dumpxml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolReport {
@@ -339,6 +387,20 @@ mod tests {
         assert_eq!(def.target_path, "/srv/lvpool");
         assert_eq!(def.permissions.mode, Some(0o755));
         assert!(def.uuid.is_some());
+    }
+
+    #[test]
+    fn outline_reads_any_pool_type_and_its_vendor() {
+        let o = PoolOutline::parse(
+            "<pool type='logical'><name>vg</name><source><vendor name='qpool'/></source><target><path>/dev/vg</path></target></pool>",
+        )
+        .unwrap();
+        assert_eq!(o.pool_type, "logical");
+        assert_eq!(o.name, "vg");
+        assert_eq!(o.target_path.as_deref(), Some("/dev/vg"));
+        assert_eq!(o.vendor.as_deref(), Some("qpool"));
+        let o = PoolOutline::parse("<pool type='rbd'><name>r</name></pool>").unwrap();
+        assert_eq!((o.target_path, o.vendor), (None, None));
     }
 
     #[test]

@@ -39,6 +39,15 @@ pub struct Daemon {
     pub pools: PathBuf,
     log: PathBuf,
     args: Vec<String>,
+    /// Extra environment of the daemon (after the defaults, so it can override `QPOOL_LOG`).
+    env: Vec<(String, String)>,
+    /// Started by `systemd-socket-activate` with both sockets passed instead of binding its
+    /// own; `Some` names them (`--fdname`).
+    activated: bool,
+    fd_names: Option<String>,
+    /// A command that runs qpoold (`strace -f -o FILE`, say): its words, then qpoold's path
+    /// and arguments.
+    wrapper: Vec<std::ffi::OsString>,
 }
 
 impl Daemon {
@@ -85,24 +94,109 @@ impl Daemon {
             pools: scratch.join("pools"),
             log: scratch.join("qpoold.log"),
             args: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+            activated: false,
+            fd_names: None,
+            wrapper: Vec::new(),
             dirs,
         }
     }
 
+    /// Moves the read-write socket to `socket` and the read-only one beside it (`-ro`),
+    /// before `spawn` (libvirt's `/run/libvirt/virtstoraged-sock`, say).
+    pub fn set_socket(&mut self, socket: &Path) {
+        self.socket = socket.to_path_buf();
+        let mut ro = socket.as_os_str().to_owned();
+        ro.push("-ro");
+        self.socket_ro = PathBuf::from(ro);
+    }
+
+    /// Sets an environment variable of the daemon (before `spawn`).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
+    /// Makes `spawn` start the daemon the way systemd's socket units do: the real
+    /// `systemd-socket-activate` (package `systemd`) listens on both socket paths and execs
+    /// qpoold with them as `LISTEN_FDS` at the first connection, named by `LISTEN_FDNAMES`
+    /// when `names` (`qpoold:qpoold-ro`, as the units name them) is given; the daemon's
+    /// environment is only what `set_env` gave.
+    pub fn activate_by_sockets(&mut self, names: Option<&str>) {
+        self.activated = true;
+        self.fd_names = names.map(str::to_string);
+    }
+
+    /// Makes `spawn` run qpoold through `wrapper` (its program and arguments, qpoold's path
+    /// and arguments follow).
+    pub fn run_through(&mut self, wrapper: &[&std::ffi::OsStr]) {
+        self.wrapper = wrapper.iter().map(|w| w.to_os_string()).collect();
+    }
+
+    /// qpoold's arguments (without `--socket` under socket activation, which passes them).
+    fn qpoold_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        if !self.activated {
+            args.push("--socket".into());
+            args.push(self.socket.clone().into());
+        }
+        for (k, v) in [
+            ("--pools", self.pools.as_path()),
+            ("--default-pool-dir", self.pool_dir()),
+            ("--config", &self.dirs.scratch().join("qpoold.conf")),
+        ] {
+            args.push(k.into());
+            args.push(v.as_os_str().to_owned());
+        }
+        args.extend(self.args.iter().map(Into::into));
+        args
+    }
+
+    /// The configuration file the daemon reads (empty unless a test writes it).
+    pub fn config_file(&self) -> PathBuf {
+        self.dirs.scratch().join("qpoold.conf")
+    }
+
     /// The command line this daemon runs with.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(QPOOLD);
-        cmd.arg("--socket")
-            .arg(&self.socket)
-            .arg("--pools")
-            .arg(&self.pools)
-            .arg("--default-pool-dir")
-            .arg(self.pool_dir())
-            .arg("--config")
-            .arg(self.dirs.scratch().join("qpoold.conf"))
-            .args(&self.args);
-        cmd.env_remove("RUST_LOG")
-            .env("QPOOL_LOG", log_level())
+        let mut env = self.env.clone();
+        if !env.iter().any(|(k, _)| k == "QPOOL_LOG") {
+            env.push(("QPOOL_LOG".into(), log_level()));
+        }
+        let mut cmd = if self.activated {
+            let mut cmd = Command::new("systemd-socket-activate");
+            cmd.arg("-l")
+                .arg(&self.socket)
+                .arg("-l")
+                .arg(&self.socket_ro);
+            if let Some(names) = &self.fd_names {
+                cmd.arg(format!("--fdname={names}"));
+            }
+            for (k, v) in &env {
+                cmd.arg("-E").arg(format!("{k}={v}"));
+            }
+            cmd.arg(QPOOLD);
+            cmd
+        } else if let Some((program, words)) = self.wrapper.split_first() {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(QPOOLD);
+            cmd
+        } else {
+            Command::new(QPOOLD)
+        };
+        // Nothing of the test runner's own service manager reaches the daemon.
+        for k in [
+            "RUST_LOG",
+            "NOTIFY_SOCKET",
+            "LISTEN_FDS",
+            "LISTEN_PID",
+            "LISTEN_FDNAMES",
+        ] {
+            cmd.env_remove(k);
+        }
+        if !self.activated {
+            cmd.envs(env);
+        }
+        cmd.args(self.qpoold_args())
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         cmd

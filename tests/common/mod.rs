@@ -6,6 +6,9 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod libvirtd;
+pub mod namespace;
+pub mod notify;
 pub mod peer;
 
 use std::path::{Path, PathBuf};

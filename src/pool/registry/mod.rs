@@ -11,6 +11,7 @@
 //! Must not: speak any protocol; the daemon face turns calls into these methods.
 
 mod error;
+mod reload;
 pub mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +25,7 @@ use crate::error::one_line;
 use crate::xml::pool::sanitize_path;
 use crate::xml::{PoolDef, PoolReport};
 pub use error::RegistryError;
+pub use reload::Reloaded;
 pub use volumes::{Building, VolumeState};
 
 /// libvirt's storage pool lifecycle events.
@@ -61,6 +63,24 @@ pub enum PoolEvent {
         name: String,
         /// Pool UUID.
         uuid: Uuid,
+    },
+}
+
+/// A change to a pool or to the volumes in it, for whoever mirrors the pools elsewhere (the
+/// libvirt bridge). Not a libvirt event: libvirt has none for volumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A pool event was sent, or the pool's autostart flag changed.
+    Pool {
+        /// Pool name.
+        name: String,
+    },
+    /// A volume was created, deleted, resized, wiped or written (an upload finished).
+    Volume {
+        /// Pool name.
+        pool: String,
+        /// Volume name.
+        volume: String,
     },
 }
 
@@ -148,7 +168,17 @@ pub struct PoolSummary {
     pub target: String,
 }
 
+/// A pool definition as kept on disk.
+#[derive(Debug, Clone)]
+pub struct StoredPool {
+    /// The definition.
+    pub def: PoolDef,
+    /// Whether it is marked autostart.
+    pub autostart: bool,
+}
+
 type Listener = Arc<dyn Fn(&PoolEvent) + Send + Sync>;
+type ChangeHook = Arc<dyn Fn(&Change) + Send + Sync>;
 
 /// All pools of a daemon.
 pub struct Registry {
@@ -156,6 +186,7 @@ pub struct Registry {
     pools: Mutex<BTreeMap<String, PoolEntry>>,
     building: Mutex<HashMap<(String, String), Building>>,
     listener: Mutex<Option<Listener>>,
+    change_hook: Mutex<Option<ChangeHook>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -167,6 +198,11 @@ impl std::fmt::Debug for Registry {
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError {
     let path = path.to_path_buf();
     move |source| RegistryError::Io { what, path, source }
+}
+
+/// Where a definitions directory marks a pool autostart, as libvirt does.
+fn autostart_link(dir: &Path, name: &str) -> PathBuf {
+    dir.join("autostart").join(format!("{name}.xml"))
 }
 
 /// Makes a pool's target directory as libvirt's dir pool builder does: missing parents
@@ -211,34 +247,21 @@ impl Registry {
             pools: Mutex::new(BTreeMap::new()),
             building: Mutex::new(HashMap::new()),
             listener: Mutex::new(None),
+            change_hook: Mutex::new(None),
         };
-        let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(io_err("cannot read", dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "xml") && p.is_file())
-            .collect();
-        names.sort();
-        for path in names {
-            let text = std::fs::read_to_string(&path).map_err(io_err("cannot read", &path))?;
-            match PoolDef::parse(&text) {
-                Ok(def) => {
-                    let uuid = def.uuid.unwrap_or_else(Uuid::new_v4);
-                    let autostart = registry.autostart_path(&def.name).exists();
-                    registry.lock().insert(
-                        def.name.clone(),
-                        PoolEntry {
-                            def,
-                            uuid,
-                            persistent: true,
-                            autostart,
-                            pool: None,
-                            next_def: None,
-                            last: None,
-                        },
-                    );
-                }
-                Err(e) => log::warn!("ignoring pool definition {}: {e}", path.display()),
-            }
+        for stored in Self::stored(dir)? {
+            registry.lock().insert(
+                stored.def.name.clone(),
+                PoolEntry {
+                    uuid: stored.def.uuid.unwrap_or_else(Uuid::new_v4),
+                    def: stored.def,
+                    persistent: true,
+                    autostart: stored.autostart,
+                    pool: None,
+                    next_def: None,
+                    last: None,
+                },
+            );
         }
         if registry.lock().is_empty() {
             let def = PoolDef::new(
@@ -269,6 +292,34 @@ impl Registry {
         Ok(registry)
     }
 
+    /// The pool definitions kept in `dir`, sorted by file name, without loading or changing
+    /// anything (a missing directory holds none). A file that is not a pool definition is
+    /// logged and left out.
+    pub fn stored(dir: &Path) -> Result<Vec<StoredPool>, RegistryError> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("cannot read", dir)(e)),
+        };
+        let mut names: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "xml") && p.is_file())
+            .collect();
+        names.sort();
+        let mut stored = Vec::new();
+        for path in names {
+            let text = std::fs::read_to_string(&path).map_err(io_err("cannot read", &path))?;
+            match PoolDef::parse(&text) {
+                Ok(def) => {
+                    let autostart = autostart_link(dir, &def.name).exists();
+                    stored.push(StoredPool { def, autostart });
+                }
+                Err(e) => log::warn!("ignoring pool definition {}: {e}", path.display()),
+            }
+        }
+        Ok(stored)
+    }
+
     /// Sets the function told about every pool event.
     pub fn set_listener(&self, listener: impl Fn(&PoolEvent) + Send + Sync + 'static) {
         *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(listener));
@@ -282,10 +333,31 @@ impl Registry {
             .clone()
     }
 
+    /// Sets the function told about every [`Change`], after the change and before the call
+    /// that made it returns.
+    pub fn set_change_hook(&self, hook: impl Fn(&Change) + Send + Sync + 'static) {
+        *self.change_hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(hook));
+    }
+
+    fn change_hook(&self) -> Option<ChangeHook> {
+        self.change_hook
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn changed(&self, change: Change) {
+        if let Some(hook) = self.change_hook() {
+            hook(&change);
+        }
+    }
+
     fn emit(&self, event: PoolEvent) {
         if let Some(listener) = self.listener() {
             listener(&event);
         }
+        let (PoolEvent::Lifecycle { name, .. } | PoolEvent::Refresh { name, .. }) = event;
+        self.changed(Change::Pool { name });
     }
 
     fn lifecycle(&self, name: &str, uuid: Uuid, event: Lifecycle) {
@@ -305,7 +377,7 @@ impl Registry {
     }
 
     fn autostart_path(&self, name: &str) -> PathBuf {
-        self.dir.join("autostart").join(format!("{name}.xml"))
+        autostart_link(&self.dir, name)
     }
 
     fn no_pool(what: &'static str, value: &str) -> RegistryError {
@@ -735,6 +807,10 @@ impl Registry {
             std::fs::remove_file(&link).map_err(io_err("cannot remove", &link))?;
         }
         entry.autostart = autostart;
+        drop(pools);
+        self.changed(Change::Pool {
+            name: name.to_string(),
+        });
         Ok(())
     }
 

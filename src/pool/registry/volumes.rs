@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 
-use super::{PoolEvent, Registry, RegistryError};
+use super::{Change, PoolEvent, Registry, RegistryError};
 use crate::Error;
 use crate::model::WipeAlgorithm;
 use crate::policy::CreateFlags;
@@ -171,6 +171,22 @@ impl Registry {
         })
     }
 
+    /// Tells the change hook that a volume changed; passes `result` through.
+    fn volume_changed<T>(
+        &self,
+        pool: &str,
+        volume: &str,
+        result: Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        if result.is_ok() {
+            self.changed(Change::Volume {
+                pool: pool.to_string(),
+                volume: volume.to_string(),
+            });
+        }
+        result
+    }
+
     /// Runs a create in `pool` with the volume `name` marked as being built while it runs.
     pub(super) fn building_while<T>(
         &self,
@@ -220,10 +236,11 @@ impl Registry {
     ) -> Result<VolumeInfo, RegistryError> {
         let open = self.open_pool(pool)?;
         let capacity = def.capacity.unwrap_or(0);
-        self.building_while(pool, &def.name, capacity, |observe| {
+        let result = self.building_while(pool, &def.name, capacity, |observe| {
             open.create_volume(def, flags, Some(observe))
                 .map(|created| created.volume)
-        })
+        });
+        self.volume_changed(pool, &def.name, result)
     }
 
     /// `vol-create-from` / `vol-clone`: a new volume in `pool` with the data of `source` in
@@ -255,16 +272,17 @@ impl Registry {
             });
         }
         let capacity = def.capacity.unwrap_or(0);
-        self.building_while(pool, &def.name, capacity, |observe| {
+        let result = self.building_while(pool, &def.name, capacity, |observe| {
             open.create_volume_from(def, &source_open, source, flags, reflink, Some(observe))
                 .map(|created| created.volume)
-        })
+        });
+        self.volume_changed(pool, &def.name, result)
     }
 
     /// `vol-delete` of a complete volume.
     pub fn delete_volume(&self, pool: &str, name: &str) -> Result<(), RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        Ok(open.delete(name)?)
+        self.volume_changed(pool, name, open.delete(name).map_err(RegistryError::from))
     }
 
     /// `vol-wipe` of a complete volume.
@@ -275,7 +293,8 @@ impl Registry {
         algorithm: WipeAlgorithm,
     ) -> Result<(), RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        Ok(open.wipe_volume(name, algorithm)?)
+        let result = open.wipe_volume(name, algorithm);
+        self.volume_changed(pool, name, result.map_err(RegistryError::from))
     }
 
     /// `vol-resize` of a complete volume.
@@ -286,7 +305,8 @@ impl Registry {
         request: ResizeRequest,
     ) -> Result<VolumeInfo, RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        Ok(open.resize_volume(name, request)?)
+        let result = open.resize_volume(name, request);
+        self.volume_changed(pool, name, result.map_err(RegistryError::from))
     }
 
     /// `vol-upload` into a complete volume.
@@ -299,15 +319,35 @@ impl Registry {
     ) -> Result<Upload, RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
         let upload = open.upload(name, offset, length)?;
-        // libvirt refreshes the pool once an upload's stream is closed, and says so.
-        let refreshed = PoolEvent::Refresh {
-            name: pool.to_string(),
-            uuid: open.uuid(),
-        };
-        Ok(match self.listener() {
-            Some(listener) => upload.on_close(move || listener(&refreshed)),
+        // The volume changes when the stream finishes, after this call has returned.
+        let upload = match self.change_hook() {
+            Some(hook) => {
+                let change = Change::Volume {
+                    pool: pool.to_string(),
+                    volume: name.to_string(),
+                };
+                upload.on_finish(Box::new(move || hook(&change)))
+            }
             None => upload,
-        })
+        };
+        // libvirt refreshes the pool once an upload's stream is closed, however it ended,
+        // and says so.
+        let (listener, hook) = (self.listener(), self.change_hook());
+        if listener.is_none() && hook.is_none() {
+            return Ok(upload);
+        }
+        let (name, uuid) = (pool.to_string(), open.uuid());
+        Ok(upload.on_close(move || {
+            if let Some(listener) = listener {
+                listener(&PoolEvent::Refresh {
+                    name: name.clone(),
+                    uuid,
+                });
+            }
+            if let Some(hook) = hook {
+                hook(&Change::Pool { name });
+            }
+        }))
     }
 
     /// `vol-download` from a complete volume.

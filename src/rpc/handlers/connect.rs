@@ -1,10 +1,11 @@
 //! Connection-level procedures: open and close, features, versions, capabilities, event
-//! registrations.
+//! registrations, and the identity a forwarding daemon sets.
 //!
 //! Owns: what qpoold says about itself (type `storage`, its version, libvirt 9.0's library
 //! version, the host name, the capabilities of a storage-only driver), the two host-level
-//! answers virt-manager needs to open a connection (no domains; the node's info), and the
-//! connection state changes a client asks for.
+//! answers virt-manager needs to open a connection (no domains; the node's info), the
+//! connection state changes a client asks for, and the checks libvirt 9.0 applies to the
+//! typed parameters of `CONNECT_SET_IDENTITY` (`virIdentitySetParameters`).
 //! Must not: touch pools or volumes.
 
 use super::{Ctx, allow_flags, driver, feature_before_open, xml};
@@ -13,11 +14,12 @@ use crate::rpc::messages::{
     ConnectGetHostnameRet, ConnectGetLibVersionRet, ConnectGetStoragePoolCapabilitiesArgs,
     ConnectGetStoragePoolCapabilitiesRet, ConnectGetSysinfoArgs, ConnectGetTypeRet,
     ConnectGetUriRet, ConnectGetVersionRet, ConnectIsSecureRet, ConnectListAllDomainsArgs,
-    ConnectListAllDomainsRet, ConnectOpenArgs, ConnectStoragePoolEventDeregisterAnyArgs,
-    ConnectStoragePoolEventRegisterAnyArgs, ConnectStoragePoolEventRegisterAnyRet,
-    ConnectSupportsFeatureArgs, ConnectSupportsFeatureRet, NodeGetInfoRet, XmlRet,
+    ConnectListAllDomainsRet, ConnectOpenArgs, ConnectSetIdentityArgs,
+    ConnectStoragePoolEventDeregisterAnyArgs, ConnectStoragePoolEventRegisterAnyArgs,
+    ConnectStoragePoolEventRegisterAnyRet, ConnectSupportsFeatureArgs, ConnectSupportsFeatureRet,
+    NodeGetInfoRet, TypedParam, XmlRet, typed_param_type_name,
 };
-use crate::rpc::proto::{RemoteError, flags};
+use crate::rpc::proto::{RemoteError, codes, domains, flags};
 
 /// libvirt version qpoold reports as its library version (the protocol it speaks).
 pub const LIB_VERSION: u64 = 9_000_000;
@@ -265,5 +267,189 @@ pub fn connect_storage_pool_event_deregister_any(
             "callback ID {} not registered",
             args.callback_id
         )))
+    }
+}
+
+/// The identity parameters libvirt 9.0 accepts (`virIdentitySetParameters`), with the
+/// `virTypedParameterType` each must have: strings (7), unsigned (4) and signed (3) longs.
+const IDENTITY_PARAMS: &[(&str, i32)] = &[
+    ("user-name", 7),
+    ("unix-user-id", 4),
+    ("group-name", 7),
+    ("unix-group-id", 4),
+    ("process-id", 3),
+    ("process-time", 4),
+    ("sasl-user-name", 7),
+    ("x509-distinguished-name", 7),
+    ("selinux-context", 7),
+    ("system.token", 7),
+];
+
+/// VIR_TYPED_PARAM_FIELD_LENGTH: a field name and its NUL must fit in 80 bytes.
+const TYPED_PARAM_FIELD_LENGTH: usize = 80;
+
+/// Checks identity parameters as libvirt 9.0 does (`virTypedParamsDeserialize`, then
+/// `virTypedParamsValidate` against [`IDENTITY_PARAMS`]), with libvirt's error for the first
+/// parameter that fails: a field name too long, a name given twice, a name of the wrong
+/// type, or a name libvirt does not know. Like libvirt, it walks the names in sorted order.
+pub fn check_identity(params: &[TypedParam]) -> Result<(), RemoteError> {
+    if let Some(p) = params
+        .iter()
+        .find(|p| p.field.len() >= TYPED_PARAM_FIELD_LENGTH)
+    {
+        return Err(RemoteError::new(
+            codes::INTERNAL_ERROR,
+            domains::NONE,
+            "internal error: %s",
+            format!("parameter {} too big for destination", p.field),
+        ));
+    }
+    let mut sorted: Vec<&TypedParam> = params.iter().collect();
+    sorted.sort_by(|a, b| a.field.cmp(&b.field));
+    let mut keys = IDENTITY_PARAMS.to_vec();
+    keys.sort_by(|a, b| a.0.cmp(b.0));
+    let invalid = |detail: String| {
+        RemoteError::new(
+            codes::INVALID_ARG,
+            domains::NONE,
+            "invalid argument: %s",
+            detail,
+        )
+    };
+    let (mut i, mut j) = (0, 0);
+    let mut last: Option<&str> = None;
+    while i < sorted.len() && j < keys.len() {
+        let (name, want) = keys[j];
+        let p = sorted[i];
+        if p.field != name {
+            j += 1;
+            continue;
+        }
+        if last == Some(name) {
+            return Err(invalid(format!("parameter '{name}' occurs multiple times")));
+        }
+        if p.value.type_number() != want {
+            return Err(invalid(format!(
+                "invalid type '{}' for parameter '{name}', expected '{}'",
+                p.value.type_name(),
+                typed_param_type_name(want)
+            )));
+        }
+        last = Some(name);
+        i += 1;
+    }
+    if i < sorted.len() {
+        return Err(RemoteError::new(
+            codes::ARGUMENT_UNSUPPORTED,
+            domains::NONE,
+            "argument unsupported: %s",
+            format!("parameter '{}' not supported", sorted[i].field),
+        ));
+    }
+    Ok(())
+}
+
+/// `REMOTE_PROC_CONNECT_SET_IDENTITY`: a daemon that forwards its clients' storage calls
+/// (virtqemud) names the client it acts for. qpoold checks the parameters as libvirt does
+/// and logs the identity; access is decided by the socket, as without it. Accepted on
+/// read-only connections too: virtqemud sends it on the read-only socket as well.
+pub fn connect_set_identity(
+    ctx: &Ctx<'_>,
+    args: ConnectSetIdentityArgs,
+) -> Result<(), RemoteError> {
+    allow_flags(args.flags, 0, "virConnectSetIdentity")?;
+    check_identity(&args.params.0)?;
+    let identity: Vec<String> = args
+        .params
+        .0
+        .iter()
+        .map(|p| format!("{}={}", p.field, p.value))
+        .collect();
+    log::debug!(
+        "connection {}: identity {}",
+        ctx.conn.id(),
+        if identity.is_empty() {
+            "(none)".to_string()
+        } else {
+            identity.join(" ")
+        }
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc::messages::TypedParamValue;
+
+    fn param(field: &str, value: TypedParamValue) -> TypedParam {
+        TypedParam {
+            field: field.into(),
+            value,
+        }
+    }
+
+    /// The six parameters virtqemud 9.0 sends for a client (modular-libvirt.md).
+    fn virtqemud_identity() -> Vec<TypedParam> {
+        vec![
+            param("user-name", TypedParamValue::String("root".into())),
+            param("unix-user-id", TypedParamValue::ULLong(0)),
+            param("group-name", TypedParamValue::String("root".into())),
+            param("unix-group-id", TypedParamValue::ULLong(0)),
+            param("process-id", TypedParamValue::LLong(4242)),
+            param("process-time", TypedParamValue::ULLong(123_456)),
+        ]
+    }
+
+    #[test]
+    fn identity_of_virtqemud_and_an_empty_one_are_accepted() {
+        assert_eq!(check_identity(&virtqemud_identity()), Ok(()));
+        assert_eq!(check_identity(&[]), Ok(()));
+    }
+
+    #[test]
+    fn identity_parameter_of_the_wrong_type_is_an_invalid_argument() {
+        let mut params = virtqemud_identity();
+        params[1] = param("unix-user-id", TypedParamValue::Int(0));
+        let e = check_identity(&params).unwrap_err();
+        assert_eq!((e.code, e.domain), (codes::INVALID_ARG, domains::NONE));
+        assert_eq!(
+            e.message,
+            "invalid argument: invalid type 'int' for parameter 'unix-user-id', expected 'ullong'"
+        );
+    }
+
+    #[test]
+    fn identity_parameter_given_twice_is_an_invalid_argument() {
+        let mut params = virtqemud_identity();
+        params.push(param("user-name", TypedParamValue::String("other".into())));
+        let e = check_identity(&params).unwrap_err();
+        assert_eq!(
+            e.message,
+            "invalid argument: parameter 'user-name' occurs multiple times"
+        );
+    }
+
+    #[test]
+    fn identity_parameter_libvirt_does_not_know_is_unsupported() {
+        let mut params = virtqemud_identity();
+        params.push(param("zz-shoe-size", TypedParamValue::UInt(44)));
+        let e = check_identity(&params).unwrap_err();
+        assert_eq!(e.code, codes::ARGUMENT_UNSUPPORTED);
+        assert_eq!(
+            e.message,
+            "argument unsupported: parameter 'zz-shoe-size' not supported"
+        );
+    }
+
+    #[test]
+    fn identity_field_name_of_80_bytes_is_too_big() {
+        let e = check_identity(&[param(&"a".repeat(80), TypedParamValue::Int(1))]).unwrap_err();
+        assert_eq!(e.code, codes::INTERNAL_ERROR);
+        assert!(
+            e.message.ends_with("too big for destination"),
+            "{}",
+            e.message
+        );
     }
 }

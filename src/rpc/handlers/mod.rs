@@ -24,6 +24,10 @@ use crate::pool::{Download, Upload};
 
 /// What a connection-level procedure may change or ask about its connection.
 pub trait Connection {
+    /// The connection's number in the log (0 for one that has none).
+    fn id(&self) -> u64 {
+        0
+    }
     /// Whether `CONNECT_OPEN` has been answered.
     fn is_open(&self) -> bool;
     /// Opens the connection; read-only when asked, or when the socket is read-only.
@@ -233,6 +237,7 @@ pub static PROCEDURES: &[Procedure] = &[
     procedure!(378, STORAGE_VOL_GET_INFO_FLAGS, "virStorageVolGetInfoFlags", Query, Inline, volumes::storage_vol_get_info_flags),
     procedure!(391, STORAGE_POOL_LOOKUP_BY_TARGET_PATH, "virStoragePoolLookupByTargetPath", Query, Worker, pools::storage_pool_lookup_by_target_path),
     procedure!(403, CONNECT_GET_STORAGE_POOL_CAPABILITIES, "virConnectGetStoragePoolCapabilities", Query, Inline, connect::connect_get_storage_pool_capabilities),
+    procedure!(419, CONNECT_SET_IDENTITY, "virConnectSetIdentity", Query, Inline, connect::connect_set_identity),
 ];
 
 /// The facts of procedure `number`, if qpoold answers it.

@@ -704,6 +704,10 @@ fn every_procedure_answers_in_process() {
                 need_results: 1,
                 flags: 0,
             }),
+            419 => to_bytes(&ConnectSetIdentityArgs {
+                params: crate::rpc::xdr::BoundedVec(Vec::new()),
+                flags: 0,
+            }),
             _ => Vec::new(),
         }
     };

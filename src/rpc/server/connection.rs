@@ -204,6 +204,9 @@ pub struct Session<'a> {
 }
 
 impl Connection for Session<'_> {
+    fn id(&self) -> u64 {
+        self.conn.id
+    }
     fn is_open(&self) -> bool {
         self.conn.opened.load(Ordering::SeqCst)
     }
@@ -315,19 +318,14 @@ impl Server {
 
     fn call(self: &Arc<Self>, conn: &Arc<Conn>, h: Header, args: Vec<u8>) {
         let Some(procedure) = handlers::procedure(h.proc_) else {
+            let started = Instant::now();
             let open = conn.opened.load(Ordering::SeqCst);
             let err = if open {
                 RemoteError::unknown_procedure(h.proc_)
             } else {
                 RemoteError::not_open()
             };
-            log::debug!(
-                "connection {}: call {} (serial {}): {}",
-                conn.id,
-                h.proc_,
-                h.serial,
-                err.message
-            );
+            super::log_call(conn.id, "?", &h, Some(&err), started.elapsed());
             conn.reply_error(&h, &err);
             return;
         };

@@ -7,9 +7,11 @@
 //! keepalive. The engine is synchronous and blocking, so threads map onto it directly; the
 //! number of concurrent workers per connection is bounded.
 //!
-//! Owns: accepting on a listener, the set of connections, running one call (with panics
-//! answered as internal errors, and the debug log line of every call), server PINGs to idle
-//! clients, and the counters that idle exit and clean shutdown read; its submodules own a
+//! Owns: accepting on a listener until told to stop, the set of connections, running one
+//! call (with panics answered as internal errors, and the debug log line of every call:
+//! connection, procedure name and number, serial, `ok` or the libvirt error code and
+//! domain, duration), server PINGs to idle clients, and the counters that idle exit and
+//! clean shutdown read; its submodules own a
 //! connection ([`connection`]), event registrations ([`events`]) and stream pumps
 //! ([`streams`]).
 //! Must not: implement procedures (`handlers` does).
@@ -18,13 +20,16 @@ pub mod connection;
 pub mod events;
 pub mod streams;
 
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use connection::{Conn, Session, keepalive};
 use events::Events;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, poll};
 
 use super::handlers::{self, Ctx, Outcome};
 use super::proto::RemoteError;
@@ -35,6 +40,8 @@ use crate::pool::registry::Registry;
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 /// Unanswered pings before the server drops the connection.
 const KEEPALIVE_COUNT: u64 = 5;
+/// How long an accepting thread waits before it looks at the stop flag again (ms).
+const ACCEPT_WAIT: u16 = 500;
 
 /// The server shared by all connections.
 pub struct Server {
@@ -45,6 +52,7 @@ pub struct Server {
     active: AtomicUsize,
     calls: AtomicUsize,
     last_activity: Mutex<Instant>,
+    stopping: AtomicBool,
 }
 
 impl Server {
@@ -58,6 +66,7 @@ impl Server {
             active: AtomicUsize::new(0),
             calls: AtomicUsize::new(0),
             last_activity: Mutex::new(Instant::now()),
+            stopping: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&server);
         server.registry.set_listener(move |event| {
@@ -97,11 +106,31 @@ impl Server {
         *self.last_activity.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
-    /// Accepts connections on `listener` forever, one thread per connection.
+    /// Stops accepting: every [`Server::serve`] returns soon, and connections that arrive
+    /// from now on stay in the listen queue (under socket activation systemd hands them to
+    /// the next qpoold). Connections already accepted go on.
+    pub fn stop_accepting(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Accepts connections on `listener`, one thread per connection, until
+    /// [`Server::stop_accepting`].
     pub fn serve(self: &Arc<Self>, listener: UnixListener, readonly: bool) {
-        for stream in listener.incoming() {
-            match stream {
-                Ok(stream) => {
+        while !self.stopping.load(Ordering::SeqCst) {
+            let mut ready = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut ready, ACCEPT_WAIT) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    log::error!("cannot wait for connections: {e}");
+                    return;
+                }
+            }
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            match listener.accept() {
+                Ok((stream, _)) => {
                     let server = Arc::clone(self);
                     let spawned = std::thread::Builder::new()
                         .name("qpoold-conn".into())
@@ -165,53 +194,81 @@ impl Server {
         };
         let procedure = handlers::procedure(h.proc_);
         let name = procedure.map_or("?", |p| p.name);
+        // The log line is written before the reply, so a client that has its answer finds
+        // the line in the log.
+        let log = |failure: Option<&RemoteError>| {
+            log_call(conn.id, name, h, failure, started.elapsed());
+        };
         let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let result = match procedure {
                 Some(p) => handlers::dispatch(&ctx, p, args),
                 None => Err(RemoteError::unknown_procedure(h.proc_)),
             };
-            let code = result.as_ref().err().map(|e| e.code);
             match result {
-                Ok(Outcome::Reply(payload)) => conn.reply_ok(h, &payload),
-                Ok(Outcome::Upload { upload, name }) if may_stream => {
-                    streams::upload(conn, h, upload, &name);
+                Ok(Outcome::Reply(payload)) => {
+                    log(None);
+                    conn.reply_ok(h, &payload);
+                }
+                Ok(Outcome::Upload {
+                    upload,
+                    name: volume,
+                }) if may_stream => {
+                    log(None);
+                    streams::upload(conn, h, upload, &volume);
                 }
                 Ok(Outcome::Download { download }) if may_stream => {
+                    log(None);
                     streams::download(conn, h, download);
                 }
                 Ok(Outcome::Upload { .. } | Outcome::Download { .. }) => {
                     log::error!("procedure {} opened a stream in the reader thread", h.proc_);
-                    conn.reply_error(
-                        h,
-                        &RemoteError::internal(format!("procedure {} cannot stream here", h.proc_)),
-                    );
+                    let e =
+                        RemoteError::internal(format!("procedure {} cannot stream here", h.proc_));
+                    log(Some(&e));
+                    conn.reply_error(h, &e);
                 }
-                Err(e) => conn.reply_error(h, &e),
+                Err(e) => {
+                    log(Some(&e));
+                    conn.reply_error(h, &e);
+                }
             }
-            code
         }));
-        match handled {
-            Ok(code) => log::debug!(
-                "connection {}: {name} ({}) serial {}: {} in {:.3} ms",
+        if handled.is_err() {
+            log::error!(
+                "connection {}: procedure {name} ({}) panicked",
                 conn.id,
-                h.proc_,
-                h.serial,
-                code.map_or("ok".to_string(), |c| format!("error {c}")),
-                started.elapsed().as_secs_f64() * 1000.0
-            ),
-            Err(_) => {
-                log::error!(
-                    "connection {}: procedure {name} ({}) panicked",
-                    conn.id,
-                    h.proc_
-                );
-                conn.reply_error(
-                    h,
-                    &RemoteError::internal(format!("procedure {} failed unexpectedly", h.proc_)),
-                );
-            }
+                h.proc_
+            );
+            let e = RemoteError::internal(format!("procedure {} failed unexpectedly", h.proc_));
+            log(Some(&e));
+            conn.reply_error(h, &e);
         }
         self.calls.fetch_sub(1, Ordering::SeqCst);
         self.leave();
     }
+}
+
+/// The debug line of one answered call: what a client asked and how it ended, e.g.
+/// `connection 3: STORAGE_VOL_CREATE_XML (93) serial 7: ok in 1.204 ms`, or
+/// `… serial 6: error 49 domain 18 (Storage pool not found: …) in 0.051 ms`.
+pub(crate) fn log_call(
+    conn: u64,
+    name: &str,
+    h: &Header,
+    failure: Option<&RemoteError>,
+    elapsed: Duration,
+) {
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    let result = match failure {
+        None => "ok".to_string(),
+        Some(e) => format!("error {} domain {} ({})", e.code, e.domain, e.message),
+    };
+    log::debug!(
+        "connection {conn}: {name} ({}) serial {}: {result} in {:.3} ms",
+        h.proc_,
+        h.serial,
+        elapsed.as_secs_f64() * 1000.0
+    );
 }

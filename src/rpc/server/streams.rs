@@ -65,36 +65,44 @@ fn engine_error(conn: &Conn, h: &Header, e: &crate::Error) {
     conn.stream_error(h, &errors::engine(e));
 }
 
-/// Runs an upload: OK reply, then the client's packets into the volume.
-pub fn upload(conn: &Conn, h: &Header, mut upload: Upload, name: &str) {
+/// Runs an upload: OK reply, then the client's packets into the volume. The volume is
+/// released (its writer closed, its lock dropped) before the packet that ends the stream
+/// goes out, so a client that uses the volume again as soon as it has read that packet
+/// finds it free.
+pub fn upload(conn: &Conn, h: &Header, upload: Upload, name: &str) {
     let rx = register(conn, h.serial);
     conn.reply_ok(h, &[]);
-    let mut failed = false;
+    // `None` once the stream failed: later packets are read and dropped until the end.
+    let mut upload = Some(upload);
     loop {
         match rx.recv() {
-            Ok(StreamPacket::Data(bytes)) if !failed => {
-                if let Err(e) = upload.write_data(&bytes) {
+            Ok(StreamPacket::Data(bytes)) => {
+                let written = upload.as_mut().map(|u| u.write_data(&bytes));
+                if let Some(Err(e)) = written {
+                    upload = None;
                     engine_error(conn, h, &e);
-                    failed = true;
                 }
             }
-            Ok(StreamPacket::Hole(len)) if !failed => {
-                if let Err(e) = upload.write_hole(len) {
+            Ok(StreamPacket::Hole(len)) => {
+                let written = upload.as_mut().map(|u| u.write_hole(len));
+                if let Some(Err(e)) = written {
+                    upload = None;
                     engine_error(conn, h, &e);
-                    failed = true;
                 }
             }
-            Ok(StreamPacket::Bad(reason)) if !failed => {
-                conn.stream_error(
-                    h,
-                    &RemoteError::invalid_arg(format!("cannot stream volume '{name}': {reason}")),
-                );
-                failed = true;
+            Ok(StreamPacket::Bad(reason)) => {
+                if upload.take().is_some() {
+                    conn.stream_error(
+                        h,
+                        &RemoteError::invalid_arg(format!(
+                            "cannot stream volume '{name}': {reason}"
+                        )),
+                    );
+                }
             }
-            Ok(StreamPacket::Data(_) | StreamPacket::Hole(_) | StreamPacket::Bad(_)) => {}
             Ok(StreamPacket::Finish) => {
-                if !failed {
-                    match upload.finish() {
+                if let Some(u) = upload.take() {
+                    match u.finish() {
                         Ok(()) => conn.stream_packet(h, msg_type::STREAM, status::OK, &[]),
                         Err(e) => engine_error(conn, h, &e),
                     }
@@ -102,12 +110,14 @@ pub fn upload(conn: &Conn, h: &Header, mut upload: Upload, name: &str) {
                 break;
             }
             Ok(StreamPacket::Abort) => {
+                upload = None;
                 conn.stream_packet(h, msg_type::STREAM, status::OK, &[]);
                 break;
             }
             Err(_) => break,
         }
     }
+    drop(upload);
     unregister(conn, h.serial);
 }
 
