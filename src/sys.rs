@@ -220,7 +220,7 @@ pub fn copy_span(src: &File, dst: &File, span: Span, done: &mut dyn FnMut(u64)) 
 }
 
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: starts writing back a range without waiting.
-fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
     let (offset, len) = (to_off(offset)?, to_off(len)?);
     // SAFETY: the descriptor belongs to `file`, which outlives the call; sync_file_range
     // takes plain integers and touches no memory of ours.

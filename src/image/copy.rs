@@ -18,7 +18,7 @@ use super::file::{WriteReport, Writing, with_target};
 use super::guest::{BlockStatus, GuestImage, open_guest_file};
 use super::plan::{ImagePlan, create};
 use super::qcow2::{self, Layout, Options};
-use super::{Error, ImageInfo, raw};
+use super::{Corruption, Error, ImageInfo, raw};
 use crate::model::{Preallocation, VolFormat};
 
 /// The volume a copy reads, opened and inspected by the caller.
@@ -437,9 +437,10 @@ fn fill_qcow2(
             while runs.peek().is_some_and(|r| r.guest + r.count <= cluster) {
                 runs.next();
             }
-            let run = *runs.peek().filter(|r| r.guest <= cluster).ok_or_else(|| {
-                Error::CorruptImage(format!("guest cluster {cluster} has no mapping"))
-            })?;
+            let run = *runs
+                .peek()
+                .filter(|r| r.guest <= cluster)
+                .ok_or(Corruption::UnmappedCluster(cluster))?;
             let run_end = (run.guest + run.count) * cs;
             let until = extent.end.min(run_end);
             let base = run.guest * cs;

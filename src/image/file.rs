@@ -69,6 +69,9 @@ pub trait ImageFile {
     }
     /// Flushes data and metadata to stable storage.
     fn sync(&self) -> io::Result<()>;
+    /// A hint: start writing `offset .. offset + len` back to the disk without waiting, so
+    /// the final [`ImageFile::sync`] finds less to do. By default nothing.
+    fn start_writeback(&self, _offset: u64, _len: u64) {}
     /// The holes (ranges that hold no data) within `offset .. offset + len`; by default the
     /// whole range, for files that cannot tell.
     fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
@@ -116,6 +119,10 @@ impl ImageFile for File {
     fn sync(&self) -> io::Result<()> {
         self.sync_all()
     }
+    fn start_writeback(&self, offset: u64, len: u64) {
+        // Only a hint: a failure shows up in the later sync.
+        let _ = crate::sys::start_writeback(self, offset, len);
+    }
     fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
         let end = offset + len;
         let size = self.metadata()?.len();
@@ -153,6 +160,9 @@ impl<F: ImageFile + ?Sized> ImageFile for &F {
     fn sync(&self) -> io::Result<()> {
         (**self).sync()
     }
+    fn start_writeback(&self, offset: u64, len: u64) {
+        (**self).start_writeback(offset, len)
+    }
     fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
         (**self).holes(offset, len)
     }
@@ -181,6 +191,9 @@ impl<F: ImageFile> ImageFile for NoFallocate<F> {
     }
     fn sync(&self) -> io::Result<()> {
         self.0.sync()
+    }
+    fn start_writeback(&self, offset: u64, len: u64) {
+        self.0.start_writeback(offset, len)
     }
     fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
         self.0.holes(offset, len)
@@ -240,9 +253,81 @@ impl<F: ImageFile> ImageFile for Reporting<'_, F> {
     fn sync(&self) -> io::Result<()> {
         self.inner.sync()
     }
+    fn start_writeback(&self, offset: u64, len: u64) {
+        self.inner.start_writeback(offset, len)
+    }
     fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
         self.inner.holes(offset, len)
     }
+}
+
+/// An aligned window into a zeroed buffer: no allocator tricks, no unsafe.
+fn aligned_zeros(backing: &[u8]) -> &[u8] {
+    let skew = backing.as_ptr().align_offset(DIRECT_ALIGN);
+    &backing[skew..skew + DIRECT_CHUNK]
+}
+
+/// Writes zeros over the aligned `start .. end` of a file in O_DIRECT mode, two writes in
+/// flight (this thread and one more, each taking the next chunk): the disk always has the
+/// next request queued while one completes. The first chunk goes alone; a filesystem that
+/// refuses its alignment (`EINVAL`) gets the rest through the page cache.
+fn write_direct_zeroes(
+    file: &File,
+    start: u64,
+    end: u64,
+    done: &mut dyn FnMut(u64),
+) -> io::Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let chunk_at =
+        |at: u64| usize::try_from(end - at).map_or(DIRECT_CHUNK, |left| left.min(DIRECT_CHUNK));
+    let backing = vec![0u8; DIRECT_CHUNK + DIRECT_ALIGN];
+    let zeros = aligned_zeros(&backing);
+    let first = chunk_at(start);
+    match FileExt::write_all_at(file, &zeros[..first], start) {
+        Ok(()) => done(first as u64),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            crate::sys::set_direct(file, false)?;
+            return write_zeroes_buffered(file, start, end - start, done);
+        }
+        Err(e) => return Err(e),
+    }
+    let next = AtomicU64::new(start + first as u64);
+    let failed = AtomicBool::new(false);
+    // Takes chunks until none is left or a writer failed; the first error wins.
+    let writer = |zeros: &[u8], report: &mut dyn FnMut(u64)| -> io::Result<()> {
+        while !failed.load(Ordering::Relaxed) {
+            let at = next.fetch_add(DIRECT_CHUNK as u64, Ordering::Relaxed);
+            if at >= end {
+                break;
+            }
+            let n = chunk_at(at);
+            if let Err(e) = FileExt::write_all_at(file, &zeros[..n], at) {
+                failed.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+            report(n as u64);
+        }
+        Ok(())
+    };
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        let helper = scope.spawn(move || {
+            let backing = vec![0u8; DIRECT_CHUNK + DIRECT_ALIGN];
+            writer(aligned_zeros(&backing), &mut |n| {
+                let _ = tx.send(n);
+            })
+        });
+        // The helper's chunks are reported here too, as they complete.
+        let mine = writer(zeros, &mut |n| {
+            done(n);
+            rx.try_iter().for_each(&mut *done);
+        });
+        let theirs = helper
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("zero writer panicked")));
+        rx.try_iter().for_each(&mut *done);
+        mine.and(theirs)
+    })
 }
 
 /// Alignment of O_DIRECT buffers and offsets.
@@ -266,33 +351,64 @@ pub fn write_zeroes_direct(
     if mid_end - mid_start < DIRECT_CHUNK as u64 || crate::sys::set_direct(file, true).is_err() {
         return write_zeroes_buffered(file, offset, len, done);
     }
-    // An aligned window into a zeroed buffer: no allocator tricks, no unsafe.
-    let backing = vec![0u8; DIRECT_CHUNK + DIRECT_ALIGN];
-    let skew = backing.as_ptr().align_offset(DIRECT_ALIGN);
-    let zeros = &backing[skew..skew + DIRECT_CHUNK];
-    let mut at = mid_start;
-    let result = (|| {
-        while at < mid_end {
-            let n =
-                usize::try_from(mid_end - at).map_or(DIRECT_CHUNK, |left| left.min(DIRECT_CHUNK));
-            match FileExt::write_all_at(file, &zeros[..n], at) {
-                Ok(()) => {
-                    at += n as u64;
-                    done(n as u64);
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    // The filesystem takes O_DIRECT but not this alignment: finish buffered.
-                    crate::sys::set_direct(file, false)?;
-                    return write_zeroes_buffered(file, at, mid_end - at, done);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    })();
+    let result = write_direct_zeroes(file, mid_start, mid_end, done);
     let restored = crate::sys::set_direct(file, false);
     result?;
     restored?;
     write_zeroes_buffered(file, offset, mid_start - offset, done)?;
     write_zeroes_buffered(file, mid_end, end - mid_end, done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A file of `len` bytes of 0xAA.
+    fn patterned(len: usize) -> (tempfile::TempDir, File) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![0xAAu8; len]).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        (dir, file)
+    }
+
+    #[test]
+    fn direct_zeroes_cover_exactly_the_range_and_report_every_byte_as_it_goes() {
+        // Unaligned ends around several chunks: both writers, the buffered ends.
+        let (s, e) = (1000usize, 1000 + 3 * DIRECT_CHUNK + 5000);
+        let (start, len) = (s as u64, (e - s) as u64);
+        let total = e + 777;
+        let (_dir, mut file) = patterned(total);
+        let mut reports = Vec::new();
+        write_zeroes_direct(&file, start, len, &mut |n| reports.push(n)).unwrap();
+        assert_eq!(reports.iter().sum::<u64>(), len);
+        assert!(reports.len() >= 4, "{reports:?}");
+        let mut back = Vec::new();
+        file.read_to_end(&mut back).unwrap();
+        assert_eq!(back.len(), total);
+        assert!(back[..s].iter().all(|&b| b == 0xAA));
+        assert!(back[s..e].iter().all(|&b| b == 0));
+        assert!(back[e..].iter().all(|&b| b == 0xAA));
+        // O_DIRECT is off again for later writes.
+        let flags = nix::fcntl::fcntl(
+            std::os::fd::AsFd::as_fd(&file),
+            nix::fcntl::FcntlArg::F_GETFL,
+        )
+        .unwrap();
+        assert_eq!(flags & libc::O_DIRECT, 0);
+    }
+
+    #[test]
+    fn a_failing_direct_write_is_the_error() {
+        let (dir, _file) = patterned(4 * DIRECT_CHUNK);
+        let read_only = File::open(dir.path().join("f")).unwrap();
+        let err =
+            write_zeroes_direct(&read_only, 0, 4 * DIRECT_CHUNK as u64, &mut |_| {}).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+    }
 }
