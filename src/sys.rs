@@ -503,17 +503,18 @@ pub fn fchown(file: &File, owner: Option<u32>, group: Option<u32>) -> io::Result
     .map_err(to_io)
 }
 
-/// Filesystem sizes of the filesystem holding `fd`, in bytes: (total, used, available).
+/// Filesystem sizes of the filesystem holding `fd`, in bytes, as libvirt's dir pool counts
+/// them: (total `f_blocks`, used `f_blocks - f_bfree`, free `f_bfree`). Free counts the
+/// blocks kept for root too, as libvirt does (its daemon runs as root).
 pub fn fs_sizes(fd: BorrowedFd<'_>) -> io::Result<(u64, u64, u64)> {
     let st = nix::sys::statvfs::fstatvfs(fd).map_err(to_io)?;
     let frsize = st.fragment_size();
     let blocks = st.blocks();
     let free = st.blocks_free();
-    let avail = st.blocks_available();
     Ok((
         blocks.saturating_mul(frsize),
         blocks.saturating_sub(free).saturating_mul(frsize),
-        avail.saturating_mul(frsize),
+        free.saturating_mul(frsize),
     ))
 }
 

@@ -25,7 +25,7 @@ use crate::model::{FallocateMode, UnknownName, VolFormat, WipeAlgorithm};
 use crate::policy::CreateFlags;
 use crate::pool::{Pool, ResizeRequest, WhenInUse};
 use crate::units::{SizeError, parse_virsh_size};
-use crate::xml::{BackingStoreDef, VolumeDef};
+use crate::xml::{BackingStoreDef, CapacityRule, VolumeDef};
 
 /// Environment variable naming the pool directory (like `--pool-dir`).
 pub const POOL_DIR_ENV: &str = "QPOOL_POOL_DIR";
@@ -430,11 +430,16 @@ pub fn open_pool(pool_dir: Option<&Path>) -> Result<(Pool, bool), Error> {
 }
 
 fn read_volume_xml(path: &Path) -> Result<VolumeDef, Error> {
+    read_volume_xml_with(path, CapacityRule::Required)
+}
+
+/// Reads a volume XML file under `rule` (a create-from may leave the capacity out).
+fn read_volume_xml_with(path: &Path, rule: CapacityRule) -> Result<VolumeDef, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::ReadingFile {
         path: path.to_path_buf(),
         source,
     })?;
-    VolumeDef::parse(&text).map_err(|e| Error::XmlFile {
+    VolumeDef::parse_with(&text, rule).map_err(|e| Error::XmlFile {
         path: path.to_path_buf(),
         source: e.into(),
     })
@@ -656,10 +661,16 @@ fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> 
             prealloc_metadata,
             reflink,
         } => {
-            let def = read_volume_xml(file)?;
+            let def = read_volume_xml_with(file, CapacityRule::FromSource)?;
             let source = pool.volume_name(vol)?;
-            let created =
-                pool.create_volume_from(&def, &source, flags(*prealloc_metadata), *reflink, None)?;
+            let created = pool.create_volume_from(
+                &def,
+                pool,
+                &source,
+                flags(*prealloc_metadata),
+                *reflink,
+                None,
+            )?;
             match args.output {
                 OutputFormat::Json => output::json::created(&created),
                 OutputFormat::Human => {

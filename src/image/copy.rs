@@ -184,7 +184,7 @@ impl CopyPlan {
                 if *reflink {
                     self::reflink(src, dst)?;
                 } else {
-                    copy_sparse(src, dst, writing)?;
+                    copy_sparse(src, dst, *exact, writing)?;
                 }
                 let mut report = WriteReport::default();
                 if plan.format() == VolFormat::Raw && !*exact {
@@ -230,6 +230,7 @@ impl CopyPlan {
                             source,
                         })?;
                     fill_raw(guest.as_mut(), extents, dst, writing)?;
+                    allocate_first_block(dst, plan.capacity())?;
                     finish_raw(dst, plan, plan.capacity(), writing)?
                 }
             },
@@ -268,11 +269,17 @@ fn write_error(offset: u64) -> impl Fn(std::io::Error) -> Error {
 }
 
 /// Copies all of `src` into the empty `dst`, keeping holes: written extents of the source
-/// are copied in the kernel, reserved-but-unwritten ones (FIEMAP) are reserved in the copy
-/// without reading them. Where FIEMAP is unavailable, SEEK_DATA decides (and may call
-/// reserved, never written blocks holes: callers that know the source was preallocated
-/// reserve the copy themselves).
-fn copy_sparse(src: &File, dst: &File, writing: Writing<'_>) -> Result<(), Error> {
+/// are copied in the kernel; reserved-but-unwritten ones (FIEMAP) hold only zeros, so an
+/// exact copy (`keep_reserved`) reserves them in the copy without reading them and any other
+/// copy leaves them holes (its own preallocation is applied afterwards). Where FIEMAP is
+/// unavailable, SEEK_DATA decides (and may call reserved, never written blocks holes:
+/// callers that know the source was preallocated reserve the copy themselves).
+fn copy_sparse(
+    src: &File,
+    dst: &File,
+    keep_reserved: bool,
+    writing: Writing<'_>,
+) -> Result<(), Error> {
     let len = src.metadata().map_err(Error::ReadingImage)?.len();
     let extents = match crate::sys::allocated_extents(src, len).map_err(Error::ReadingImage)? {
         Some(extents) => extents,
@@ -283,6 +290,9 @@ fn copy_sparse(src: &File, dst: &File, writing: Writing<'_>) -> Result<(), Error
             .collect(),
     };
     for (start, end, unwritten) in extents {
+        if unwritten && !keep_reserved {
+            continue;
+        }
         if unwritten {
             // Reserved, never written: reserve it in the copy too, nothing to read.
             crate::sys::fallocate_keep_size(dst, start, end - start).map_err(|source| {
@@ -320,23 +330,55 @@ fn reflink(src: &File, dst: &File) -> Result<(), Error> {
     })
 }
 
-/// The runs of guest bytes below `limit` that hold data, as `Range`s of bytes.
+/// Blocks of guest data that read as zeros are left out of a conversion, as `qemu-img
+/// convert` leaves them out (its default `-S 4k`): holes stay holes, and a raw file's
+/// reserved but never written blocks stay unallocated in the copy.
+const ZERO_BLOCK: u64 = 4096;
+
+/// The runs of guest bytes below `limit` that hold data, as `Range`s of bytes: what the
+/// image maps as data, less the aligned [`ZERO_BLOCK`]s of it that read as zeros.
 fn data_extents(src: &mut dyn GuestImage, limit: u64) -> Result<Vec<Range<u64>>, Error> {
     let end = limit.min(src.size());
-    let mut out: Vec<Range<u64>> = Vec::new();
+    let mut mapped: Vec<Range<u64>> = Vec::new();
     let mut at = 0;
     while at < end {
         let (status, len) = src.status(at, end - at)?;
         let next = (at + len.max(1)).min(end);
         if status == BlockStatus::Data {
-            match out.last_mut() {
-                Some(prev) if prev.end == at => prev.end = next,
-                _ => out.push(at..next),
-            }
+            push_range(&mut mapped, at..next);
         }
         at = next;
     }
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; usize::try_from(CHUNK).unwrap_or(0)];
+    for extent in mapped {
+        let mut at = extent.start;
+        while at < extent.end {
+            let n = (extent.end - at).min(CHUNK);
+            let chunk = &mut buf[..usize::try_from(n).unwrap_or(0)];
+            src.read_at(chunk, at)?;
+            let mut block = at;
+            while block < at + n {
+                let block_end = ((block / ZERO_BLOCK + 1) * ZERO_BLOCK).min(at + n);
+                let bytes = &chunk[usize::try_from(block - at).unwrap_or(0)
+                    ..usize::try_from(block_end - at).unwrap_or(0)];
+                if bytes.iter().any(|&b| b != 0) {
+                    push_range(&mut out, block..block_end);
+                }
+                block = block_end;
+            }
+            at += n;
+        }
+    }
     Ok(out)
+}
+
+/// Appends `r` to sorted, disjoint `ranges`, merging it with the last one when they touch.
+fn push_range(ranges: &mut Vec<Range<u64>>, r: Range<u64>) {
+    match ranges.last_mut() {
+        Some(prev) if prev.end == r.start => prev.end = r.end,
+        _ => ranges.push(r),
+    }
 }
 
 /// The guest clusters (of `cluster_size`) that hold any of `extents`, merged.
@@ -415,6 +457,22 @@ fn fill_qcow2(
         }
     }
     Ok(())
+}
+
+/// Writes zeros into the first block of a converted raw file when it is a hole, as
+/// `qemu-img convert` does (qemu allocates it when it creates a raw file, so that the
+/// alignment of the file can be probed): 4 KiB, or 512 bytes of a smaller file.
+fn allocate_first_block(dst: &File, size: u64) -> Result<(), Error> {
+    let len = if size < 4096 { 512.min(size) } else { 4096 };
+    if len == 0
+        || !crate::sys::data_ranges(dst, 0, len)
+            .map_err(Error::ReadingImage)?
+            .is_empty()
+    {
+        return Ok(());
+    }
+    dst.write_all_at(&vec![0u8; usize::try_from(len).unwrap_or(0)], 0)
+        .map_err(write_error(0))
 }
 
 /// Writes the guest data `extents` of `src` into a raw file at the same offsets.

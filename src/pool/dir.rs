@@ -129,7 +129,7 @@ impl PoolDir {
         sys::unlink_at(self.fd.as_fd(), OsStr::new(name))
     }
 
-    /// (total, used, available) bytes of the filesystem.
+    /// (total, used, free) bytes of the filesystem, as libvirt counts them ([`sys::fs_sizes`]).
     pub fn fs_sizes(&self) -> io::Result<(u64, u64, u64)> {
         sys::fs_sizes(self.fd.as_fd())
     }

@@ -164,6 +164,7 @@ pub struct Upload {
     writer: VolumeWriter,
     name: String,
     on_finish: Option<FinishHook>,
+    closed: OnClose,
 }
 
 /// What runs once an upload has finished well.
@@ -172,6 +173,29 @@ struct FinishHook(Box<dyn FnOnce() + Send>);
 impl std::fmt::Debug for FinishHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("FinishHook")
+    }
+}
+
+/// A function run once, when the upload it belongs to is over (finished, failed or
+/// dropped).
+#[derive(Default)]
+struct OnClose(Option<Box<dyn FnOnce() + Send>>);
+
+impl std::fmt::Debug for OnClose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "OnClose(set)"
+        } else {
+            "OnClose"
+        })
+    }
+}
+
+impl Drop for OnClose {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
     }
 }
 
@@ -208,14 +232,24 @@ impl Upload {
             writer,
             name,
             on_finish,
+            closed,
         } = self;
-        writer
+        let result = writer
             .finish()
-            .map_err(|source| Error::Streaming { name, source })?;
-        if let Some(FinishHook(hook)) = on_finish {
+            .map_err(|source| Error::Streaming { name, source });
+        if result.is_ok()
+            && let Some(FinishHook(hook)) = on_finish
+        {
             hook();
         }
-        Ok(())
+        drop(closed);
+        result
+    }
+
+    /// Runs `f` once the upload is over, however it ends (libvirt refreshes the pool then).
+    pub fn on_close(mut self, f: impl FnOnce() + Send + 'static) -> Upload {
+        self.closed = OnClose(Some(Box::new(f)));
+        self
     }
 }
 
@@ -529,6 +563,8 @@ impl Pool {
         when: WhenInUse,
     ) -> Result<VolumeInfo, Error> {
         let info = self.volume(name)?;
+        // libvirt refuses a volume in use before it looks at the request.
+        let (file, st) = self.open_volume_file(name, Access::Write(when))?;
         let old = info.capacity;
         let refuse = |refusal| Error::InvalidResize {
             name: name.to_string(),
@@ -545,25 +581,20 @@ impl Pool {
             }
             (false, _) => req.capacity,
         };
+        // Then libvirt's order: below what the file already uses, then below the capacity
+        // without the shrink flag, then a reservation the pool cannot hold.
+        if new < info.allocation {
+            return Err(refuse(ResizeRefusal::BelowAllocation));
+        }
         if new < old && !req.shrink {
             return Err(refuse(ResizeRefusal::ShrinkWithoutFlag));
+        }
+        if req.allocate && new - info.allocation > self.available()? {
+            return Err(refuse(ResizeRefusal::NotEnoughSpace));
         }
         if new == old {
             return Ok(info);
         }
-        if req.allocate && new > old {
-            let available = self.available()?;
-            if new - old > available {
-                return Err(Error::NoSpace {
-                    pool: self.name.clone(),
-                    name: name.to_string(),
-                    needed: new - old,
-                    available,
-                });
-            }
-        }
-        // Opened only now: a refused or empty request needs no write access.
-        let (file, st) = self.open_volume_file(name, Access::Write(when))?;
         let journal = ResizeJournal {
             name: name.to_string(),
             ino: st.st_ino,
@@ -744,6 +775,7 @@ impl Pool {
             writer,
             name: name.to_string(),
             on_finish: None,
+            closed: OnClose::default(),
         })
     }
 

@@ -99,6 +99,8 @@ pub mod flags {
     pub const CONNECT_LIST_STORAGE_POOLS_AUTOSTART: u32 = 16;
     pub const CONNECT_LIST_STORAGE_POOLS_NO_AUTOSTART: u32 = 32;
     pub const CONNECT_LIST_STORAGE_POOLS_DIR: u32 = 64;
+    /// Every filter bit libvirt 9.0 knows (the pool types up to ISCSI_DIRECT, 1 << 19).
+    pub const CONNECT_LIST_STORAGE_POOLS_FILTERS_ALL: u32 = (1 << 20) - 1;
     /// virDrvFeature values qpoold answers 1 to.
     pub const DRV_FEATURE_PROGRAM_KEEPALIVE: i32 = 10;
     pub const DRV_FEATURE_REMOTE_EVENT_CALLBACK: i32 = 14;
@@ -106,6 +108,8 @@ pub mod flags {
     /// virStoragePoolEventID.
     pub const STORAGE_POOL_EVENT_ID_LIFECYCLE: i32 = 0;
     pub const STORAGE_POOL_EVENT_ID_REFRESH: i32 = 1;
+    /// virStoragePoolState VIR_STORAGE_POOL_INACTIVE.
+    pub const STORAGE_POOL_INACTIVE: u32 = 0;
     /// virStoragePoolState VIR_STORAGE_POOL_RUNNING.
     pub const STORAGE_POOL_RUNNING: u32 = 2;
     /// remote_auth_type REMOTE_AUTH_NONE.
