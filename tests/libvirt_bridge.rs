@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 
 use common::TempPool;
 use common::daemon::Daemon;
-use common::libvirtd::{Libvirtd, available};
+use common::peer::{Libvirtd, qemu_driver_available as available};
 
 /// `vol-info --bytes` of a volume: (capacity, allocation).
 fn sizes(info: &str) -> (u64, u64) {
@@ -71,7 +71,7 @@ fn qpool_changes_are_listed_by_libvirtd_at_once_with_the_same_sizes() {
     if !available() {
         return;
     }
-    let l = Libvirtd::start();
+    let l = Libvirtd::start_with_qemu();
     let pool = TempPool::new();
     let c = ["--connect", l.uri.as_str()];
     let with = |args: &[&str]| pool.ok(&[&c[..], args].concat());
@@ -120,7 +120,7 @@ fn libvirt_sync_mirrors_the_definitions_and_undefines_only_its_own_pools() {
     if !available() {
         return;
     }
-    let l = Libvirtd::start();
+    let l = Libvirtd::start_with_qemu();
     let dirs = TempPool::new();
     let root = dirs.scratch();
     let defs = root.join("defs");
@@ -204,7 +204,7 @@ fn qpoold_with_libvirt_uri_mirrors_its_pools_and_every_change() {
     if !available() {
         return;
     }
-    let l = Libvirtd::start();
+    let l = Libvirtd::start_with_qemu();
     let mut d = Daemon::unstarted(&[]);
     d.write_file(
         "qpoold.conf",
@@ -326,7 +326,7 @@ fn qpoold_serves_without_libvirtd_and_syncs_every_pool_once_it_answers() {
     ]);
     assert!(d.log().contains("warning: libvirt mirror"), "{}", d.log());
 
-    let l = Libvirtd::start();
+    let l = Libvirtd::start_with_qemu();
     let socket = l.uri.split_once("socket=").unwrap().1.to_string();
     std::os::unix::fs::symlink(&socket, &link).unwrap();
     d.virsh_ok(&[

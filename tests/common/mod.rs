@@ -6,7 +6,6 @@
 #![allow(dead_code)]
 
 pub mod daemon;
-pub mod libvirtd;
 pub mod namespace;
 pub mod notify;
 pub mod peer;

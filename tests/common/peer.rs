@@ -1,7 +1,10 @@
-//! A real libvirtd as a peer (shared/docs/libvirtd-peer.md): libvirtd 9.0 with only its storage
-//! driver, on a private socket, its /etc/libvirt and /run kept out of the host by a private
-//! mount namespace; and the private filesystems the peer tests put pools on (a tmpfs, or an
-//! ext4 image on a loop device), mounted for one test and unmounted after it.
+//! A real libvirtd (shared/docs/libvirtd-peer.md), the one harness every test that runs
+//! libvirtd uses: libvirtd 9.0 on a private socket, its /etc/libvirt and /run kept out of the
+//! host by a private mount namespace, with only its storage driver (the peer qpoold's answers
+//! are compared with), or with its qemu driver too (`qemu:///system`, for the libvirt bridge;
+//! /var is then an overlay, since that driver makes /var/lib/libvirt/qemu and more); and the
+//! private filesystems the peer tests put pools on (a tmpfs, or an ext4 image on a loop
+//! device), mounted for one test and unmounted after it.
 //!
 //! The peer needs root, libvirtd (`libvirt-daemon`, installed with `--no-install-recommends`
 //! by scripts/test), `unshare` and qemu-img. Where one is missing, [`peer_available`] fails
@@ -21,8 +24,11 @@ pub const LIBVIRTD: &str = "/usr/sbin/libvirtd";
 /// Its storage driver, the only driver the peer loads.
 pub const STORAGE_DRIVER: &str =
     "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_storage.so";
+/// Its qemu driver, which the bridge's libvirtd loads too.
+const QEMU_DRIVER: &str =
+    "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so";
 /// How long libvirtd may take to listen, or to exit on SIGTERM.
-const DEADLINE: Duration = Duration::from_secs(30);
+const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Whether a peer libvirtd can run here: root, libvirtd and its storage driver, `unshare`,
 /// and qemu-img (libvirtd runs it to create qcow2 volumes). Missing pieces fail under CI and
@@ -57,31 +63,82 @@ pub fn peer_available() -> bool {
     have("qemu-img")
 }
 
-/// A libvirtd with only its storage driver, on a private socket, its /etc/libvirt and /run
-/// kept out of the host by a private mount namespace (libvirtd-peer.md). Mounts made before
-/// `start` (a private filesystem for the pools) are visible to it. Stopped with SIGTERM on
-/// drop.
+/// Whether a libvirtd with its qemu driver too can run here: what [`peer_available`] needs,
+/// the qemu driver, and the `libvirt-qemu` user and group that driver needs (scripts/test
+/// creates them). Missing pieces fail under CI and skip the test loudly elsewhere.
+pub fn qemu_driver_available() -> bool {
+    if !peer_available() {
+        return false;
+    }
+    let mut missing = Vec::new();
+    if !Path::new(QEMU_DRIVER).exists() {
+        missing.push(QEMU_DRIVER);
+    }
+    let user = Command::new("getent")
+        .args(["passwd", "libvirt-qemu"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !user {
+        missing.push("the libvirt-qemu user (scripts/test creates it)");
+    }
+    if !missing.is_empty() {
+        assert!(
+            !in_ci(),
+            "the libvirtd tests need {} in CI",
+            missing.join(", ")
+        );
+        eprintln!(
+            "SKIPPED: no libvirtd with its qemu driver here (missing: {}); this test fails under CI=true",
+            missing.join(", ")
+        );
+        return false;
+    }
+    true
+}
+
+/// A libvirtd on a private socket, its /etc/libvirt and /run kept out of the host by a
+/// private mount namespace (libvirtd-peer.md). Mounts made before `start` (a private
+/// filesystem for the pools) are visible to it. Stopped with SIGTERM on drop.
 pub struct Libvirtd {
     child: Option<Child>,
     dir: tempfile::TempDir,
-    /// `storage+unix:///system?socket=…` of its read-write socket.
+    /// `storage+unix:///system?socket=…` (or `qemu+unix:…` with the qemu driver) of its
+    /// read-write socket.
     pub uri: String,
 }
 
 impl Libvirtd {
-    /// Starts it and waits until its socket accepts connections.
+    /// Starts one with only its storage driver and waits until its socket accepts
+    /// connections.
     pub fn start() -> Libvirtd {
+        Self::launch(false)
+    }
+
+    /// Starts one with its qemu and storage drivers (`qemu:///system`, as the libvirt bridge
+    /// meets it on a host), /var an overlay whose writes vanish with it.
+    pub fn start_with_qemu() -> Libvirtd {
+        Self::launch(true)
+    }
+
+    fn launch(qemu: bool) -> Libvirtd {
         // Under /tmp: the socket path must fit sun_path.
         let dir = tempfile::Builder::new()
             .prefix("qpool-peer-")
             .tempdir_in("/tmp")
             .expect("libvirtd directory");
         let d = dir.path();
-        for sub in ["run", "etc", "drivers"] {
+        for sub in ["run", "etc", "drivers", "var-upper", "var-work"] {
             std::fs::create_dir(d.join(sub)).expect("libvirtd subdirectory");
         }
-        std::os::unix::fs::symlink(STORAGE_DRIVER, d.join("drivers/libvirt_driver_storage.so"))
-            .expect("driver link");
+        let drivers: &[&str] = if qemu {
+            &[STORAGE_DRIVER, QEMU_DRIVER]
+        } else {
+            &[STORAGE_DRIVER]
+        };
+        for driver in drivers {
+            let name = Path::new(driver).file_name().expect("driver file name");
+            std::os::unix::fs::symlink(driver, d.join("drivers").join(name)).expect("driver link");
+        }
         let client_conf = std::fs::read_to_string("/etc/libvirt/libvirt.conf").unwrap_or_default();
         std::fs::write(d.join("etc/libvirt.conf"), client_conf).expect("libvirt.conf");
         std::fs::write(
@@ -93,8 +150,17 @@ impl Libvirtd {
             ),
         )
         .expect("libvirtd.conf");
+        let var = if qemu {
+            format!(
+                "mount -t overlay overlay -o lowerdir=/var,upperdir={},workdir={} /var && ",
+                d.join("var-upper").display(),
+                d.join("var-work").display()
+            )
+        } else {
+            String::new()
+        };
         let script = format!(
-            "mount -t tmpfs tmpfs /run && mount --bind {etc} /etc/libvirt && exec env LIBVIRT_DRIVER_DIR={drivers} {LIBVIRTD} -f {conf} -p {run}/libvirtd.pid",
+            "mount -t tmpfs tmpfs /run && mount --bind {etc} /etc/libvirt && {var}exec env LIBVIRT_DRIVER_DIR={drivers} {LIBVIRTD} -f {conf} -p {run}/libvirtd.pid",
             etc = d.join("etc").display(),
             drivers = d.join("drivers").display(),
             conf = d.join("libvirtd.conf").display(),
@@ -109,7 +175,8 @@ impl Libvirtd {
             .spawn()
             .expect("start libvirtd");
         let socket = d.join("run/libvirt-sock");
-        let uri = format!("storage+unix:///system?socket={}", socket.display());
+        let driver = if qemu { "qemu" } else { "storage" };
+        let uri = format!("{driver}+unix:///system?socket={}", socket.display());
         let mut peer = Libvirtd {
             child: Some(child),
             dir,
