@@ -761,3 +761,94 @@ fn peer_falloc_qcow2_clone_stays_preallocated_without_fiemap() {
     ]);
     p.same_vol_info("fc.qcow2");
 }
+
+/// Damaged and hostile qcow2 files, the same bytes in both pools (hardening, issue 7): after a
+/// refresh both daemons report the same format, capacity, allocation and physical size, and
+/// qpool changes no byte of them when asked to resize. libvirt refuses too where qemu-img
+/// does; an L1 table past the end of the file is one qemu-img opens (it reads zeros there) and
+/// resizes, and qpool refuses (its gate wants every table inside the file).
+#[test]
+fn peer_damaged_qcow2_headers_read_the_same_and_neither_writes_them() {
+    if !peer_available() {
+        return;
+    }
+    let p = Peers::start();
+    // A sound qcow2 made by qemu-img, then damaged in place.
+    let sound = p.q_dir.join("sound.qcow2");
+    let out = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", sound.to_str().unwrap(), "1G"])
+        .output()
+        .expect("qemu-img");
+    assert!(out.status.success(), "{out:?}");
+    let base = std::fs::read(&sound).unwrap();
+    std::fs::remove_file(&sound).unwrap();
+    let with = |offset: usize, bytes: &[u8]| {
+        let mut b = base.clone();
+        b[offset..offset + bytes.len()].copy_from_slice(bytes);
+        b
+    };
+    // (name, bytes, whether qemu-img refuses to open it for writing)
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        // incompatible_features (offset 72): the corrupt bit, and a bit qemu does not know.
+        ("corrupt.qcow2", with(72, &2u64.to_be_bytes()), true),
+        ("unknown-bit.qcow2", with(72, &0x400u64.to_be_bytes()), true),
+        // cluster_bits (offset 20) out of qemu's range.
+        ("cluster-bits.qcow2", with(20, &31u32.to_be_bytes()), true),
+        // l1_table_offset (offset 40) far past the end of the file.
+        (
+            "l1-past-end.qcow2",
+            with(40, &(1u64 << 40).to_be_bytes()),
+            false,
+        ),
+        // Magic and version only.
+        ("eight.qcow2", base[..8].to_vec(), true),
+        // A version qemu does not know: raw for both.
+        ("version-9.qcow2", with(4, &9u32.to_be_bytes()), false),
+    ];
+    for (name, bytes, _) in &cases {
+        std::fs::write(p.q_vol(name), bytes).unwrap();
+        std::fs::write(p.l_vol(name), bytes).unwrap();
+    }
+    p.q.virsh_ok(&["pool-refresh", "default"]);
+    p.l.virsh_ok(&["pool-refresh", "default"]);
+    let format_of = |xml: &str| {
+        xml.lines()
+            .find(|l| l.trim_start().starts_with("<format type="))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string()
+    };
+    for (name, bytes, qemu_refuses) in &cases {
+        p.same_vol_info(name);
+        let (q, l) = p.dumpxml(name);
+        assert_eq!(format_of(&q), format_of(&l), "{name}: format\n{q}\n{l}");
+        let capacity = |xml: &str| {
+            xml.lines()
+                .find(|l| l.trim_start().starts_with("<capacity"))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(capacity(&q), capacity(&l), "{name}: capacity");
+        if format_of(&q) != "<format type='qcow2'/>" {
+            continue;
+        }
+        let args = ["vol-resize", name, "2G", "--pool", "default"];
+        let (qs, _, qe) = p.q.virsh(&args);
+        let (ls, _, le) = p.l.virsh(&args);
+        assert_ne!(qs, 0, "{name}: qpoold resized it: {qe}");
+        assert_eq!(
+            &std::fs::read(p.q_vol(name)).unwrap(),
+            bytes,
+            "{name}: qpool wrote"
+        );
+        assert_eq!(ls != 0, *qemu_refuses, "{name}: libvirtd: {le}");
+        if *qemu_refuses {
+            assert_eq!(
+                &std::fs::read(p.l_vol(name)).unwrap(),
+                bytes,
+                "{name}: libvirt wrote"
+            );
+        }
+    }
+}
