@@ -450,16 +450,37 @@ fn copies_and_downloads_on_a_hold_off_changes_on_b(
     );
     let source = sha256(&pool_dir(a).join("src.img"));
 
-    // A clone, held mid-copy by stopping A's daemon.
-    let clone = daemons[0]
-        .virsh_command(&["vol-clone", "--pool", POOL, "src.img", "copy.img"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("virsh vol-clone");
-    wait_for("host A to start the clone", || !temps(a).is_empty());
-    daemons[0].signal(libc::SIGSTOP);
-    assert!(!temps(b).is_empty(), "{fs}: the clone is still running");
+    // A clone, held mid-copy by stopping A's daemon once its temporary file shows. A clone
+    // that finished before the stop landed is undone and started again (a few tries).
+    let mut tries = 0;
+    let clone = loop {
+        tries += 1;
+        let clone = daemons[0]
+            .virsh_command(&["vol-clone", "--pool", POOL, "src.img", "copy.img"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("virsh vol-clone");
+        wait_for("host A to start the clone", || {
+            !temps(a).is_empty() || pool_dir(a).join("copy.img").exists()
+        });
+        daemons[0].signal(libc::SIGSTOP);
+        if !temps(a).is_empty() {
+            break clone;
+        }
+        daemons[0].signal(libc::SIGCONT);
+        let out = clone.wait_with_output().expect("virsh");
+        assert!(out.status.success(), "{fs}: clone: {out:?}");
+        assert!(
+            tries < 5,
+            "{fs}: every clone finished before it could be held"
+        );
+        qpool_ok(a, &["vol-delete", "copy.img"]);
+    };
+    // B's view of the directory may lag behind A's (the filesystem's metadata caches).
+    wait_for("host B to see the clone's temporary file", || {
+        !temps(b).is_empty()
+    });
     changes_on_b_are_refused(&format!("{fs}, clone"), b, &daemons[1], "src.img");
     daemons[0].signal(libc::SIGCONT);
     let out = clone.wait_with_output().expect("virsh");
