@@ -133,18 +133,7 @@ impl Registry {
                     entry.persistent = true;
                 }
                 None => {
-                    pools.insert(
-                        name.clone(),
-                        PoolEntry {
-                            def,
-                            uuid,
-                            persistent: true,
-                            autostart: false,
-                            pool: None,
-                            next_def: None,
-                            last: None,
-                        },
-                    );
+                    pools.insert(name.clone(), PoolEntry::new(def, uuid, true, false));
                 }
             }
             uuid

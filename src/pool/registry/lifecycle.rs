@@ -11,6 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use uuid::Uuid;
+
 use super::{
     BuildRequest, Lifecycle, PoolEntry, PoolEvent, PoolSummary, Registry, RegistryError, io_err,
 };
@@ -72,18 +74,7 @@ impl Registry {
                     true
                 }
                 None => {
-                    pools.insert(
-                        name.clone(),
-                        PoolEntry {
-                            def,
-                            uuid,
-                            persistent: false,
-                            autostart: false,
-                            pool: None,
-                            next_def: None,
-                            last: None,
-                        },
-                    );
+                    pools.insert(name.clone(), PoolEntry::new(def, uuid, false, false));
                     false
                 }
             }
@@ -106,16 +97,7 @@ impl Registry {
 
     /// `pool-start`, built first when asked (no CREATED event then, as in libvirt).
     pub fn start(&self, name: &str, build: Option<BuildRequest>) -> Result<(), RegistryError> {
-        let (def, uuid) = {
-            let pools = self.lock();
-            let entry = pools.get(name).ok_or_else(|| Self::no_pool("name", name))?;
-            if entry.active() {
-                return Err(RegistryError::AlreadyActive {
-                    name: name.to_string(),
-                });
-            }
-            (entry.def.clone(), entry.uuid)
-        };
+        let (def, uuid) = self.stopped(name)?;
         if let Some(request) = build {
             Self::build_target(&def, request)?;
         }
@@ -135,6 +117,19 @@ impl Registry {
         drop(pools);
         self.lifecycle(name, uuid, Lifecycle::Started);
         Ok(())
+    }
+
+    /// The definition and UUID of a pool that is not running, which a start or a build
+    /// works from; [`RegistryError::AlreadyActive`] while it runs.
+    fn stopped(&self, name: &str) -> Result<(PoolDef, Uuid), RegistryError> {
+        let pools = self.lock();
+        let entry = pools.get(name).ok_or_else(|| Self::no_pool("name", name))?;
+        if entry.active() {
+            return Err(RegistryError::AlreadyActive {
+                name: name.to_string(),
+            });
+        }
+        Ok((entry.def.clone(), entry.uuid))
     }
 
     /// Builds a pool's target as `request` asks: refuses the flags a dir pool does not
@@ -159,16 +154,7 @@ impl Registry {
 
     /// `pool-build` of a stopped pool.
     pub fn build(&self, name: &str, request: BuildRequest) -> Result<(), RegistryError> {
-        let (def, uuid) = {
-            let pools = self.lock();
-            let entry = pools.get(name).ok_or_else(|| Self::no_pool("name", name))?;
-            if entry.active() {
-                return Err(RegistryError::AlreadyActive {
-                    name: name.to_string(),
-                });
-            }
-            (entry.def.clone(), entry.uuid)
-        };
+        let (def, uuid) = self.stopped(name)?;
         Self::build_target(&def, request)?;
         self.lifecycle(name, uuid, Lifecycle::Created);
         Ok(())

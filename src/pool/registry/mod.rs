@@ -127,6 +127,19 @@ pub struct PoolEntry {
 }
 
 impl PoolEntry {
+    /// A pool that is not running and has never run here.
+    fn new(def: PoolDef, uuid: Uuid, persistent: bool, autostart: bool) -> PoolEntry {
+        PoolEntry {
+            def,
+            uuid,
+            persistent,
+            autostart,
+            pool: None,
+            next_def: None,
+            last: None,
+        }
+    }
+
     /// Whether the pool is running.
     pub fn active(&self) -> bool {
         self.pool.is_some()
@@ -202,6 +215,12 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// Locks one of the registry's mutexes, also one a panicking thread left poisoned (the
+/// daemon goes on serving its other calls).
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError {
     let path = path.to_path_buf();
     move |source| RegistryError::Io { what, path, source }
@@ -231,17 +250,10 @@ impl Registry {
             change_hook: Mutex::new(None),
         };
         for stored in Self::stored(dir)? {
+            let uuid = stored.def.uuid.unwrap_or_else(Uuid::new_v4);
             registry.lock().insert(
                 stored.def.name.clone(),
-                PoolEntry {
-                    uuid: stored.def.uuid.unwrap_or_else(Uuid::new_v4),
-                    def: stored.def,
-                    persistent: true,
-                    autostart: stored.autostart,
-                    pool: None,
-                    next_def: None,
-                    last: None,
-                },
+                PoolEntry::new(stored.def, uuid, true, stored.autostart),
             );
         }
         if registry.lock().is_empty() {
@@ -275,28 +287,22 @@ impl Registry {
 
     /// Sets the function told about every pool event.
     pub fn set_listener(&self, listener: impl Fn(&PoolEvent) + Send + Sync + 'static) {
-        *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(listener));
+        *locked(&self.listener) = Some(Arc::new(listener));
     }
 
     /// The function told about pool events, to call later (after a stream has closed).
     fn listener(&self) -> Option<Listener> {
-        self.listener
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        locked(&self.listener).clone()
     }
 
     /// Sets the function told about every [`Change`], after the change and before the call
     /// that made it returns.
     pub fn set_change_hook(&self, hook: impl Fn(&Change) + Send + Sync + 'static) {
-        *self.change_hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(hook));
+        *locked(&self.change_hook) = Some(Arc::new(hook));
     }
 
     fn change_hook(&self) -> Option<ChangeHook> {
-        self.change_hook
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        locked(&self.change_hook).clone()
     }
 
     fn changed(&self, change: Change) {
@@ -322,7 +328,7 @@ impl Registry {
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, PoolEntry>> {
-        self.pools.lock().unwrap_or_else(|e| e.into_inner())
+        locked(&self.pools)
     }
 
     fn no_pool(what: &'static str, value: &str) -> RegistryError {
