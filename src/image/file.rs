@@ -146,34 +146,71 @@ impl ImageFile for File {
     }
 }
 
+/// Writes the [`ImageFile`] methods a wrapper passes on unchanged to the file it wraps.
+/// Inside an `impl ImageFile for …` block, `pass_on!(self => self.0; write_all_at, sync)`
+/// writes `write_all_at` and `sync` as calls of the same methods of `self.0`. What the
+/// wrapper changes it writes itself; a method it names nowhere keeps the trait's default.
+macro_rules! pass_on {
+    ($self:ident => $inner:expr; $($method:ident),+ $(,)?) => {
+        $($crate::image::file::pass_on!(@one $method, $self, $inner);)+
+    };
+    (@one write_all_at, $self:ident, $inner:expr) => {
+        fn write_all_at(&$self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+            $inner.write_all_at(buf, offset)
+        }
+    };
+    (@one read_exact_at, $self:ident, $inner:expr) => {
+        fn read_exact_at(&$self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+            $inner.read_exact_at(buf, offset)
+        }
+    };
+    (@one set_len, $self:ident, $inner:expr) => {
+        fn set_len(&$self, len: u64) -> std::io::Result<()> {
+            $inner.set_len(len)
+        }
+    };
+    (@one file_length, $self:ident, $inner:expr) => {
+        fn file_length(&$self) -> std::io::Result<u64> {
+            $inner.file_length()
+        }
+    };
+    (@one allocate, $self:ident, $inner:expr) => {
+        fn allocate(&$self, offset: u64, len: u64) -> std::io::Result<()> {
+            $inner.allocate(offset, len)
+        }
+    };
+    (@one write_zeroes, $self:ident, $inner:expr) => {
+        fn write_zeroes(
+            &$self,
+            offset: u64,
+            len: u64,
+            done: &mut dyn FnMut(u64),
+        ) -> std::io::Result<()> {
+            $inner.write_zeroes(offset, len, done)
+        }
+    };
+    (@one sync, $self:ident, $inner:expr) => {
+        fn sync(&$self) -> std::io::Result<()> {
+            $inner.sync()
+        }
+    };
+    (@one start_writeback, $self:ident, $inner:expr) => {
+        fn start_writeback(&$self, offset: u64, len: u64) {
+            $inner.start_writeback(offset, len)
+        }
+    };
+    (@one holes, $self:ident, $inner:expr) => {
+        fn holes(&$self, offset: u64, len: u64) -> std::io::Result<Vec<std::ops::Range<u64>>> {
+            $inner.holes(offset, len)
+        }
+    };
+}
+pub(crate) use pass_on;
+
 impl<F: ImageFile + ?Sized> ImageFile for &F {
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        (**self).write_all_at(buf, offset)
-    }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        (**self).read_exact_at(buf, offset)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        (**self).set_len(len)
-    }
-    fn file_length(&self) -> io::Result<u64> {
-        (**self).file_length()
-    }
-    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
-        (**self).allocate(offset, len)
-    }
-    fn write_zeroes(&self, offset: u64, len: u64, done: &mut dyn FnMut(u64)) -> io::Result<()> {
-        (**self).write_zeroes(offset, len, done)
-    }
-    fn sync(&self) -> io::Result<()> {
-        (**self).sync()
-    }
-    fn start_writeback(&self, offset: u64, len: u64) {
-        (**self).start_writeback(offset, len)
-    }
-    fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
-        (**self).holes(offset, len)
-    }
+    pass_on!(self => (**self);
+        write_all_at, read_exact_at, set_len, file_length, allocate, write_zeroes, sync,
+        start_writeback, holes);
 }
 
 /// A file whose filesystem cannot `fallocate` (like NFS before 4.2): every
@@ -182,32 +219,11 @@ impl<F: ImageFile + ?Sized> ImageFile for &F {
 pub struct NoFallocate<F>(pub F);
 
 impl<F: ImageFile> ImageFile for NoFallocate<F> {
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.0.write_all_at(buf, offset)
-    }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.0.read_exact_at(buf, offset)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
-    }
-    fn file_length(&self) -> io::Result<u64> {
-        self.0.file_length()
-    }
+    pass_on!(self => self.0;
+        write_all_at, read_exact_at, set_len, file_length, write_zeroes, sync, start_writeback,
+        holes);
     fn allocate(&self, _offset: u64, _len: u64) -> io::Result<()> {
         Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
-    }
-    fn write_zeroes(&self, offset: u64, len: u64, done: &mut dyn FnMut(u64)) -> io::Result<()> {
-        self.0.write_zeroes(offset, len, done)
-    }
-    fn sync(&self) -> io::Result<()> {
-        self.0.sync()
-    }
-    fn start_writeback(&self, offset: u64, len: u64) {
-        self.0.start_writeback(offset, len)
-    }
-    fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
-        self.0.holes(offset, len)
     }
 }
 
@@ -243,35 +259,14 @@ struct Reporting<'p, F> {
 }
 
 impl<F: ImageFile> ImageFile for Reporting<'_, F> {
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.inner.read_exact_at(buf, offset)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn file_length(&self) -> io::Result<u64> {
-        self.inner.file_length()
-    }
-    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.inner.allocate(offset, len)
-    }
+    pass_on!(self => self.inner;
+        write_all_at, read_exact_at, set_len, file_length, allocate, sync, start_writeback,
+        holes);
     fn write_zeroes(&self, offset: u64, len: u64, done: &mut dyn FnMut(u64)) -> io::Result<()> {
         self.inner.write_zeroes(offset, len, &mut |n| {
             done(n);
             self.progress.advance(n);
         })
-    }
-    fn sync(&self) -> io::Result<()> {
-        self.inner.sync()
-    }
-    fn start_writeback(&self, offset: u64, len: u64) {
-        self.inner.start_writeback(offset, len)
-    }
-    fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
-        self.inner.holes(offset, len)
     }
 }
 

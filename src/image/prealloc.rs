@@ -140,7 +140,7 @@ pub fn write_zeroes<F: ImageFile + ?Sized>(file: &F, offset: u64, len: u64) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::file::NoFallocate;
+    use crate::image::file::{NoFallocate, pass_on};
 
     /// An empty read-write file in a fresh directory (kept alive by the returned guard).
     fn new_file() -> (tempfile::TempDir, std::fs::File) {
@@ -191,24 +191,7 @@ mod tests {
     struct NoHoles(NoFallocate<std::fs::File>);
 
     impl ImageFile for NoHoles {
-        fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-            self.0.write_all_at(buf, offset)
-        }
-        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-            self.0.read_exact_at(buf, offset)
-        }
-        fn set_len(&self, len: u64) -> io::Result<()> {
-            self.0.set_len(len)
-        }
-        fn file_length(&self) -> io::Result<u64> {
-            self.0.file_length()
-        }
-        fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
-            self.0.allocate(offset, len)
-        }
-        fn sync(&self) -> io::Result<()> {
-            self.0.sync()
-        }
+        pass_on!(self => self.0; write_all_at, read_exact_at, set_len, file_length, allocate, sync);
         fn holes(&self, offset: u64, len: u64) -> io::Result<Vec<std::ops::Range<u64>>> {
             let size = self.file_length()?;
             Ok((offset + len > size)

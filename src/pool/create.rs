@@ -43,29 +43,22 @@ impl Pool {
         let writing = self.writing();
         let total = plan.image.bytes_to_write(!plan.zero_fill_fallback);
         let _watch = self.watch(&format!("creating {}", plan.name), total);
-        let (volume, report) =
-            self.publish(&plan, plan.expected_allocation(), observer, |file| {
-                image::create(&plan.image, file, writing).map_err(|source| Error::WritingVolume {
-                    name: plan.name.clone(),
-                    source,
-                })
-            })?;
-        Ok(Created {
-            volume,
-            plan,
-            report,
+        let expected_allocation = plan.expected_allocation();
+        self.publish(plan, expected_allocation, observer, |plan, file| {
+            image::create(&plan.image, file, writing)
         })
     }
 
     /// Checks space, builds the volume in a hidden locked file (attributes first, then
-    /// `fill`), publishes it under its name, and removes the file on any failure.
+    /// `fill`, whose failure is [`Error::WritingVolume`]), publishes it under its name, and
+    /// removes the file on any failure.
     fn publish(
         &self,
-        plan: &Plan,
+        plan: Plan,
         expected_allocation: u64,
         observer: Option<BuildObserver<'_>>,
-        fill: impl FnOnce(&File) -> Result<WriteReport, Error>,
-    ) -> Result<(VolumeInfo, WriteReport), Error> {
+        fill: impl FnOnce(&Plan, &File) -> Result<WriteReport, image::Error>,
+    ) -> Result<Created, Error> {
         let available = self.available()?;
         if expected_allocation > available {
             return Err(Error::NoSpace {
@@ -85,8 +78,13 @@ impl Pool {
             observe(Some(&self.dir.entry_path(temp.name())));
         }
         let result = self
-            .set_attributes(plan, &temp)
-            .and_then(|()| fill(&temp.file))
+            .set_attributes(&plan, &temp)
+            .and_then(|()| {
+                fill(&plan, &temp.file).map_err(|source| Error::WritingVolume {
+                    name: plan.name.clone(),
+                    source,
+                })
+            })
             .and_then(|report| match self.dir.commit(&temp, &plan.name) {
                 Ok(()) => Ok(report),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Error::VolumeExists {
@@ -121,8 +119,12 @@ impl Pool {
             plan.preallocation(),
             plan.capacity()
         );
-        let info = self.volume(&plan.name)?;
-        Ok((info, report))
+        let volume = self.volume(&plan.name)?;
+        Ok(Created {
+            volume,
+            plan,
+            report,
+        })
     }
 
     /// Sets no-copy-on-write, mode and ownership on the new, still empty file.
@@ -276,18 +278,9 @@ impl Pool {
         let writing = self.writing();
         let what = format!("copying {} to {}", src.name, plan.name);
         let _watch = self.watch(&what, copy.bytes_to_copy());
-        let (volume, report) =
-            self.publish(&plan, copy.expected_allocation(), observer, |file| {
-                copy.write(file, writing)
-                    .map_err(|source| Error::WritingVolume {
-                        name: plan.name.clone(),
-                        source,
-                    })
-            })?;
-        Ok(Created {
-            volume,
-            plan,
-            report,
+        let expected_allocation = copy.expected_allocation();
+        self.publish(plan, expected_allocation, observer, |_, file| {
+            copy.write(file, writing)
         })
     }
 }

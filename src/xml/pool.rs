@@ -176,17 +176,14 @@ impl PoolDef {
     /// the file kept in the definitions directory).
     pub fn to_xml(&self, uuid: &uuid::Uuid) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "<pool type='dir'>");
-        let _ = writeln!(out, "  <name>{}</name>", escape(&self.name));
-        let _ = writeln!(out, "  <uuid>{}</uuid>", uuid.hyphenated());
-        let _ = writeln!(out, "  <capacity unit='bytes'>0</capacity>");
-        let _ = writeln!(out, "  <allocation unit='bytes'>0</allocation>");
-        let _ = writeln!(out, "  <available unit='bytes'>0</available>");
-        write_cow(&mut out, self.cow);
-        let _ = writeln!(out, "  <source>");
-        let _ = writeln!(out, "  </source>");
-        let _ = writeln!(out, "  <target>");
-        let _ = writeln!(out, "    <path>{}</path>", escape(&self.target_path));
+        write_head(
+            &mut out,
+            &self.name,
+            uuid,
+            [0, 0, 0],
+            self.cow,
+            &self.target_path,
+        );
         let p = &self.permissions;
         if p.mode.is_some() || p.owner.is_some() || p.group.is_some() || self.label.is_some() {
             let _ = writeln!(out, "    <permissions>");
@@ -208,6 +205,31 @@ impl PoolDef {
         let _ = writeln!(out, "</pool>");
         out
     }
+}
+
+/// What libvirt prints of a dir pool before the target's permissions, for a definition and
+/// for a running pool alike: the name, the UUID, the sizes (`[capacity, allocation,
+/// available]`), the copy-on-write feature, an empty source, and `<target>` opened with its
+/// path.
+fn write_head(
+    out: &mut String,
+    name: &str,
+    uuid: &uuid::Uuid,
+    [capacity, allocation, available]: [u64; 3],
+    cow: Option<bool>,
+    path: &str,
+) {
+    let _ = writeln!(out, "<pool type='dir'>");
+    let _ = writeln!(out, "  <name>{}</name>", escape(name));
+    let _ = writeln!(out, "  <uuid>{}</uuid>", uuid.hyphenated());
+    let _ = writeln!(out, "  <capacity unit='bytes'>{capacity}</capacity>");
+    let _ = writeln!(out, "  <allocation unit='bytes'>{allocation}</allocation>");
+    let _ = writeln!(out, "  <available unit='bytes'>{available}</available>");
+    write_cow(out, cow);
+    let _ = writeln!(out, "  <source>");
+    let _ = writeln!(out, "  </source>");
+    let _ = writeln!(out, "  <target>");
+    let _ = writeln!(out, "    <path>{}</path>", escape(path));
 }
 
 /// `<features><cow state=…/></features>` when the definition says.
@@ -343,25 +365,14 @@ impl PoolReport {
     /// Formats the pool the way libvirt 9.0 prints a running dir pool.
     pub fn to_xml(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "<pool type='dir'>");
-        let _ = writeln!(out, "  <name>{}</name>", escape(&self.name));
-        let _ = writeln!(out, "  <uuid>{}</uuid>", self.uuid.hyphenated());
-        let _ = writeln!(out, "  <capacity unit='bytes'>{}</capacity>", self.capacity);
-        let _ = writeln!(
-            out,
-            "  <allocation unit='bytes'>{}</allocation>",
-            self.allocation
+        write_head(
+            &mut out,
+            &self.name,
+            &self.uuid,
+            [self.capacity, self.allocation, self.available],
+            self.cow,
+            &self.path,
         );
-        let _ = writeln!(
-            out,
-            "  <available unit='bytes'>{}</available>",
-            self.available
-        );
-        write_cow(&mut out, self.cow);
-        let _ = writeln!(out, "  <source>");
-        let _ = writeln!(out, "  </source>");
-        let _ = writeln!(out, "  <target>");
-        let _ = writeln!(out, "    <path>{}</path>", escape(&self.path));
         let _ = writeln!(out, "    <permissions>");
         let _ = writeln!(out, "      <mode>0{:o}</mode>", self.mode);
         let _ = writeln!(out, "      <owner>{}</owner>", self.owner);

@@ -86,15 +86,7 @@ impl Registry {
                         }
                         pools.insert(
                             name.clone(),
-                            PoolEntry {
-                                def: def.clone(),
-                                uuid,
-                                persistent: true,
-                                autostart,
-                                pool: None,
-                                next_def: None,
-                                last: None,
-                            },
+                            PoolEntry::new(def.clone(), uuid, true, autostart),
                         );
                         done.defined.push(name.clone());
                         events.push((name.clone(), uuid, Lifecycle::Defined));

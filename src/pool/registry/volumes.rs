@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 
-use super::{Change, PoolEvent, Registry, RegistryError};
+use super::{Change, PoolEvent, Registry, RegistryError, locked};
 use crate::Error;
 use crate::model::WipeAlgorithm;
 use crate::policy::CreateFlags;
@@ -77,7 +77,7 @@ impl Registry {
     pub(super) fn builds(
         &self,
     ) -> MutexGuard<'_, std::collections::HashMap<(String, String), Building>> {
-        self.building.lock().unwrap_or_else(|e| e.into_inner())
+        locked(&self.building)
     }
 
     /// The volume being built under this name, if any.
@@ -204,7 +204,7 @@ impl Registry {
         }
         let mark: std::sync::Mutex<Option<BuildMark<'_>>> = std::sync::Mutex::new(None);
         let observe = |temp: Option<&std::path::Path>| {
-            let mut mark = mark.lock().unwrap_or_else(|e| e.into_inner());
+            let mut mark = locked(&mark);
             match temp {
                 Some(t) => {
                     self.builds().insert(
