@@ -160,6 +160,29 @@ fn qpool_page() -> Vec<u8> {
     );
     section(
         &mut roff,
+        "JSON OUTPUT",
+        &[
+            "With --output json, vol-info, vol-list, pool-info, explain and the vol-create verbs (vol-create, vol-create-as, vol-clone, vol-create-from) print one JSON document on standard output instead of virsh's text; errors stay one error: line on standard error. Sizes are in bytes. The field names are stable:",
+        ],
+        &[
+            (
+                "volume",
+                "(vol-info, each of vol-list's volumes, the volume of a create) name, key, path, type (file), format (raw, qcow2), capacity, allocation (st_blocks x 512), physical (st_size), mode (octal text), owner, group, qcow2 (null for raw; else compat, cluster_size, lazy_refcounts, extended_l2, compression, backing_file, backing_format).",
+            ),
+            ("vol-list", "pool, volumes."),
+            (
+                "pool-info",
+                "name, uuid, state, persistent, autostart, capacity, allocation, available.",
+            ),
+            (
+                "plan",
+                "(explain, the plan of a create) name, format, capacity, preallocation (off, metadata, falloc, full), rule (the policy row that chose it, see explain), rule_text, reserved, zero_fill_fallback, expected_allocation, expected_physical, qcow2 (null or compat, cluster_size, refcount_bits, lazy_refcounts, extended_l2, compression), backing (null or path, format, capacity).",
+            ),
+            ("a create", "volume, plan, fell_back_to_zeroes."),
+        ],
+    );
+    section(
+        &mut roff,
         "EXIT STATUS",
         &[
             "0 on success; 1 on any error, after one line on standard error that starts with error: and says what is wrong and where.",

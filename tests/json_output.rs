@@ -98,3 +98,78 @@ fn errors_stay_one_line_on_stderr() {
     assert!(out.stdout.is_empty());
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
 }
+
+/// Every field name the JSON documents carry, with the object it is in.
+fn field_names(v: &Value, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, inner) in map {
+                out.insert(k.clone());
+                field_names(inner, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| field_names(i, out)),
+        _ => {}
+    }
+}
+
+/// The field names are documented where the issue and the `--output` help say: README's
+/// table and the qpool(1) page. A field added to a document without its documentation fails
+/// here.
+#[test]
+fn every_field_is_documented_in_readme_and_the_man_page() {
+    let pool = TempPool::new();
+    let base = pool.scratch().join("base.qcow2");
+    let mut names = std::collections::BTreeSet::new();
+    for args in [
+        vec!["vol-create-as", "a.qcow2", "1G", "--format", "qcow2"],
+        vec!["vol-create-as", "r.img", "8M", "--allocation", "2M"],
+        vec!["vol-info", "a.qcow2"],
+        vec!["vol-list"],
+        vec!["pool-info"],
+    ] {
+        field_names(&json(&pool, &args), &mut names);
+    }
+    let xml = pool.write_file(
+        "x.xml",
+        "<volume><name>x.qcow2</name><capacity>1073741824</capacity><target><format type='qcow2'/></target></volume>",
+    );
+    field_names(
+        &json(&pool, &["explain", xml.to_str().unwrap()]),
+        &mut names,
+    );
+    // A backing image fills the `backing` object.
+    std::fs::copy(pool.vol("a.qcow2"), &base).unwrap();
+    let overlay = pool.write_file(
+        "overlay.xml",
+        &format!(
+            "<volume><name>o.qcow2</name><capacity>1073741824</capacity><target><format type='qcow2'/></target><backingStore><path>{}</path><format type='qcow2'/></backingStore></volume>",
+            base.display()
+        ),
+    );
+    field_names(
+        &json(&pool, &["vol-create", overlay.to_str().unwrap()]),
+        &mut names,
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let table: String = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| document | fields |"))
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let man = std::fs::read_to_string(root.join("packaging/manpages.rs")).unwrap();
+    let man = &man[man.find("\"JSON OUTPUT\"").expect("a JSON OUTPUT section")..];
+    assert!(names.len() > 20, "{names:?}");
+    for name in &names {
+        assert!(
+            table.contains(&format!("`{name}`")),
+            "README's JSON table lacks `{name}`"
+        );
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        assert!(
+            man.split(|c: char| !word(c)).any(|w| w == name),
+            "qpool(1)'s JSON OUTPUT section lacks {name}"
+        );
+    }
+}

@@ -52,7 +52,7 @@ pub struct Args {
 pub enum OutputFormat {
     /// virsh's text.
     Human,
-    /// One JSON document on stdout; the field names are stable (README, "JSON output").
+    /// One JSON document on stdout; the field names are stable (qpool(1) JSON OUTPUT, README).
     Json,
 }
 
