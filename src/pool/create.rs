@@ -40,6 +40,12 @@ impl Pool {
         observer: Option<BuildObserver<'_>>,
     ) -> Result<Created, Error> {
         let plan = self.plan(def, flags)?;
+        if def.target.encryption.is_some() {
+            return Err(Error::Options {
+                name: plan.name,
+                source: image::Error::Unsupported("the LUKS writer is not there yet".into()),
+            });
+        }
         let writing = self.writing();
         let total = plan.image.bytes_to_write(!plan.zero_fill_fallback);
         let _watch = self.watch(&format!("creating {}", plan.name), total);

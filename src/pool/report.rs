@@ -128,6 +128,7 @@ impl VolumeInfo {
             times: self.times,
             qcow2,
             backing,
+            encryption: None,
         }
     }
 }

@@ -17,8 +17,8 @@ pub mod volume;
 
 pub use pool::{PoolDef, PoolOutline, PoolReport};
 pub use volume::{
-    BackingReport, BackingStoreDef, Features, FileAttributes, Permissions, TargetDef, VolumeDef,
-    VolumeReport,
+    BackingReport, BackingStoreDef, EncryptionDef, EncryptionReport, Features, FileAttributes,
+    Permissions, SecretRef, TargetDef, VolumeDef, VolumeReport,
 };
 
 use quick_xml::events::Event;
