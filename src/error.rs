@@ -56,6 +56,37 @@ pub enum ResizeRefusal {
     ShrinkWithoutFlag,
 }
 
+/// Why no passphrase could be had.
+#[derive(Debug, Error)]
+pub enum SecretError {
+    /// The XML names no secret and no passphrase was given otherwise.
+    #[error(
+        "no secret provided for luks encryption (name one with <secret type='passphrase' uuid='…'/>, or give a passphrase file)"
+    )]
+    NoSecret,
+    /// No secret with this UUID or usage exists.
+    #[error("no secret with {0}")]
+    NotFound(String),
+    /// The secret exists but has no value yet (`secret-set-value` was not run).
+    #[error("secret {0} has no value")]
+    NoValue(String),
+    /// The passphrase file cannot be read.
+    #[error("cannot read the passphrase file {path}")]
+    ReadingFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The passphrase file is empty.
+    #[error("the passphrase file {0} is empty")]
+    Empty(PathBuf),
+    /// The store of secrets cannot be read.
+    #[error("cannot read the secret store")]
+    Store(#[source] std::io::Error),
+}
+
 /// Engine errors. Each names the operation and the volume or path it concerned.
 #[derive(Debug, Error)]
 pub enum Error {
@@ -177,6 +208,23 @@ pub enum Error {
         needed: u64,
         /// Bytes available.
         available: u64,
+    },
+    /// An encrypted volume's passphrase could not be had.
+    #[error("cannot encrypt volume '{name}'")]
+    Secret {
+        /// The volume.
+        name: String,
+        /// Why.
+        #[source]
+        source: SecretError,
+    },
+    /// An operation qpool cannot do on an encrypted volume.
+    #[error("volume '{name}' is encrypted: {what}")]
+    Encrypted {
+        /// The volume.
+        name: String,
+        /// What is refused and why.
+        what: &'static str,
     },
     /// The pool directory cannot be opened or created.
     #[error("cannot open pool directory {}", path.display())]
@@ -331,7 +379,8 @@ fn image_kind(e: &image::Error) -> ErrorKind {
         | image::Error::Options(_)
         | image::Error::UnsupportedWipe(_)
         | image::Error::ReflinkConverts => ErrorKind::InvalidArg,
-        image::Error::Unsupported(_) => ErrorKind::Unsupported,
+        image::Error::Unsupported(_) | image::Error::EncryptedRefused(_) => ErrorKind::Unsupported,
+        image::Error::Luks(image::luks::Error::TooManyIterations { .. }) => ErrorKind::InvalidArg,
         image::Error::Refused(_) => ErrorKind::InvalidState,
         _ => io_kind(e.io_error()),
     }
@@ -351,6 +400,8 @@ impl Error {
             Self::NoVolume { .. } | Self::NotAVolume { .. } => ErrorKind::NoVolume,
             Self::NoSpace { .. } => ErrorKind::NoSpace,
             Self::OpeningPool { .. } => ErrorKind::NoPool,
+            Self::Secret { .. } => ErrorKind::InvalidArg,
+            Self::Encrypted { .. } => ErrorKind::Unsupported,
             Self::InvalidResize { .. } | Self::ReflinkNeedsExactCopy { .. } => {
                 ErrorKind::InvalidArg
             }

@@ -76,6 +76,11 @@ pub enum Command {
         /// libvirt's VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA.
         #[arg(long)]
         prealloc_metadata: bool,
+        /// The passphrase of an encrypted volume (`<encryption format='luks'>`): the file's
+        /// bytes, less one final newline. Never taken from the command line or the
+        /// environment.
+        #[arg(long, value_name = "PATH")]
+        secret_file: Option<PathBuf>,
     },
     /// Create a volume from a set of arguments.
     #[command(name = "vol-create-as")]
@@ -257,6 +262,9 @@ pub enum Error {
     /// The engine refused or failed.
     #[error(transparent)]
     Engine(#[from] crate::Error),
+    /// The passphrase file of an encrypted volume could not be used.
+    #[error(transparent)]
+    Secret(crate::pool::SecretError),
     /// A volume XML file could not be read.
     #[error("cannot read {}", path.display())]
     ReadingFile {
@@ -522,6 +530,14 @@ pub fn run(args: &Args) -> Result<String, Error> {
     if let Some(bar) = progress::Bar::for_stderr(args.quiet) {
         pool.set_progress(Box::new(bar));
     }
+    if let Command::VolCreate {
+        secret_file: Some(path),
+        ..
+    } = &args.command
+    {
+        let secret = crate::pool::PassphraseFile::read(path).map_err(Error::Secret)?;
+        pool.set_secrets(std::sync::Arc::new(secret));
+    }
     let text = run_verb(args, &pool, autostart)?;
     if let Some(settings) = &bridge {
         mirror_change(settings, &pool, autostart);
@@ -534,7 +550,9 @@ fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> 
         Command::VolCreate {
             file,
             prealloc_metadata,
+            secret_file,
         } => {
+            let _ = secret_file; // read into the pool's secrets before the verb runs
             let def = read_volume_xml(file)?;
             let created = pool.create_volume(&def, flags(*prealloc_metadata), None)?;
             match args.output {

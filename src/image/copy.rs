@@ -103,6 +103,32 @@ pub fn plan_copy(
         }
         _ => false,
     };
+    // An encrypted volume is copied byte for byte (the copy keeps its key), never through
+    // its guest data: qpool does not decrypt, and encrypts only empty images.
+    let encrypted = match (src.info.luks.is_some(), plan.encryption().is_some()) {
+        (false, false) => false,
+        (true, true) => {
+            let same_image = match (plan.qcow2_options(), &src.info.qcow2) {
+                (Some(o), Some(q)) => same_image_options(o, &q.options()),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same_image || plan.capacity() != src.info.capacity {
+                return Err(Error::EncryptedRefused(
+                    "an encrypted volume is copied only as it is (same format, options and size, with the same key); converting or resizing it in the copy is not supported",
+                ));
+            }
+            true
+        }
+        (true, false) => {
+            return Err(Error::EncryptedRefused(
+                "a copy of an encrypted volume must be encrypted too (qpool copies its bytes with the same key; it does not decrypt)",
+            ));
+        }
+        (false, true) => return Err(Error::EncryptedRefused(super::plan::ENCRYPTING_A_COPY)),
+    };
+    let same_format = same_format || encrypted;
+    let exact = exact || encrypted;
     if reflink && !(same_format && plan.capacity() == src.info.capacity) {
         return Err(Error::ReflinkConverts);
     }

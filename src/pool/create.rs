@@ -13,10 +13,10 @@ use std::os::fd::AsFd;
 use super::dir::TempVolume;
 use super::{BuildObserver, Error, Plan, Pool, VolumeInfo};
 use crate::image::{self, Source, WriteReport};
-use crate::model::{Compression, VolFormat};
+use crate::model::{Compression, EncryptionFormat, VolFormat};
 use crate::policy::CreateFlags;
 use crate::xml::volume::DEFAULT_VOLUME_MODE;
-use crate::xml::{BackingStoreDef, Features, Permissions, VolumeDef};
+use crate::xml::{BackingStoreDef, EncryptionDef, Features, Permissions, VolumeDef};
 
 /// A volume just made, with the plan it was made from and what the writer reported.
 #[derive(Debug)]
@@ -40,18 +40,21 @@ impl Pool {
         observer: Option<BuildObserver<'_>>,
     ) -> Result<Created, Error> {
         let plan = self.plan(def, flags)?;
-        if def.target.encryption.is_some() {
-            return Err(Error::Options {
-                name: plan.name,
-                source: image::Error::Unsupported("the LUKS writer is not there yet".into()),
-            });
-        }
+        // The passphrase is had before anything is made: a missing secret leaves nothing.
+        let passphrase = match plan.image.encryption() {
+            Some(_) => Some(self.passphrase(&plan)?),
+            None => None,
+        };
         let writing = self.writing();
         let total = plan.image.bytes_to_write(!plan.zero_fill_fallback);
         let _watch = self.watch(&format!("creating {}", plan.name), total);
         let (volume, report) =
             self.publish(&plan, plan.expected_allocation(), observer, |file| {
-                image::create(&plan.image, file, writing).map_err(|source| Error::WritingVolume {
+                match &passphrase {
+                    Some(p) => image::create_encrypted(&plan.image, p, file, writing),
+                    None => image::create(&plan.image, file, writing),
+                }
+                .map_err(|source| Error::WritingVolume {
                     name: plan.name.clone(),
                     source,
                 })
@@ -61,6 +64,19 @@ impl Pool {
             plan,
             report,
         })
+    }
+
+    /// The passphrase of an encrypted plan, from the pool's [`Secrets`](super::Secrets).
+    fn passphrase(&self, plan: &Plan) -> Result<super::Passphrase, Error> {
+        let secret = |source| Error::Secret {
+            name: plan.name.clone(),
+            source,
+        };
+        let secrets = self
+            .secrets
+            .as_ref()
+            .ok_or_else(|| secret(super::SecretError::NoSecret))?;
+        secrets.passphrase(plan.secret.as_ref()).map_err(secret)
     }
 
     /// Checks space, builds the volume in a hidden locked file (attributes first, then
@@ -169,6 +185,14 @@ impl Pool {
             owner: Some(source.uid),
             group: Some(source.gid),
         };
+        // An encrypted source is copied with its key: the definition says it is encrypted
+        // (its cipher as the header names it), no secret needed.
+        def.target.encryption = source.image.luks.as_ref().map(|l| EncryptionDef {
+            format: EncryptionFormat::Luks,
+            secret: None,
+            cipher: l.cipher.unwrap_or_default(),
+            iter_time_ms: None,
+        });
         match &source.image.qcow2 {
             None => def.target.format = Some(VolFormat::Raw),
             Some(q) => {

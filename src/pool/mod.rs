@@ -17,6 +17,7 @@ pub mod names;
 pub mod plan;
 pub mod registry;
 pub mod report;
+pub mod secrets;
 pub mod volumes;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub use crate::image::Chunk;
 pub use create::Created;
 pub use plan::{Backing, Plan};
 pub use report::PoolInfo;
+pub use secrets::{Passphrase, PassphraseFile, SecretError, Secrets};
 pub use volumes::{Download, ResizeRequest, Upload, VolumeInfo};
 
 use crate::image::Writing;
@@ -45,6 +47,7 @@ pub struct Pool {
     policy: PoolPolicy,
     fallocate_disabled: bool,
     progress: Option<Box<dyn Progress>>,
+    secrets: Option<std::sync::Arc<dyn Secrets>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -87,6 +90,7 @@ impl Pool {
             policy: PoolPolicy::default(),
             fallocate_disabled: false,
             progress: None,
+            secrets: None,
         };
         pool.refresh()?;
         Ok(pool)
@@ -131,6 +135,11 @@ impl Pool {
     /// uploads and downloads) to `progress`.
     pub fn set_progress(&mut self, progress: Box<dyn Progress>) {
         self.progress = Some(progress);
+    }
+
+    /// Where encrypted creates get their passphrase.
+    pub fn set_secrets(&mut self, secrets: std::sync::Arc<dyn Secrets>) {
+        self.secrets = Some(secrets);
     }
 
     /// How this pool's writers write: `fallocate` unless disabled, and to its progress.

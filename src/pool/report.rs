@@ -9,8 +9,11 @@ use std::path::Path;
 
 use super::{Error, Pool, VolumeInfo};
 use crate::image::{self, Qcow2Info};
+use crate::model::EncryptionFormat;
 use crate::xml::volume::{Qcow2Report, Timestamp};
-use crate::xml::{BackingReport, Features, FileAttributes, PoolReport, VolumeReport};
+use crate::xml::{
+    BackingReport, EncryptionReport, Features, FileAttributes, PoolReport, VolumeReport,
+};
 
 /// The numbers `pool-info` shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +131,11 @@ impl VolumeInfo {
             times: self.times,
             qcow2,
             backing,
-            encryption: None,
+            encryption: self.image.luks.as_ref().map(|l| EncryptionReport {
+                format: EncryptionFormat::Luks,
+                secret: None,
+                cipher: l.cipher,
+            }),
         }
     }
 }
