@@ -4,7 +4,8 @@
 //! which qpool's editor cannot keep it consistent, each refused with the field it concerns
 //! and the words qemu-img uses: an unreadable header (magic, version, cluster bits, header
 //! length, refcount order), unknown incompatible feature bits, the corrupt bit, the dirty bit
-//! without lazy refcounts, encryption, an external data file, internal snapshots, and L1 and
+//! without lazy refcounts, encryption other than LUKS (or LUKS without its header
+//! extension), an external data file, internal snapshots, and L1 and
 //! refcount tables that lie outside the file or beyond qemu's limits. Resize, wipe and
 //! upload go through [`check`]; so must any later editor.
 //! Must not: repair anything, or refuse reads (qemu opens such images read-only, and so may a
