@@ -27,7 +27,9 @@ pub use crate::image::Chunk;
 pub use create::Created;
 pub use plan::{Backing, Plan};
 pub use report::PoolInfo;
-pub use secrets::{Passphrase, PassphraseFile, SecretError, Secrets};
+pub use secrets::{
+    Passphrase, PassphraseFile, SecretError, SecretStore, SecretStoreError, Secrets,
+};
 pub use volumes::{Download, ResizeRequest, Upload, VolumeInfo};
 
 use crate::image::Writing;

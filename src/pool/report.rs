@@ -103,6 +103,18 @@ fn file_attributes(path: &Path) -> Option<FileAttributes> {
     })
 }
 
+impl Pool {
+    /// A volume of this pool as `vol-dumpxml` prints it: [`VolumeInfo::report`], with the
+    /// secret of an encrypted volume when the pool's secrets know one for its path.
+    pub fn volume_report(&self, info: &VolumeInfo) -> VolumeReport {
+        let mut report = info.report();
+        if let (Some(enc), Some(secrets)) = (&mut report.encryption, &self.secrets) {
+            enc.secret = secrets.volume_secret(&info.path);
+        }
+        report
+    }
+}
+
 impl VolumeInfo {
     /// The volume as `vol-dumpxml` prints it; the backing path is resolved where qemu
     /// resolves it ([`image::backing_path`]).

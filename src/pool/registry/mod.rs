@@ -154,6 +154,7 @@ pub struct Registry {
     building: Mutex<HashMap<(String, String), Building>>,
     listener: Mutex<Option<Listener>>,
     change_hook: Mutex<Option<ChangeHook>>,
+    secrets: Option<Arc<crate::pool::SecretStore>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -183,10 +184,25 @@ pub fn create_target(def: &PoolDef) -> std::io::Result<()> {
 }
 
 impl Registry {
+    /// The daemon's secrets, when it keeps any.
+    pub fn secrets(&self) -> Option<&Arc<crate::pool::SecretStore>> {
+        self.secrets.as_ref()
+    }
+
     /// Loads the definitions in `dir` (created if missing). When there are none, a
     /// `default` pool on `default_target` is defined, marked autostart. Autostart pools are
     /// started; a pool that fails to start is logged and left inactive.
     pub fn load(dir: &Path, default_target: &Path) -> Result<Registry, RegistryError> {
+        Self::load_with_secrets(dir, default_target, None)
+    }
+
+    /// [`Registry::load`], with the daemon's secrets: encrypted creates in every pool take
+    /// their passphrase from `secrets`, and the secret procedures use it.
+    pub fn load_with_secrets(
+        dir: &Path,
+        default_target: &Path,
+        secrets: Option<Arc<crate::pool::SecretStore>>,
+    ) -> Result<Registry, RegistryError> {
         std::fs::create_dir_all(dir.join("autostart")).map_err(io_err("cannot create", dir))?;
         let registry = Registry {
             dir: dir.to_path_buf(),
@@ -194,6 +210,7 @@ impl Registry {
             building: Mutex::new(HashMap::new()),
             listener: Mutex::new(None),
             change_hook: Mutex::new(None),
+            secrets,
         };
         for stored in Self::stored(dir)? {
             registry.lock().insert(
@@ -512,11 +529,14 @@ impl Registry {
             }
             (PathBuf::from(&entry.def.target_path), entry.uuid)
         };
-        let pool =
+        let mut pool =
             Pool::open_with_uuid(&target, name, uuid).map_err(|source| RegistryError::Start {
                 name: name.to_string(),
                 source,
             })?;
+        if let Some(secrets) = &self.secrets {
+            pool.set_secrets(secrets.clone());
+        }
         let mut pools = self.lock();
         if let Some(entry) = pools.get_mut(name) {
             entry.pool = Some(Arc::new(pool));
