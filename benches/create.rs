@@ -16,6 +16,10 @@
 //!   bench works in a fresh `qpool-bench-PID` subdirectory and removes it at the end.
 //! - `QPOOL_BENCH_RUNS`: timed runs per contender (default 3, at least 3).
 //!
+//! - `QPOOL_BENCH_CHART`: where to write the SVG chart of the four create modes (default
+//!   `benches/create.svg`, the picture README shows). It is written when all four mode cases
+//!   (`off-1T`, `metadata-1T`, `falloc-8G`, `full-4G`) ran, or to this path whenever it is set.
+//!
 //! Progress goes to stderr; the markdown report goes to stdout. Without `--bench` on the
 //! command line (as under `cargo test --all-targets`) the binary does nothing.
 
@@ -27,6 +31,8 @@ use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
 use std::time::{Duration, Instant};
+
+mod chart;
 
 const QPOOL: &str = env!("CARGO_BIN_EXE_qpool");
 const DEFAULT_BASE: &str = env!("CARGO_TARGET_TMPDIR");
@@ -297,6 +303,10 @@ fn run(filters: &[&str]) -> Result<bool, String> {
         clear_dir(&ctx.pool);
     }
     drop(_cleanup);
+    if let Err(e) = draw_chart(&reports, &fs) {
+        eprintln!("create bench: chart: {e}");
+        failures.push(("chart", e));
+    }
     let total = started.elapsed();
     let report = render(&machine, &reports, &failures, total, load_average());
     // Paths inside the bench directory are shown relative to it, so the report pastes well.
@@ -305,6 +315,46 @@ fn run(filters: &[&str]) -> Result<bool, String> {
         report.replace(&format!("{}/", root.display()), "$DIR/")
     );
     Ok(failures.is_empty())
+}
+
+/// The create modes the chart shows, in its order.
+const CHART_CASES: [&str; 4] = ["off-1T", "metadata-1T", "falloc-8G", "full-4G"];
+
+/// Writes the chart of the create modes that ran (see the module doc for when and where).
+fn draw_chart(reports: &[CaseReport], fs: &FsInfo) -> Result<(), String> {
+    let explicit = std::env::var_os("QPOOL_BENCH_CHART").filter(|p| !p.is_empty());
+    let bars: Vec<chart::Bar> = CHART_CASES
+        .iter()
+        .filter_map(|name| reports.iter().find(|r| r.name == *name))
+        .map(|r| chart::Bar {
+            label: r
+                .title
+                .trim_start_matches("qcow2 preallocation=")
+                .to_string(),
+            qpool: r.runs[0].median(),
+            qemu_img: r.runs[1].median(),
+        })
+        .collect();
+    let path = match explicit {
+        Some(p) => PathBuf::from(p),
+        None if bars.len() == CHART_CASES.len() => {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/create.svg")
+        }
+        None => return Ok(()),
+    };
+    let runs = reports
+        .iter()
+        .filter(|r| CHART_CASES.contains(&r.name))
+        .map(|r| r.runs[0].times.len())
+        .min()
+        .unwrap_or(0);
+    let subtitle = format!(
+        "median of {runs}+ alternating runs; {} on {}; `cargo bench --bench create`",
+        fs.fstype, fs.device
+    );
+    chart::write(&path, &bars, &subtitle)?;
+    eprintln!("create bench: chart written to {}", path.display());
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -131,6 +131,7 @@ fn qpool_page() -> Vec<u8> {
             "qpool creates, inspects and changes the qcow2 and raw volumes of a libvirt-compatible storage pool directory, with no daemon. Its verbs, flags and output follow virsh's storage verbs, minus virsh's pool argument: the pool is the default pool (/var/lib/qpool/images as root, else $XDG_DATA_HOME/qpool/images) or the directory given with --pool-dir.",
             "A volume is created natively (no qemu-img) from libvirt volume XML or from arguments; the preallocation follows from <allocation>, <capacity> and <format> (see the explain verb). A volume appears under its name only when complete, and an error leaves the pool as it was.",
             "With --connect, or libvirt_uri in qpoold.conf(5), each change is followed by a refresh of the pool's mirror in that libvirtd (the libvirt bridge, see libvirt-sync).",
+            "qpool does not load libvirt itself: for libvirt-sync and each refresh it runs qpoold(8) once, the one beside qpool, else ../sbin/qpoold from qpool's directory, else the first in PATH. Without qpoold, libvirt-sync fails and a change stands with a warning.",
         ],
         &[],
     );

@@ -38,6 +38,20 @@ pub enum ErrorKind {
     NoSpace,
     /// An I/O error.
     Io,
+    /// The XML text is not well-formed, or holds a character libvirt refuses there.
+    MalformedXml,
+    /// Well-formed XML that libvirt's schema does not allow (asked for with VALIDATE).
+    InvalidSchema,
+    /// A volume name qpool cannot use (a `/`, `.` or `..`, a hidden name, too long).
+    BadName,
+    /// Something the dir pool type has no support for at all (libvirt: "this function is
+    /// not supported by the connection driver").
+    NoSupport,
+    /// What libvirt reports as an internal error: a copy onto a volume name in use,
+    /// autostart of a pool that has no definition file.
+    Internal,
+    /// A resize that would need more than the pool has free, refused before trying.
+    NotEnoughSpace,
 }
 
 /// Why a resize request itself was refused (libvirt's rules, before any file is touched).
@@ -54,6 +68,25 @@ pub enum ResizeRefusal {
     /// A smaller size without the shrink flag (libvirt's words).
     #[error("Can't shrink capacity below current capacity unless shrink flag explicitly specified")]
     ShrinkWithoutFlag,
+    /// A capacity below the bytes the volume already uses (libvirt's words).
+    #[error("can't shrink capacity below existing allocation")]
+    BelowAllocation,
+    /// More new bytes to reserve than the pool has free (libvirt's words).
+    #[error("Not enough space left in storage pool")]
+    NotEnoughSpace,
+}
+
+impl ResizeRefusal {
+    /// The kind of failure: libvirt refuses the request as an invalid argument, and a
+    /// reservation the pool cannot hold as a failed operation.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotEnoughSpace => ErrorKind::NotEnoughSpace,
+            Self::Overflow { .. } | Self::ShrinkWithoutFlag | Self::BelowAllocation => {
+                ErrorKind::InvalidArg
+            }
+        }
+    }
 }
 
 /// Why no passphrase could be had.
@@ -159,9 +192,10 @@ pub enum Error {
         links: u64,
     },
     /// Another process holds a lock on the volume (a running QEMU, `qemu-img`, or another
-    /// qpool changing it).
+    /// qpool copying, downloading or changing it), on this host or another one sharing the
+    /// pool.
     #[error(
-        "volume '{name}' in pool '{pool}' is in use: another process (such as a running QEMU) holds a lock on it"
+        "volume '{name}' in pool '{pool}' is in use: another process (such as a running QEMU, or a copy or download of it, on this host or another) holds a lock on it"
     )]
     InUse {
         /// Volume name.
@@ -371,6 +405,31 @@ pub fn io_kind(e: Option<&io::Error>) -> ErrorKind {
     }
 }
 
+/// The kind of an XML refusal: as libvirt's parser reports it, text that is not XML is an
+/// "XML detail", a request qpool cannot carry out is unsupported, a unit libvirt does not
+/// know an invalid argument, anything else an XML error.
+pub fn xml_kind(e: &xml::Error) -> ErrorKind {
+    match e {
+        xml::Error::Malformed { .. } | xml::Error::IllegalChar { .. } => ErrorKind::MalformedXml,
+        xml::Error::Unsupported { .. } => ErrorKind::Unsupported,
+        xml::Error::BadSize {
+            source: crate::units::SizeError::UnknownUnit(_),
+            ..
+        } => ErrorKind::InvalidArg,
+        xml::Error::NotInSchema { .. } => ErrorKind::InvalidSchema,
+        _ => ErrorKind::InvalidXml,
+    }
+}
+
+/// The kind of a policy refusal: a backing store on a raw volume is a thing the dir pool
+/// has no support for at all (libvirt's words), the rest unsupported configurations.
+fn policy_kind(e: &policy::Error) -> ErrorKind {
+    match e {
+        policy::Error::RawBacking => ErrorKind::NoSupport,
+        _ => ErrorKind::Unsupported,
+    }
+}
+
 /// The kind of an image-layer failure inside an engine operation.
 fn image_kind(e: &image::Error) -> ErrorKind {
     match e {
@@ -379,7 +438,7 @@ fn image_kind(e: &image::Error) -> ErrorKind {
         | image::Error::Options(_)
         | image::Error::UnsupportedWipe(_)
         | image::Error::ReflinkConverts => ErrorKind::InvalidArg,
-        image::Error::Unsupported(_) | image::Error::EncryptedRefused(_) => ErrorKind::Unsupported,
+        image::Error::Unsupported(_) => ErrorKind::Unsupported,
         image::Error::Luks(image::luks::Error::TooManyIterations { .. }) => ErrorKind::InvalidArg,
         image::Error::Refused(_) => ErrorKind::InvalidState,
         _ => io_kind(e.io_error()),
@@ -390,11 +449,10 @@ impl Error {
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Xml(_) => ErrorKind::InvalidXml,
-            Self::InvalidName { .. } | Self::Options { .. } | Self::BackingFormat { .. } => {
-                ErrorKind::InvalidArg
-            }
-            Self::Policy { .. } => ErrorKind::Unsupported,
+            Self::Xml(e) => xml_kind(e),
+            Self::InvalidName { .. } => ErrorKind::BadName,
+            Self::Options { .. } | Self::BackingFormat { .. } => ErrorKind::InvalidArg,
+            Self::Policy { source, .. } => policy_kind(source),
             Self::VolumeExists { .. } => ErrorKind::VolumeExists,
             Self::HardLinked { .. } | Self::InUse { .. } => ErrorKind::InvalidState,
             Self::NoVolume { .. } | Self::NotAVolume { .. } => ErrorKind::NoVolume,
@@ -402,9 +460,8 @@ impl Error {
             Self::OpeningPool { .. } => ErrorKind::NoPool,
             Self::Secret { .. } => ErrorKind::InvalidArg,
             Self::Encrypted { .. } => ErrorKind::Unsupported,
-            Self::InvalidResize { .. } | Self::ReflinkNeedsExactCopy { .. } => {
-                ErrorKind::InvalidArg
-            }
+            Self::InvalidResize { refusal, .. } => refusal.kind(),
+            Self::ReflinkNeedsExactCopy { .. } => ErrorKind::InvalidArg,
             Self::ResizingVolume { source, .. }
             | Self::WipingVolume { source, .. }
             | Self::Streaming { source, .. }

@@ -2,11 +2,11 @@
 //!
 //! Owns: the one definition each of a volume format ([`VolFormat`]), a preallocation mode
 //! ([`Preallocation`]), a qcow2 compatibility level ([`Compat`]), a qcow2 compression type
-//! ([`Compression`]), a wipe algorithm ([`WipeAlgorithm`]), and a volume's encryption
-//! ([`EncryptionFormat`], and the LUKS choices of [`LuksCipher`]: [`CipherMode`], [`IvGen`],
-//! [`HashAlg`]), with their names as libvirt, qemu-img and the XML write them, parsing those
-//! names, libvirt's numbers for the wipe algorithms, and the qcow2 header version each
-//! compat level stands for.
+//! ([`Compression`]), a wipe algorithm ([`WipeAlgorithm`]), a pool's `fallocate` setting
+//! ([`FallocateMode`]), and a volume's encryption ([`EncryptionFormat`], and the LUKS choices
+//! of [`LuksCipher`]: [`CipherMode`], [`IvGen`], [`HashAlg`]), with their names as libvirt,
+//! qemu-img and the XML write them, parsing those names, libvirt's numbers for the wipe
+//! algorithms, and the qcow2 header version each compat level stands for.
 //! Must not: import anything from the crate but `units`, do I/O, or know any policy. xml,
 //! policy, image, pool, cli and rpc all use these types; none keeps a copy.
 
@@ -33,6 +33,9 @@ pub enum UnknownName {
     /// A wipe algorithm libvirt does not have.
     #[error("unknown wipe algorithm '{0}' (qpool supports: zero, trim, random)")]
     WipeAlgorithm(String),
+    /// A pool `fallocate` setting other than auto, native and zero.
+    #[error("unknown fallocate setting '{0}' (expected auto, native or zero)")]
+    FallocateMode(String),
     /// An encryption format other than LUKS.
     #[error("unsupported encryption format '{0}' (qpool supports: luks)")]
     EncryptionFormat(String),
@@ -303,6 +306,49 @@ impl fmt::Display for WipeAlgorithm {
     }
 }
 
+/// How a pool reserves space (the `fallocate` setting of a pool definition or qpoold.conf).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum FallocateMode {
+    /// `fallocate` where the filesystem really reserves with it; zeros where it cannot
+    /// (EOPNOTSUPP) or only pretends to (CephFS).
+    #[default]
+    Auto,
+    /// `fallocate` whenever the filesystem accepts it; zeros only where it refuses.
+    Native,
+    /// Always zeros: every reservation is written.
+    Zero,
+}
+
+impl FallocateMode {
+    /// Every setting, in the order the documentation lists them.
+    pub const ALL: [FallocateMode; 3] = [Self::Auto, Self::Native, Self::Zero];
+
+    /// The name in a pool definition and in qpoold.conf.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Zero => "zero",
+        }
+    }
+}
+
+impl FromStr for FallocateMode {
+    type Err = UnknownName;
+    fn from_str(name: &str) -> Result<Self, UnknownName> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == name)
+            .ok_or_else(|| UnknownName::FallocateMode(name.to_string()))
+    }
+}
+
+impl fmt::Display for FallocateMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// libvirt's `<encryption format=…>` values that qpool writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EncryptionFormat {
@@ -517,6 +563,10 @@ mod tests {
         assert_eq!(WipeAlgorithm::from_libvirt(10), None);
         assert_eq!(WipeAlgorithm::Random.as_str(), "random");
         assert_eq!(WipeAlgorithm::from_libvirt(9), Some(WipeAlgorithm::Trim));
+        for m in FallocateMode::ALL {
+            assert_eq!(m.as_str().parse::<FallocateMode>(), Ok(m));
+        }
+        assert_eq!(FallocateMode::default(), FallocateMode::Auto);
     }
 
     #[test]
@@ -530,6 +580,10 @@ mod tests {
         assert!("2.0".parse::<Compat>().is_err());
         assert_eq!(Compat::from_version(4), None);
         assert!("lz4".parse::<Compression>().is_err());
+        assert_eq!(
+            "posix".parse::<FallocateMode>().unwrap_err().to_string(),
+            "unknown fallocate setting 'posix' (expected auto, native or zero)"
+        );
         assert_eq!(
             "qcow".parse::<EncryptionFormat>().unwrap_err().to_string(),
             "unsupported encryption format 'qcow' (qpool supports: luks)"

@@ -3,8 +3,8 @@
 //! Owns: `fallocate` (also hole punching), switching O_DIRECT on and off, extent maps
 //! (`SEEK_DATA`/`SEEK_HOLE`, FIEMAP), in-kernel copies (`copy_file_range`, FICLONE),
 //! directory-relative opens with `O_NOFOLLOW`, `renameat2(RENAME_NOREPLACE)` with its
-//! link/unlink fallback, open file description (OFD) locks, `statvfs`, and the btrfs
-//! no-copy-on-write flag.
+//! link/unlink fallback, open file description (OFD) locks, `statvfs`, the type of the
+//! mount a descriptor lies on, and the btrfs no-copy-on-write flag.
 //! Must not: know about volumes, pools or image formats, or import anything from the crate
 //! (it is the bottom layer; strategies built from these calls live in `image`).
 
@@ -406,22 +406,81 @@ pub fn rename_noreplace_at(dir: BorrowedFd<'_>, from: &OsStr, to: &OsStr) -> io:
     }
 }
 
-/// Takes an exclusive OFD lock on the whole file without waiting. `Ok(false)` when another
-/// open file description holds a lock (a create in progress).
-pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
-    let lock = libc::flock {
-        // F_WRLCK (1) and SEEK_SET (0) fit any c_short.
-        l_type: libc::c_short::try_from(libc::F_WRLCK).unwrap_or(1),
+/// An OFD lock request of `kind` (`F_RDLCK`, `F_WRLCK`) on `len` bytes from `start` (0: to
+/// the end of the file, whatever it grows to).
+fn ofd_lock(kind: libc::c_int, start: u64, len: u64) -> io::Result<libc::flock> {
+    Ok(libc::flock {
+        // F_RDLCK (0), F_WRLCK (1) and SEEK_SET (0) fit any c_short.
+        l_type: libc::c_short::try_from(kind).unwrap_or(1),
         l_whence: libc::c_short::try_from(libc::SEEK_SET).unwrap_or(0),
-        l_start: 0,
-        l_len: 0,
+        l_start: to_off(start)?,
+        l_len: to_off(len)?,
         l_pid: 0,
-    };
-    match nix::fcntl::fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(&lock)) {
+    })
+}
+
+/// Sets an OFD lock without waiting: `Ok(false)` when another open file description holds
+/// a conflicting one.
+fn try_ofd_lock(file: &File, lock: &libc::flock) -> io::Result<bool> {
+    match nix::fcntl::fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(lock)) {
         Ok(_) => Ok(true),
         Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(false),
         Err(e) => Err(to_io(e)),
     }
+}
+
+/// Takes an exclusive OFD lock on the whole file without waiting. `Ok(false)` when another
+/// open file description holds a lock (a create in progress).
+pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    try_ofd_lock(file, &ofd_lock(libc::F_WRLCK, 0, 0)?)
+}
+
+/// Takes a shared OFD lock on `len` bytes from `start` without waiting (the file may be
+/// open read-only). `Ok(false)` when another open file description holds an exclusive lock
+/// over any of them.
+pub fn try_lock_shared(file: &File, start: u64, len: u64) -> io::Result<bool> {
+    try_ofd_lock(file, &ofd_lock(libc::F_RDLCK, start, len)?)
+}
+
+/// Whether another open file description holds any lock on the file (`F_OFD_GETLK` for a
+/// whole-file exclusive lock; works on a file open read-only).
+pub fn locked_by_other(file: &File) -> io::Result<bool> {
+    let mut probe = ofd_lock(libc::F_WRLCK, 0, 0)?;
+    nix::fcntl::fcntl(file.as_fd(), FcntlArg::F_OFD_GETLK(&mut probe)).map_err(to_io)?;
+    Ok(i32::from(probe.l_type) != libc::F_UNLCK)
+}
+
+/// The type of the mount an open file or directory lies on, as `mountinfo` names it
+/// (`ext4`, `fuse.glusterfs`, `fuse.ceph-fuse`, `ceph`, …): the mount is the one whose ID
+/// `fdinfo` gives for the descriptor. Both are read from `/proc/thread-self`, the calling
+/// thread's mount namespace. `Ok(None)` where /proc does not tell.
+pub fn mount_type(fd: BorrowedFd<'_>) -> io::Result<Option<String>> {
+    let fdinfo = format!("/proc/thread-self/fdinfo/{}", fd.as_raw_fd());
+    let fdinfo = match std::fs::read_to_string(fdinfo) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(id) = fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .map(str::trim)
+    else {
+        return Ok(None);
+    };
+    let mountinfo = std::fs::read_to_string("/proc/thread-self/mountinfo")?;
+    Ok(mount_type_in(&mountinfo, id))
+}
+
+/// The filesystem type of mount `id` in the text of a `mountinfo` file: the first field
+/// after the ` - ` separator of its line.
+fn mount_type_in(mountinfo: &str, id: &str) -> Option<String> {
+    mountinfo
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .and_then(|l| l.split_once(" - "))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .map(str::to_string)
 }
 
 /// `fsync` on a directory, so a rename in it is durable.
@@ -444,17 +503,18 @@ pub fn fchown(file: &File, owner: Option<u32>, group: Option<u32>) -> io::Result
     .map_err(to_io)
 }
 
-/// Filesystem sizes of the filesystem holding `fd`, in bytes: (total, used, available).
+/// Filesystem sizes of the filesystem holding `fd`, in bytes, as libvirt's dir pool counts
+/// them: (total `f_blocks`, used `f_blocks - f_bfree`, free `f_bfree`). Free counts the
+/// blocks kept for root too, as libvirt does (its daemon runs as root).
 pub fn fs_sizes(fd: BorrowedFd<'_>) -> io::Result<(u64, u64, u64)> {
     let st = nix::sys::statvfs::fstatvfs(fd).map_err(to_io)?;
     let frsize = st.fragment_size();
     let blocks = st.blocks();
     let free = st.blocks_free();
-    let avail = st.blocks_available();
     Ok((
         blocks.saturating_mul(frsize),
         blocks.saturating_sub(free).saturating_mul(frsize),
-        avail.saturating_mul(frsize),
+        free.saturating_mul(frsize),
     ))
 }
 
@@ -525,4 +585,54 @@ pub fn set_nocow(file: &File) -> io::Result<bool> {
     // SAFETY: as above; FS_IOC_SETFLAGS only reads `flags`.
     unsafe { ioctl::set_flags(fd, &flags) }.map_err(to_io)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mount_type_is_the_field_after_the_separator() {
+        let mountinfo = "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+                         70 22 0:40 / /mnt/a rw,nosuid - fuse.ceph-fuse ceph-fuse rw,allow_other\n\
+                         71 22 0:41 / /mnt/b rw - fuse.glusterfs srv:/qvol rw\n";
+        assert_eq!(
+            mount_type_in(mountinfo, "70").as_deref(),
+            Some("fuse.ceph-fuse")
+        );
+        assert_eq!(
+            mount_type_in(mountinfo, "71").as_deref(),
+            Some("fuse.glusterfs")
+        );
+        assert_eq!(mount_type_in(mountinfo, "22").as_deref(), Some("ext4"));
+        assert_eq!(mount_type_in(mountinfo, "7"), None);
+    }
+
+    #[test]
+    fn a_directory_reports_the_type_of_its_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = open_dir(dir.path()).unwrap();
+        let kind = mount_type(fd.as_fd()).unwrap().expect("/proc tells");
+        assert!(!kind.is_empty() && !kind.contains(' '), "{kind}");
+    }
+
+    #[test]
+    fn a_shared_lock_keeps_out_an_exclusive_one_but_not_another_shared_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"x").unwrap();
+        let reader = File::open(&path).unwrap();
+        let other = File::options().read(true).write(true).open(&path).unwrap();
+        assert!(!locked_by_other(&other).unwrap());
+        assert!(try_lock_shared(&reader, 0, 1).unwrap());
+        assert!(locked_by_other(&other).unwrap());
+        assert!(!try_lock_exclusive(&other).unwrap());
+        assert!(try_lock_shared(&other, 0, 1).unwrap());
+        drop(reader);
+        drop(other);
+        let writer = File::options().read(true).write(true).open(&path).unwrap();
+        assert!(try_lock_exclusive(&writer).unwrap());
+        let late = File::open(&path).unwrap();
+        assert!(!try_lock_shared(&late, 0, 1).unwrap());
+    }
 }

@@ -9,8 +9,12 @@
 //! - `pool` is the engine: everything below it;
 //! - the faces (`cli`, `rpc`, `daemon`, `bridge`) use the engine and the pure layers, never
 //!   `image` or `sys` directly, and never each other, except that the daemon face runs the
-//!   RPC server and both the daemon and the CLI run the libvirt bridge, and the CLI reads the
-//!   bridge settings of qpoold.conf through `daemon::config` (nothing else of `daemon`);
+//!   RPC server and the libvirt bridge, the CLI names the bridge's settings and jobs, and the
+//!   CLI reads the bridge settings of qpoold.conf through `daemon::config` (nothing else of
+//!   `daemon`);
+//! - the CLI never names the bridge's libvirt calls (`Bridge`, `attach`): it hands the bridge's
+//!   work to qpoold, so that the `qpool` binary never links libvirt (tests/libvirt_bridge.rs
+//!   checks the binary itself);
 //! - nothing below the faces names a face; each binary names only its own face.
 
 use std::collections::BTreeMap;
@@ -174,6 +178,53 @@ fn every_module_names_only_the_layers_below_it() {
         "layering broken:\n{}",
         problems.join("\n")
     );
+}
+
+/// The bridge's entry points that call libvirt: only qpoold may name them.
+const LIBVIRT_CALLS: &[&str] = &["Bridge", "attach"];
+
+/// Lines "file: names bridge::…" for every libvirt call of the bridge a CLI file names.
+fn libvirt_calls(file: &str, source: &str) -> Vec<String> {
+    named_modules(source, "bridge")
+        .into_iter()
+        .filter(|name| LIBVIRT_CALLS.contains(&name.as_str()))
+        .map(|name| format!("{file}: the CLI names `bridge::{name}`"))
+        .collect()
+}
+
+#[test]
+fn the_cli_never_names_the_bridges_libvirt_calls() {
+    let cli = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli");
+    let mut files = Vec::new();
+    rust_files(&cli, &mut files);
+    assert!(files.len() > 2, "{files:?}");
+    let problems: Vec<String> = files
+        .iter()
+        .flat_map(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            libvirt_calls(&path.display().to_string(), &text)
+        })
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "qpool would link libvirt (the bridge's work runs in qpoold, src/cli/qpoold.rs):\n{}",
+        problems.join("\n")
+    );
+    // The check catches the calls the CLI made before, and lets the rest of the bridge be.
+    for line in [
+        "let bridge = crate::bridge::Bridge::connect(settings)?;",
+        "use crate::bridge::{Bridge, Settings};",
+        "bridge::attach(&registry, settings)",
+    ] {
+        assert_eq!(libvirt_calls("cli/mod.rs", line).len(), 1, "{line}");
+    }
+    for line in [
+        "Bridge(#[from] crate::bridge::BridgeError),",
+        "use crate::bridge::job::{Job, NOT_REFRESHED};",
+        "// crate::bridge::Bridge::connect, in qpoold",
+    ] {
+        assert!(libvirt_calls("cli/mod.rs", line).is_empty(), "{line}");
+    }
 }
 
 /// The check catches each violation the restructure removed.

@@ -609,7 +609,9 @@ fn every_data_moving_verb_fails_cleanly_on_a_full_filesystem() {
         assert_eq!(out.status.code(), Some(1), "{label}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{label}: {stderr}");
         assert!(
-            stderr.contains("No space left on device") || stderr.contains("not enough space"),
+            stderr.contains("No space left on device")
+                || stderr.contains("not enough space")
+                || stderr.contains("Not enough space left in storage pool"),
             "{label}: {stderr}"
         );
         assert!(
@@ -656,7 +658,9 @@ fn concurrent_full_creates_on_a_nearly_full_filesystem_fit_or_fail_cleanly() {
             assert_eq!(out.status.code(), Some(1), "{stderr}");
             assert_eq!(stderr.lines().count(), 1, "{stderr}");
             assert!(
-                stderr.contains("No space left on device") || stderr.contains("not enough space"),
+                stderr.contains("No space left on device")
+                    || stderr.contains("not enough space")
+                    || stderr.contains("Not enough space left in storage pool"),
                 "{stderr}"
             );
         }

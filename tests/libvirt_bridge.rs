@@ -1,14 +1,16 @@
 //! The libvirt bridge against a real libvirtd with its qemu and storage drivers
 //! (`qemu:///system` on a private socket, tests/common/libvirtd.rs): what qpool and qpoold
 //! change, libvirtd lists at once, with the same capacity and allocation; a libvirt pool qpool
-//! did not make is never changed or removed.
+//! did not make is never changed or removed. `qpool` never links libvirt: it runs qpoold
+//! for the bridge's work, found beside it, in `../sbin` or in `PATH`.
 //!
 //! Needs root, libvirtd and the `libvirt-qemu` user (scripts/test installs and creates them);
 //! fails under CI=true where they are missing.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use common::TempPool;
 use common::daemon::Daemon;
@@ -337,4 +339,145 @@ fn qpoold_serves_without_libvirtd_and_syncs_every_pool_once_it_answers() {
     ]);
     assert_eq!(libvirt_pools(&l), ["default"]);
     assert_eq!(libvirt_volumes(&l, "default"), ["early.raw", "late.raw"]);
+}
+
+/// The shared libraries `ldd` lists for a binary.
+fn libraries(binary: &str) -> Vec<String> {
+    let out = common::run("ldd", &[binary]);
+    assert!(
+        out.status.success(),
+        "ldd {binary}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// libvirt and the ~50 libraries it needs cost every process that links them ~20 ms at start:
+/// `qpool` leaves the bridge's work to qpoold, and the linker leaves libvirt out.
+#[test]
+fn qpool_does_not_link_libvirt_and_qpoold_does() {
+    if !common::have("ldd") {
+        return;
+    }
+    let qpool = libraries(common::QPOOL);
+    let qpoold = libraries(env!("CARGO_BIN_EXE_qpoold"));
+    let libvirt = |libs: &[String]| libs.iter().any(|l| l.starts_with("libvirt"));
+    assert!(!libvirt(&qpool), "qpool links libvirt: {qpool:?}");
+    // Not vacuous: the tests build both binaries with the bridge (Cargo.toml's dev-dependency
+    // on qpool with the feature libvirt), and qpoold does link it.
+    assert!(
+        libvirt(&qpoold),
+        "qpoold lacks libvirt (bridge built: {}): {qpoold:?}",
+        qpool::bridge::BUILT
+    );
+    assert!(qpool.len() < 10, "{qpool:?}");
+}
+
+/// A copy of the `qpool` under test at `dir/bin/qpool` (a hard link when it can be), and an
+/// empty directory to be the whole `PATH`.
+fn lone_qpool(scratch: &Path) -> (PathBuf, PathBuf) {
+    let bin = scratch.join("usr/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let copy = bin.join("qpool");
+    if std::fs::hard_link(common::QPOOL, &copy).is_err() {
+        std::fs::copy(common::QPOOL, &copy).unwrap();
+    }
+    let path = scratch.join("empty-path");
+    std::fs::create_dir(&path).unwrap();
+    (copy, path)
+}
+
+fn run_lone(qpool: &Path, path: &Path, pool: &TempPool, args: &[&str]) -> Output {
+    Command::new(qpool)
+        .arg("--pool-dir")
+        .arg(pool.path())
+        .args(args)
+        .env("PATH", path)
+        .env_remove("QPOOL_LOG")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run qpool")
+}
+
+fn unreachable_uri(pool: &TempPool) -> String {
+    format!(
+        "qemu+unix:///system?socket={}",
+        pool.scratch().join("no-such-sock").display()
+    )
+}
+
+#[test]
+fn without_qpoold_a_change_stands_with_a_warning_and_libvirt_sync_fails() {
+    let pool = TempPool::new();
+    let (qpool, path) = lone_qpool(pool.scratch());
+    let uri = unreachable_uri(&pool);
+    let c = ["--connect", uri.as_str()];
+
+    let out = run_lone(
+        &qpool,
+        &path,
+        &pool,
+        &[&c[..], &["vol-create-as", "v.raw", "1M", "--format", "raw"]].concat(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Vol v.raw created\n\n"
+    );
+    assert!(
+        stderr.starts_with("warning: libvirt pool not refreshed: cannot find qpoold"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(pool.vol("v.raw").exists());
+
+    let defs = pool.scratch().join("defs");
+    let out = run_lone(
+        &qpool,
+        &path,
+        &pool,
+        &[&c[..], &["libvirt-sync", "--pools", defs.to_str().unwrap()]].concat(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert!(stderr.starts_with("error: cannot find qpoold"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// As the packages install them: `/usr/bin/qpool` runs `/usr/sbin/qpoold`.
+#[test]
+fn qpool_runs_the_qpoold_in_sbin_beside_its_bin() {
+    let pool = TempPool::new();
+    let (qpool, path) = lone_qpool(pool.scratch());
+    let sbin = pool.scratch().join("usr/sbin");
+    std::fs::create_dir(&sbin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_qpoold"), sbin.join("qpoold")).unwrap();
+    let uri = unreachable_uri(&pool);
+    let defs = pool.scratch().join("defs");
+    let out = run_lone(
+        &qpool,
+        &path,
+        &pool,
+        &[
+            "--connect",
+            &uri,
+            "libvirt-sync",
+            "--pools",
+            defs.to_str().unwrap(),
+        ],
+    );
+    // Only qpoold can have tried libvirtd.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert!(
+        stderr.starts_with("error: cannot connect to qemu+unix"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }

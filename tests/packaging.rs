@@ -51,7 +51,7 @@ fn generated() -> &'static Path {
         let example = bin_dir().join("examples/qpool-manpages");
         assert!(
             example.exists(),
-            "{} is missing: `cargo test` builds it (not with --test alone)",
+            "{} is missing: `cargo build --examples` builds it (scripts/test does)",
             example.display()
         );
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("packaging-generated");
@@ -194,10 +194,14 @@ fn the_default_qpoold_conf_parses_with_and_without_its_comments() {
                 .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
         })
         .collect();
-    assert_eq!(settings.len(), 7, "{settings:?}");
+    assert_eq!(settings.len(), 8, "{settings:?}");
     let uncommented = qpool::daemon::config::parse(&path, &settings.join("\n")).unwrap();
     assert_eq!(uncommented.libvirt_uri.as_deref(), Some("qemu:///system"));
     assert_eq!(uncommented.timeout, Some(0));
+    assert_eq!(
+        uncommented.fallocate,
+        Some(qpool::model::FallocateMode::Auto)
+    );
 }
 
 /// A private mount namespace with overlays on /etc, /usr and /var (upper directories under

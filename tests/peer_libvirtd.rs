@@ -15,190 +15,14 @@
 
 mod common;
 
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, run_virsh};
-use common::{alloc_and_size, assert_check_clean, have, in_ci, qemu_info};
-
-const LIBVIRTD: &str = "/usr/sbin/libvirtd";
-const STORAGE_DRIVER: &str =
-    "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_storage.so";
-/// How long libvirtd may take to listen, or to exit on SIGTERM.
-const DEADLINE: Duration = Duration::from_secs(30);
+use common::peer::{Libvirtd, Mount, peer_available};
+use common::{alloc_and_size, assert_check_clean, qemu_info};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
-
-// ---- the peer ---------------------------------------------------------------------------
-
-/// Whether a peer libvirtd can run here: root, libvirtd and its storage driver, `unshare`,
-/// and qemu-img (libvirtd runs it to create qcow2 volumes). Missing pieces fail under CI and
-/// skip the test loudly elsewhere.
-fn peer_available() -> bool {
-    let mut missing = Vec::new();
-    if !nix::unistd::geteuid().is_root() {
-        missing.push("root");
-    }
-    if !Path::new(LIBVIRTD).exists() || !Path::new(STORAGE_DRIVER).exists() {
-        missing.push("libvirtd with its storage driver (apt-get install --no-install-recommends libvirt-daemon)");
-    }
-    if !Command::new("unshare")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        missing.push("unshare");
-    }
-    if !missing.is_empty() {
-        assert!(
-            !in_ci(),
-            "the libvirtd peer tests need {} in CI",
-            missing.join(", ")
-        );
-        eprintln!(
-            "SKIPPED: no libvirtd peer here (missing: {}); this test fails under CI=true",
-            missing.join(", ")
-        );
-        return false;
-    }
-    have("qemu-img")
-}
-
-/// A libvirtd with only its storage driver, on a private socket, its /etc/libvirt and /run
-/// kept out of the host by a private mount namespace (libvirtd-peer.md). Mounts made before
-/// `start` (a shared tmpfs) are visible to it. Stopped with SIGTERM on drop.
-struct Libvirtd {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    uri: String,
-}
-
-impl Libvirtd {
-    fn start() -> Libvirtd {
-        // Under /tmp: the socket path must fit sun_path.
-        let dir = tempfile::Builder::new()
-            .prefix("qpool-peer-")
-            .tempdir_in("/tmp")
-            .expect("libvirtd directory");
-        let d = dir.path();
-        for sub in ["run", "etc", "drivers"] {
-            std::fs::create_dir(d.join(sub)).expect("libvirtd subdirectory");
-        }
-        std::os::unix::fs::symlink(STORAGE_DRIVER, d.join("drivers/libvirt_driver_storage.so"))
-            .expect("driver link");
-        let client_conf = std::fs::read_to_string("/etc/libvirt/libvirt.conf").unwrap_or_default();
-        std::fs::write(d.join("etc/libvirt.conf"), client_conf).expect("libvirt.conf");
-        std::fs::write(
-            d.join("libvirtd.conf"),
-            format!(
-                "unix_sock_dir = \"{run}\"\nunix_sock_group = \"root\"\nunix_sock_rw_perms = \"0770\"\nauth_unix_rw = \"none\"\nauth_unix_ro = \"none\"\nlog_outputs = \"3:file:{log}\"\n",
-                run = d.join("run").display(),
-                log = d.join("libvirtd.log").display()
-            ),
-        )
-        .expect("libvirtd.conf");
-        let script = format!(
-            "mount -t tmpfs tmpfs /run && mount --bind {etc} /etc/libvirt && exec env LIBVIRT_DRIVER_DIR={drivers} {LIBVIRTD} -f {conf} -p {run}/libvirtd.pid",
-            etc = d.join("etc").display(),
-            drivers = d.join("drivers").display(),
-            conf = d.join("libvirtd.conf").display(),
-            run = d.join("run").display(),
-        );
-        let out = std::fs::File::create(d.join("libvirtd.out")).expect("libvirtd.out");
-        let child = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup"))
-            .stderr(out)
-            .spawn()
-            .expect("start libvirtd");
-        let socket = d.join("run/libvirt-sock");
-        let uri = format!("storage+unix:///system?socket={}", socket.display());
-        let mut peer = Libvirtd {
-            child: Some(child),
-            dir,
-            uri,
-        };
-        let start = Instant::now();
-        while UnixStream::connect(&socket).is_err() {
-            if let Some(status) = peer
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "libvirtd exited during start-up ({status}):\n{}",
-                    peer.log()
-                );
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "libvirtd did not listen within {DEADLINE:?}:\n{}",
-                peer.log()
-            );
-            std::thread::yield_now();
-        }
-        peer
-    }
-
-    /// Defines, starts and autostarts a `dir` pool (as qpoold's `default` pool is).
-    fn pool(&self, name: &str, target: &Path) {
-        self.virsh_ok(&[
-            "pool-define-as",
-            name,
-            "dir",
-            "--target",
-            target.to_str().unwrap(),
-        ]);
-        self.virsh_ok(&["pool-start", name]);
-        self.virsh_ok(&["pool-autostart", name]);
-    }
-
-    fn virsh(&self, args: &[&str]) -> (i32, String, String) {
-        run_virsh(&self.uri, args)
-    }
-
-    fn virsh_ok(&self, args: &[&str]) -> String {
-        let (status, out, err) = self.virsh(args);
-        assert!(
-            status == 0 && err.is_empty(),
-            "libvirtd: virsh {args:?} exited {status}\nstdout: {out}\nstderr: {err}\nlog:\n{}",
-            self.log()
-        );
-        out
-    }
-
-    fn log(&self) -> String {
-        let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
-        format!("{}{}", read("libvirtd.out"), read("libvirtd.log"))
-    }
-}
-
-impl Drop for Libvirtd {
-    fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let (tx, rx) = mpsc::channel();
-        let waiter = std::thread::spawn(move || {
-            let _ = tx.send(child.wait());
-            child
-        });
-        if rx.recv_timeout(DEADLINE).is_err() {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        }
-        let _ = waiter.join();
-        if std::thread::panicking() {
-            eprintln!("---- libvirtd log ----\n{}---- end ----", self.log());
-        }
-    }
-}
 
 /// qpoold and libvirtd side by side, each with a pool named `default`, so that the same
 /// virsh command line works on both. Both pools live on one private tmpfs mounted for the
@@ -211,12 +35,12 @@ struct Peers {
     q_dir: PathBuf,
     l_dir: PathBuf,
     // Dropped last, after both daemons stopped.
-    _fs: Tmpfs,
+    _fs: Mount,
 }
 
 impl Peers {
     fn start() -> Peers {
-        let fs = Tmpfs::mount(3 * GIB);
+        let fs = Mount::tmpfs(3 * GIB);
         let q_dir = fs.path().join("qpool");
         let l_dir = fs.path().join("libvirt");
         std::fs::create_dir(&q_dir).expect("qpool pool directory");
@@ -845,7 +669,7 @@ fn peer_errors_read_the_same() {
         &p.q.uri_ro(),
         &["vol-delete", "e.qcow2", "--pool", "default"],
     );
-    let l_uri_ro = p.l.uri.replace("libvirt-sock", "libvirt-sock-ro");
+    let l_uri_ro = p.l.uri_ro();
     let l_ro = run_virsh(&l_uri_ro, &["vol-delete", "e.qcow2", "--pool", "default"]);
     assert_eq!(q_ro, l_ro);
     assert!(
@@ -854,48 +678,6 @@ fn peer_errors_read_the_same() {
         "{q_ro:?}"
     );
     assert!(p.q_vol("e.qcow2").exists());
-}
-
-/// A tmpfs mounted for one test (both daemons' pools on it), lazily unmounted on drop.
-struct Tmpfs(tempfile::TempDir);
-
-impl Tmpfs {
-    fn mount(size: u64) -> Tmpfs {
-        let dir = tempfile::Builder::new()
-            .prefix("qpool-peer-fs-")
-            .tempdir_in("/tmp")
-            .expect("mount point");
-        let out = common::run(
-            "mount",
-            &[
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-                dir.path().to_str().unwrap(),
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "mount tmpfs: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(dir)
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("--lazy")
-            .arg(self.0.path())
-            .status();
-    }
 }
 
 #[test]

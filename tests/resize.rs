@@ -366,7 +366,7 @@ fn refused_resizes_leave_the_file_byte_identical() {
         (
             "larger than the disk",
             &["vol-resize", "r.img", "100T", "--allocate"],
-            "not enough space",
+            "Not enough space left in storage pool",
         ),
         (
             "unknown volume",

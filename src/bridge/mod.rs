@@ -10,12 +10,16 @@
 //!
 //! Owns: the mirror's XML and mark, the reconciliation of one pool or of a whole set
 //! ([`Bridge`]: define, redefine on a new target, start, stop, autostart, refresh, undefine),
-//! the one-shot sync of `qpool libvirt-sync`, and a daemon's mirror ([`attach`]: a full sync at
-//! start, then the registry's change hook).
+//! the one-shot jobs that `qpool` hands to `qpoold` ([`job`]: `qpool libvirt-sync`, and the
+//! refresh after a `qpool` change), and a daemon's mirror ([`attach`]: a full sync at start,
+//! then the registry's change hook).
 //! Must not: change qpool's pools or volumes, or touch any libvirt pool without the mark. The
 //! libvirt calls themselves live in `libvirt.rs`, built with the cargo feature `libvirt`;
-//! without it every entry point answers [`BridgeError::NotBuilt`].
+//! without it every entry point answers [`BridgeError::NotBuilt`]. Only qpoold calls them
+//! ([`Bridge`], [`attach`]): the `qpool` binary must not link libvirt, so the CLI hands its
+//! bridge work to qpoold as a [`job::Job`].
 
+pub mod job;
 #[cfg(feature = "libvirt")]
 mod libvirt;
 #[cfg(not(feature = "libvirt"))]

@@ -2,12 +2,15 @@
 //!
 //! Owns: argument parsing (virsh's verb names, flags and size suffixes), turning arguments
 //! into engine calls, printing virsh-compatible output ([`output`]), and translating every
-//! error into one `error: …` line and exit status 1.
-//! Must not: implement engine logic (everything it does is a call into [`crate::pool`]), or
-//! be imported by any other module: it is a face.
+//! error into one `error: …` line and exit status 1. The libvirt bridge's work (`libvirt-sync`,
+//! the mirror's refresh after a change) is handed to qpoold ([`qpoold`]).
+//! Must not: implement engine logic (everything it does is a call into [`crate::pool`]), call
+//! libvirt (the `qpool` binary must not link it), or be imported by any other module: it is a
+//! face.
 
 pub mod output;
 pub mod progress;
+pub mod qpoold;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,12 +19,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use thiserror::Error;
 
+use crate::bridge::job::{Job, NOT_REFRESHED};
 use crate::error::one_line;
-use crate::model::{UnknownName, VolFormat, WipeAlgorithm};
+use crate::model::{FallocateMode, UnknownName, VolFormat, WipeAlgorithm};
 use crate::policy::CreateFlags;
-use crate::pool::{Pool, ResizeRequest};
+use crate::pool::{Pool, ResizeRequest, WhenInUse};
 use crate::units::{SizeError, parse_virsh_size};
-use crate::xml::{BackingStoreDef, VolumeDef};
+use crate::xml::{BackingStoreDef, CapacityRule, VolumeDef};
 
 /// Environment variable naming the pool directory (like `--pool-dir`).
 pub const POOL_DIR_ENV: &str = "QPOOL_POOL_DIR";
@@ -30,6 +34,9 @@ pub const LIBVIRT_URI_ENV: &str = "QPOOL_LIBVIRT_URI";
 /// Environment variable that makes qpool behave as if the filesystem had no `fallocate`
 /// (to exercise the zero-fill fallback in tests).
 pub const NO_FALLOCATE_ENV: &str = "QPOOL_NO_FALLOCATE";
+/// Environment variable with the pool's `fallocate` setting: `auto` (the default), `native`
+/// or `zero` (what a pool definition or qpoold.conf says for qpoold's pools).
+pub const FALLOCATE_ENV: &str = "QPOOL_FALLOCATE";
 
 /// qpool: libvirt-compatible storage pool tool for qcow2 and raw volumes.
 #[derive(Debug, Parser)]
@@ -169,6 +176,9 @@ pub enum Command {
     VolDelete {
         /// Volume name or path.
         vol: String,
+        /// Delete it even though another process (a running QEMU, a copy) holds it.
+        #[arg(long)]
+        force: bool,
     },
     /// Upload file contents to a volume.
     #[command(name = "vol-upload")]
@@ -184,6 +194,9 @@ pub enum Command {
         /// Wipe algorithm: zero, trim or random.
         #[arg(long, default_value = "zero")]
         algorithm: String,
+        /// Wipe it even though another process (a running QEMU, a copy) holds it.
+        #[arg(long)]
+        force: bool,
     },
     /// Resize a volume.
     #[command(name = "vol-resize")]
@@ -202,6 +215,9 @@ pub enum Command {
         /// Allow the resize to shrink the volume.
         #[arg(long)]
         shrink: bool,
+        /// Resize it even though another process (a running QEMU, a copy) holds it.
+        #[arg(long)]
+        force: bool,
     },
     /// Pool information.
     #[command(name = "pool-info")]
@@ -254,6 +270,9 @@ pub struct Transfer {
     /// Keep holes: the source's holes read as zeros in the destination without being written.
     #[arg(long)]
     pub sparse: bool,
+    /// vol-upload: write the volume even though another process (a running QEMU) holds it.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Command-line failures: an engine error, or an argument the engine never saw.
@@ -306,12 +325,21 @@ pub enum Error {
     /// An unknown wipe algorithm.
     #[error(transparent)]
     Algorithm(UnknownName),
+    /// `QPOOL_FALLOCATE` names no setting.
+    #[error("{FALLOCATE_ENV}")]
+    Fallocate(#[source] UnknownName),
     /// A negative size without `--shrink` (virsh's rule).
     #[error("negative size requires --shrink")]
     NegativeSize,
     /// The libvirt bridge failed.
     #[error(transparent)]
     Bridge(#[from] crate::bridge::BridgeError),
+    /// qpoold could not run the bridge's job.
+    #[error(transparent)]
+    Qpoold(#[from] qpoold::QpooldError),
+    /// qpoold ran the bridge's job, which failed; qpoold has said why (its `error:` line).
+    #[error("the libvirt bridge failed in qpoold")]
+    Reported,
     /// qpoold.conf could not be read for the bridge settings.
     #[error(transparent)]
     Config(#[from] crate::daemon::config::ConfigError),
@@ -330,6 +358,11 @@ impl Error {
     /// Exit status: every failure is a user-visible error, status 1 (as virsh).
     pub fn exit_code(&self) -> u8 {
         1
+    }
+
+    /// Whether the failure has been said already (by qpoold), so that no `error:` line is due.
+    pub fn is_reported(&self) -> bool {
+        matches!(self, Error::Reported)
     }
 }
 
@@ -372,7 +405,9 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            if !e.is_reported() {
+                eprintln!("error: {}", one_line(&e));
+            }
             ExitCode::from(e.exit_code())
         }
     }
@@ -392,6 +427,10 @@ pub fn open_pool(pool_dir: Option<&Path>) -> Result<(Pool, bool), Error> {
         }
         _ => (Pool::open_or_create(&default, "default")?, true),
     };
+    if let Some(mode) = std::env::var_os(FALLOCATE_ENV).filter(|v| !v.is_empty()) {
+        let mode: FallocateMode = mode.to_string_lossy().parse().map_err(Error::Fallocate)?;
+        pool.set_fallocate_mode(mode);
+    }
     if std::env::var_os(NO_FALLOCATE_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
         pool.set_fallocate_disabled(true);
     }
@@ -399,11 +438,16 @@ pub fn open_pool(pool_dir: Option<&Path>) -> Result<(Pool, bool), Error> {
 }
 
 fn read_volume_xml(path: &Path) -> Result<VolumeDef, Error> {
+    read_volume_xml_with(path, CapacityRule::Required)
+}
+
+/// Reads a volume XML file under `rule` (a create-from may leave the capacity out).
+fn read_volume_xml_with(path: &Path, rule: CapacityRule) -> Result<VolumeDef, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::ReadingFile {
         path: path.to_path_buf(),
         source,
     })?;
-    VolumeDef::parse(&text).map_err(|e| Error::XmlFile {
+    VolumeDef::parse_with(&text, rule).map_err(|e| Error::XmlFile {
         path: path.to_path_buf(),
         source: e.into(),
     })
@@ -421,6 +465,15 @@ fn format_arg(option: &'static str, value: &str) -> Result<VolFormat, Error> {
     value
         .parse()
         .map_err(|source| Error::Format { option, source })
+}
+
+/// `--force`: go ahead with a volume another process holds.
+fn when_in_use(force: bool) -> WhenInUse {
+    if force {
+        WhenInUse::Force
+    } else {
+        WhenInUse::Refuse
+    }
 }
 
 fn flags(prealloc_metadata: bool) -> CreateFlags {
@@ -464,28 +517,23 @@ fn bridge_settings(
     Ok(Some(crate::bridge::Settings { uri, prefix }))
 }
 
-/// `libvirt-sync`: prints what was done; each pool that failed gets a warning line, and the
-/// whole command fails.
+/// `libvirt-sync`, run by qpoold, which prints what was done; each pool that failed gets a
+/// warning line, and the whole command fails. What is left to print here is virsh's empty
+/// line after the output.
 fn libvirt_sync(settings: &crate::bridge::Settings, pools: &Path) -> Result<String, Error> {
-    let mirrored = crate::bridge::stored_pools(pools, &crate::paths::default_pool_dir())?;
-    let bridge = crate::bridge::Bridge::connect(settings)?;
-    let report = bridge.sync(&mirrored);
-    let mut text = String::new();
-    for done in &report.done {
-        text.push_str(&format!("{done}\n"));
+    if !crate::bridge::BUILT {
+        return Err(crate::bridge::BridgeError::NotBuilt.into());
     }
-    if let Err(incomplete) = report.result() {
-        print!("{text}");
-        for (name, e) in &report.failed {
-            eprintln!("warning: pool '{name}': {}", one_line(e));
-        }
-        return Err(incomplete.into());
+    let job = Job::sync(settings, pools, &crate::paths::default_pool_dir());
+    match qpoold::run(&job)? {
+        qpoold::Outcome::Done => Ok(String::new()),
+        qpoold::Outcome::Failed => Err(Error::Reported),
     }
-    Ok(text)
 }
 
-/// After a change: refreshes the libvirt mirror of the pool (defining it when missing). The
-/// change stands whatever happens here; a failure is a warning.
+/// After a change: refreshes the libvirt mirror of the pool (defining it when missing), in
+/// qpoold. The change stands whatever happens here; a failure is a warning (qpoold's, or
+/// here when qpoold cannot run).
 fn mirror_change(settings: &crate::bridge::Settings, pool: &Pool, autostart: bool) {
     let mirrored = crate::bridge::Mirrored {
         name: pool.name().to_string(),
@@ -494,10 +542,15 @@ fn mirror_change(settings: &crate::bridge::Settings, pool: &Pool, autostart: boo
         autostart,
         active: true,
     };
-    let result = crate::bridge::Bridge::connect(settings).and_then(|b| b.changed(&mirrored));
+    let result = if crate::bridge::BUILT {
+        qpoold::run(&Job::changed(settings, &mirrored)).map_err(Error::from)
+    } else {
+        Err(crate::bridge::BridgeError::NotBuilt.into())
+    };
     match result {
-        Ok(done) => done.iter().for_each(|d| log::info!("{d}")),
-        Err(e) => eprintln!("warning: libvirt pool not refreshed: {}", one_line(&e)),
+        // Failed: qpoold has printed the warning.
+        Ok(qpoold::Outcome::Done | qpoold::Outcome::Failed) => {}
+        Err(e) => eprintln!("warning: {NOT_REFRESHED}: {}", one_line(&e)),
     }
 }
 
@@ -626,10 +679,16 @@ fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> 
             prealloc_metadata,
             reflink,
         } => {
-            let def = read_volume_xml(file)?;
+            let def = read_volume_xml_with(file, CapacityRule::FromSource)?;
             let source = pool.volume_name(vol)?;
-            let created =
-                pool.create_volume_from(&def, &source, flags(*prealloc_metadata), *reflink, None)?;
+            let created = pool.create_volume_from(
+                &def,
+                pool,
+                &source,
+                flags(*prealloc_metadata),
+                *reflink,
+                None,
+            )?;
             match args.output {
                 OutputFormat::Json => output::json::created(&created),
                 OutputFormat::Human => {
@@ -660,9 +719,9 @@ fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> 
             let info = pool.volume(&pool.volume_name(vol)?)?;
             format!("{}\n", info.path.display())
         }
-        Command::VolDelete { vol } => {
+        Command::VolDelete { vol, force } => {
             let name = pool.volume_name(vol)?;
-            pool.delete(&name)?;
+            pool.delete(&name, when_in_use(*force))?;
             format!("Vol {name} deleted\n")
         }
         Command::VolUpload(t) => {
@@ -671,24 +730,49 @@ fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> 
                 path: t.file.clone(),
                 source,
             })?;
-            pool.upload_from_file(&name, local, &t.file, t.offset, t.length, t.sparse)?;
+            pool.upload_from_file(
+                &name,
+                local,
+                &t.file,
+                t.offset,
+                t.length,
+                t.sparse,
+                when_in_use(t.force),
+            )?;
             String::new()
         }
         Command::VolDownload(t) => {
             let name = pool.volume_name(&t.vol)?;
             // The volume is checked before the local file is created.
             pool.volume(&name)?;
-            let local = std::fs::File::create(&t.file).map_err(|source| Error::WritingFile {
+            // As virsh: a file this download made is removed again when it fails; a file
+            // that was there is truncated and left.
+            let writing_file = |source| Error::WritingFile {
                 path: t.file.clone(),
                 source,
-            })?;
-            pool.download_to_file(&name, &local, &t.file, t.offset, t.length, t.sparse)?;
+            };
+            let (local, created) = match std::fs::File::create_new(&t.file) {
+                Ok(f) => (f, true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    (std::fs::File::create(&t.file).map_err(writing_file)?, false)
+                }
+                Err(e) => return Err(writing_file(e)),
+            };
+            let done = pool.download_to_file(&name, &local, &t.file, t.offset, t.length, t.sparse);
+            if done.is_err() && created {
+                let _ = std::fs::remove_file(&t.file);
+            }
+            done?;
             String::new()
         }
-        Command::VolWipe { vol, algorithm } => {
+        Command::VolWipe {
+            vol,
+            algorithm,
+            force,
+        } => {
             let name = pool.volume_name(vol)?;
             let algorithm: WipeAlgorithm = algorithm.parse().map_err(Error::Algorithm)?;
-            pool.wipe_volume(&name, algorithm)?;
+            pool.wipe_volume(&name, algorithm, when_in_use(*force))?;
             format!("Vol {name} wiped\n")
         }
         Command::VolResize {
@@ -697,6 +781,7 @@ fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> 
             allocate,
             delta,
             shrink,
+            force,
         } => {
             let name = pool.volume_name(vol)?;
             // virsh: "+N" is absolute; "-N" needs --shrink and means "shrink by N".
@@ -718,6 +803,7 @@ fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> 
                     shrink: *shrink,
                     allocate: *allocate,
                 },
+                when_in_use(*force),
             )?;
             if delta {
                 format!("Size of volume '{name}' successfully changed by {text}\n")

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::model::FallocateMode;
+
 /// A configuration file that cannot be used.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -46,6 +48,8 @@ pub struct FileConfig {
     pub timeout: Option<u64>,
     /// `default_pool_dir = "/var/lib/qpool/images"`.
     pub default_pool_dir: Option<PathBuf>,
+    /// `fallocate = "auto"` (or `"native"`, `"zero"`): how the pools reserve space.
+    pub fallocate: Option<FallocateMode>,
     /// `libvirt_uri = "qemu:///system"`: mirror the pools into that libvirtd.
     pub libvirt_uri: Option<String>,
     /// `libvirt_prefix = "qpool-"`: put before each pool name in libvirtd.
@@ -83,6 +87,13 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
             "socket_ro" => config.socket_ro = Some(PathBuf::from(string()?)),
             "pools" => config.pools = Some(PathBuf::from(string()?)),
             "default_pool_dir" => config.default_pool_dir = Some(PathBuf::from(string()?)),
+            "fallocate" => {
+                config.fallocate = Some(
+                    string()?
+                        .parse()
+                        .map_err(|e: crate::model::UnknownName| syntax(e.to_string()))?,
+                );
+            }
             "libvirt_uri" => config.libvirt_uri = Some(string()?),
             "libvirt_prefix" => config.libvirt_prefix = Some(string()?),
             "timeout" => {
@@ -149,5 +160,19 @@ mod tests {
         assert!(e.to_string().contains("unknown setting 'bogus'"));
         let e = parse(Path::new("q.conf"), "socket = /unquoted\n").unwrap_err();
         assert!(e.to_string().contains("double quotes"));
+        let e = parse(Path::new("q.conf"), "fallocate = \"posix\"\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "q.conf:1: unknown fallocate setting 'posix' (expected auto, native or zero)"
+        );
+    }
+
+    #[test]
+    fn the_fallocate_setting_is_read() {
+        for mode in FallocateMode::ALL {
+            let c = parse(Path::new("q.conf"), &format!("fallocate = \"{mode}\"\n")).unwrap();
+            assert_eq!(c.fallocate, Some(mode));
+        }
+        assert_eq!(parse(Path::new("q.conf"), "").unwrap().fallocate, None);
     }
 }

@@ -10,13 +10,15 @@
 //! connection stays open; clean shutdown on SIGTERM/SIGINT (no new connections, running
 //! calls may finish for a while, then exit); and `--timeout` (exit after that many idle
 //! seconds; under socket activation systemd keeps the sockets and starts qpoold again at
-//! the next connection).
+//! the next connection); and qpoold's one-shot mode ([`oneshot`]), the bridge jobs that
+//! `qpool` hands over so that it never links libvirt.
 //! Must not: handle protocol messages or touch volumes.
 
 pub mod activation;
 pub mod config;
 pub mod listeners;
 pub mod notify;
+pub mod oneshot;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,6 +78,8 @@ pub struct Settings {
     pub timeout: u64,
     /// Target of the default pool.
     pub default_pool_dir: PathBuf,
+    /// How the pools reserve space (`fallocate` in qpoold.conf; `auto` by default).
+    pub fallocate: crate::model::FallocateMode,
     /// Mirror the pools into this libvirtd (qpoold.conf `libvirt_uri`, `libvirt_prefix`).
     pub libvirt: Option<crate::bridge::Settings>,
 }
@@ -110,6 +114,7 @@ pub fn settings(args: &Args) -> Result<Settings, config::ConfigError> {
             .clone()
             .or(file.default_pool_dir)
             .unwrap_or_else(crate::paths::default_pool_dir),
+        fallocate: file.fallocate.unwrap_or_default(),
         libvirt: file.libvirt_uri.map(|uri| crate::bridge::Settings {
             uri,
             prefix: file.libvirt_prefix.unwrap_or_default(),
@@ -252,7 +257,12 @@ fn serve(args: &Args) -> Result<(), DaemonError> {
     signals.add(Signal::SIGHUP);
     signals.thread_block().map_err(DaemonError::Signals)?;
     let inherited = activation::take()?;
-    let registry = Arc::new(Registry::load(&settings.pools, &settings.default_pool_dir)?);
+    let registry = Arc::new(Registry::load_with(
+        &settings.pools,
+        &settings.default_pool_dir,
+        settings.fallocate,
+        None,
+    )?);
     if let Some(bridge) = settings.libvirt.clone() {
         // Before the sockets: a client that gets an answer finds the mirrors in place.
         crate::bridge::attach(&registry, bridge).map_err(|e| DaemonError::Bridge(Box::new(e)))?;

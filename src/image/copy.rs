@@ -18,7 +18,7 @@ use super::file::{WriteReport, Writing, with_target};
 use super::guest::{BlockStatus, GuestImage, open_guest_file};
 use super::plan::{ImagePlan, create};
 use super::qcow2::{self, Layout, Options};
-use super::{Error, ImageInfo, raw};
+use super::{Corruption, Error, ImageInfo, Unsupported, raw};
 use crate::model::{Preallocation, VolFormat};
 
 /// The volume a copy reads, opened and inspected by the caller.
@@ -114,18 +114,14 @@ pub fn plan_copy(
                 _ => false,
             };
             if !same_image || plan.capacity() != src.info.capacity {
-                return Err(Error::EncryptedRefused(
-                    "an encrypted volume is copied only as it is (same format, options and size, with the same key); converting or resizing it in the copy is not supported",
-                ));
+                return Err(Unsupported::ConvertingEncrypted.into());
             }
             true
         }
         (true, false) => {
-            return Err(Error::EncryptedRefused(
-                "a copy of an encrypted volume must be encrypted too (qpool copies its bytes with the same key; it does not decrypt)",
-            ));
+            return Err(Unsupported::DecryptingCopy.into());
         }
-        (false, true) => return Err(Error::EncryptedRefused(super::plan::ENCRYPTING_A_COPY)),
+        (false, true) => return Err(Unsupported::EncryptingCopy.into()),
     };
     let same_format = same_format || encrypted;
     let exact = exact || encrypted;
@@ -210,7 +206,7 @@ impl CopyPlan {
                 if *reflink {
                     self::reflink(src, dst)?;
                 } else {
-                    copy_sparse(src, dst, writing)?;
+                    copy_sparse(src, dst, *exact, writing)?;
                 }
                 let mut report = WriteReport::default();
                 if plan.format() == VolFormat::Raw && !*exact {
@@ -256,6 +252,7 @@ impl CopyPlan {
                             source,
                         })?;
                     fill_raw(guest.as_mut(), extents, dst, writing)?;
+                    allocate_first_block(dst, plan.capacity())?;
                     finish_raw(dst, plan, plan.capacity(), writing)?
                 }
             },
@@ -294,11 +291,17 @@ fn write_error(offset: u64) -> impl Fn(std::io::Error) -> Error {
 }
 
 /// Copies all of `src` into the empty `dst`, keeping holes: written extents of the source
-/// are copied in the kernel, reserved-but-unwritten ones (FIEMAP) are reserved in the copy
-/// without reading them. Where FIEMAP is unavailable, SEEK_DATA decides (and may call
-/// reserved, never written blocks holes: callers that know the source was preallocated
-/// reserve the copy themselves).
-fn copy_sparse(src: &File, dst: &File, writing: Writing<'_>) -> Result<(), Error> {
+/// are copied in the kernel; reserved-but-unwritten ones (FIEMAP) hold only zeros, so an
+/// exact copy (`keep_reserved`) reserves them in the copy without reading them and any other
+/// copy leaves them holes (its own preallocation is applied afterwards). Where FIEMAP is
+/// unavailable, SEEK_DATA decides (and may call reserved, never written blocks holes:
+/// callers that know the source was preallocated reserve the copy themselves).
+fn copy_sparse(
+    src: &File,
+    dst: &File,
+    keep_reserved: bool,
+    writing: Writing<'_>,
+) -> Result<(), Error> {
     let len = src.metadata().map_err(Error::ReadingImage)?.len();
     let extents = match crate::sys::allocated_extents(src, len).map_err(Error::ReadingImage)? {
         Some(extents) => extents,
@@ -309,6 +312,9 @@ fn copy_sparse(src: &File, dst: &File, writing: Writing<'_>) -> Result<(), Error
             .collect(),
     };
     for (start, end, unwritten) in extents {
+        if unwritten && !keep_reserved {
+            continue;
+        }
         if unwritten {
             // Reserved, never written: reserve it in the copy too, nothing to read.
             crate::sys::fallocate_keep_size(dst, start, end - start).map_err(|source| {
@@ -346,23 +352,55 @@ fn reflink(src: &File, dst: &File) -> Result<(), Error> {
     })
 }
 
-/// The runs of guest bytes below `limit` that hold data, as `Range`s of bytes.
+/// Blocks of guest data that read as zeros are left out of a conversion, as `qemu-img
+/// convert` leaves them out (its default `-S 4k`): holes stay holes, and a raw file's
+/// reserved but never written blocks stay unallocated in the copy.
+const ZERO_BLOCK: u64 = 4096;
+
+/// The runs of guest bytes below `limit` that hold data, as `Range`s of bytes: what the
+/// image maps as data, less the aligned [`ZERO_BLOCK`]s of it that read as zeros.
 fn data_extents(src: &mut dyn GuestImage, limit: u64) -> Result<Vec<Range<u64>>, Error> {
     let end = limit.min(src.size());
-    let mut out: Vec<Range<u64>> = Vec::new();
+    let mut mapped: Vec<Range<u64>> = Vec::new();
     let mut at = 0;
     while at < end {
         let (status, len) = src.status(at, end - at)?;
         let next = (at + len.max(1)).min(end);
         if status == BlockStatus::Data {
-            match out.last_mut() {
-                Some(prev) if prev.end == at => prev.end = next,
-                _ => out.push(at..next),
-            }
+            push_range(&mut mapped, at..next);
         }
         at = next;
     }
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; usize::try_from(CHUNK).unwrap_or(0)];
+    for extent in mapped {
+        let mut at = extent.start;
+        while at < extent.end {
+            let n = (extent.end - at).min(CHUNK);
+            let chunk = &mut buf[..usize::try_from(n).unwrap_or(0)];
+            src.read_at(chunk, at)?;
+            let mut block = at;
+            while block < at + n {
+                let block_end = ((block / ZERO_BLOCK + 1) * ZERO_BLOCK).min(at + n);
+                let bytes = &chunk[usize::try_from(block - at).unwrap_or(0)
+                    ..usize::try_from(block_end - at).unwrap_or(0)];
+                if bytes.iter().any(|&b| b != 0) {
+                    push_range(&mut out, block..block_end);
+                }
+                block = block_end;
+            }
+            at += n;
+        }
+    }
     Ok(out)
+}
+
+/// Appends `r` to sorted, disjoint `ranges`, merging it with the last one when they touch.
+fn push_range(ranges: &mut Vec<Range<u64>>, r: Range<u64>) {
+    match ranges.last_mut() {
+        Some(prev) if prev.end == r.start => prev.end = r.end,
+        _ => ranges.push(r),
+    }
 }
 
 /// The guest clusters (of `cluster_size`) that hold any of `extents`, merged.
@@ -421,9 +459,10 @@ fn fill_qcow2(
             while runs.peek().is_some_and(|r| r.guest + r.count <= cluster) {
                 runs.next();
             }
-            let run = *runs.peek().filter(|r| r.guest <= cluster).ok_or_else(|| {
-                Error::CorruptImage(format!("guest cluster {cluster} has no mapping"))
-            })?;
+            let run = *runs
+                .peek()
+                .filter(|r| r.guest <= cluster)
+                .ok_or(Corruption::UnmappedCluster(cluster))?;
             let run_end = (run.guest + run.count) * cs;
             let until = extent.end.min(run_end);
             let base = run.guest * cs;
@@ -440,6 +479,22 @@ fn fill_qcow2(
         }
     }
     Ok(())
+}
+
+/// Writes zeros into the first block of a converted raw file when it is a hole, as
+/// `qemu-img convert` does (qemu allocates it when it creates a raw file, so that the
+/// alignment of the file can be probed): 4 KiB, or 512 bytes of a smaller file.
+fn allocate_first_block(dst: &File, size: u64) -> Result<(), Error> {
+    let len = if size < 4096 { 512.min(size) } else { 4096 };
+    if len == 0
+        || !crate::sys::data_ranges(dst, 0, len)
+            .map_err(Error::ReadingImage)?
+            .is_empty()
+    {
+        return Ok(());
+    }
+    dst.write_all_at(&vec![0u8; usize::try_from(len).unwrap_or(0)], 0)
+        .map_err(write_error(0))
 }
 
 /// Writes the guest data `extents` of `src` into a raw file at the same offsets.

@@ -56,6 +56,8 @@ impl Writing<'_> {
 pub trait ImageFile {
     /// Writes all of `buf` at `offset`.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Reads exactly `buf.len()` bytes at `offset`.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Sets the file length (`ftruncate`).
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Current file length.
@@ -104,6 +106,9 @@ impl ImageFile for File {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         FileExt::write_all_at(self, buf, offset)
     }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
     fn set_len(&self, len: u64) -> io::Result<()> {
         File::set_len(self, len)
     }
@@ -145,6 +150,9 @@ impl<F: ImageFile + ?Sized> ImageFile for &F {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         (**self).write_all_at(buf, offset)
     }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        (**self).read_exact_at(buf, offset)
+    }
     fn set_len(&self, len: u64) -> io::Result<()> {
         (**self).set_len(len)
     }
@@ -176,6 +184,9 @@ pub struct NoFallocate<F>(pub F);
 impl<F: ImageFile> ImageFile for NoFallocate<F> {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.0.write_all_at(buf, offset)
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.0.read_exact_at(buf, offset)
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
@@ -234,6 +245,9 @@ struct Reporting<'p, F> {
 impl<F: ImageFile> ImageFile for Reporting<'_, F> {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.inner.write_all_at(buf, offset)
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, offset)
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::{Error, probe, qcow2};
+use super::{Corruption, Error, Unsupported, probe, qcow2};
 use crate::model::VolFormat;
 
 /// Where the backing name `name` stored in an image in directory `dir` points: absolute
@@ -155,10 +155,7 @@ fn open_chain(
     let format = format.unwrap_or(info.format);
     match (format, info.qcow2) {
         (VolFormat::Raw, _) => Ok(Box::new(RawImage::new(file)?)),
-        (VolFormat::Qcow2, None) => Err(Error::CorruptImage(format!(
-            "{} is not a qcow2 image",
-            path.display()
-        ))),
+        (VolFormat::Qcow2, None) => Err(Corruption::NotQcow2(path.to_path_buf()).into()),
         (VolFormat::Qcow2, Some(q)) => {
             let backing = match &q.backing_file {
                 None => None,
@@ -168,10 +165,11 @@ fn open_chain(
                     let backing_format = match q.backing_format.as_deref() {
                         Some(name) if name.parse::<VolFormat>().is_ok() => name.parse().ok(),
                         Some(other) => {
-                            return Err(Error::Unsupported(format!(
-                                "backing format '{other}' of {}",
-                                path.display()
-                            )));
+                            return Err(Unsupported::BackingFormat {
+                                format: other.to_string(),
+                                image: path.to_path_buf(),
+                            }
+                            .into());
                         }
                         None => None,
                     };

@@ -116,10 +116,10 @@ pub enum Error {
     ReadingImage(#[source] io::Error),
     /// The image's metadata is inconsistent.
     #[error("corrupt image: {0}")]
-    CorruptImage(String),
-    /// The image uses something qpool cannot read.
+    CorruptImage(#[from] Corruption),
+    /// The image uses something qpool cannot read or change.
     #[error("unsupported image: {0}")]
-    Unsupported(String),
+    Unsupported(#[from] Unsupported),
     /// The image may not be written (qemu would refuse it read-write, or qpool cannot keep
     /// it consistent).
     #[error("the qcow2 image may not be changed")]
@@ -160,9 +160,6 @@ pub enum Error {
     /// A LUKS payload so large the file's length overflows.
     #[error("an encrypted volume of {0} bytes is too large")]
     EncryptedTooLarge(u64),
-    /// An encrypted volume cannot be copied or written this way.
-    #[error("{0}")]
-    EncryptedRefused(&'static str),
     /// A backing chain that is too deep or loops.
     #[error("backing chain deeper than {0} images")]
     BackingChainTooDeep(usize),
@@ -174,6 +171,120 @@ pub enum Error {
         /// Why.
         #[source]
         source: io::Error,
+    },
+}
+
+/// What is inconsistent in an image's metadata (qcow2 spec words).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum Corruption {
+    /// The refcount table is empty, too large or past the end of the file.
+    #[error("refcount table out of place")]
+    RefcountTableOutOfPlace,
+    /// A refcount block is unaligned or past the end of the file.
+    #[error("refcount block at {0:#x} out of place")]
+    RefcountBlockOutOfPlace(u64),
+    /// The L1 table is larger than qemu accepts.
+    #[error("L1 table of {0} entries exceeds qemu's limit")]
+    L1TooLarge(u32),
+    /// The L1 table cannot map the virtual size.
+    #[error("L1 table has {entries} entries, the virtual size needs {needed}")]
+    L1TooSmall {
+        /// `l1_size` of the header.
+        entries: u32,
+        /// Entries the virtual size needs.
+        needed: u64,
+    },
+    /// The L1 table lies past the end of the file.
+    #[error("L1 table lies outside the file")]
+    L1OutOfPlace,
+    /// An L2 table is unaligned or past the end of the file.
+    #[error("L2 table at {0:#x} is out of place")]
+    L2OutOfPlace(u64),
+    /// A compressed cluster's data does not decompress.
+    #[error("compressed cluster at {0:#x} does not decompress")]
+    CompressedCluster(u64),
+    /// A guest cluster the copy plan expected mapped is not.
+    #[error("guest cluster {0} has no mapping")]
+    UnmappedCluster(u64),
+    /// A file read as qcow2 has no qcow2 header.
+    #[error("{0} is not a qcow2 image")]
+    NotQcow2(std::path::PathBuf),
+}
+
+/// What qpool cannot read or change in an otherwise valid image.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum Unsupported {
+    /// Internal snapshots (`nb_snapshots` != 0).
+    #[error("qcow2 images with internal snapshots")]
+    InternalSnapshots,
+    /// The refcount table would outgrow qemu's limit.
+    #[error("the refcount table would exceed qemu's 8 MiB limit")]
+    RefcountTableTooLarge,
+    /// `crypt_method` != 0.
+    #[error("encrypted qcow2 images")]
+    Encrypted,
+    /// The external data file incompatible feature.
+    #[error("qcow2 images with an external data file")]
+    ExternalDataFile,
+    /// Incompatible feature bits qpool does not know.
+    #[error("qcow2 incompatible features {0:#x}")]
+    IncompatibleFeatures(u64),
+    /// A size that cannot be rounded up to 512 bytes.
+    #[error("size {0} is too large")]
+    SizeTooLarge(u64),
+    /// A grow to a size that is not larger.
+    #[error("{new} is not larger than the current size {current}")]
+    NotLarger {
+        /// Asked-for size.
+        new: u64,
+        /// Current virtual size.
+        current: u64,
+    },
+    /// A shrink to a size that is not smaller.
+    #[error("{new} is not smaller than the current size {current}")]
+    NotSmaller {
+        /// Asked-for size.
+        new: u64,
+        /// Current virtual size.
+        current: u64,
+    },
+    /// Growing a compat 0.10 overlay would uncover its larger backing image (0.10 has no
+    /// zero clusters to hide it).
+    #[error("growing a compat 0.10 overlay over its larger backing image")]
+    Compat010OverlayGrowth,
+    /// The partial last cluster is compressed and cannot be zero-filled in place.
+    #[error("growing an image whose partial last cluster is compressed")]
+    CompressedPartialCluster,
+    /// An overlay whose size is not cluster-aligned over a larger backing image.
+    #[error(
+        "growing an overlay whose size is not a multiple of the cluster size over a larger backing image"
+    )]
+    UnalignedOverlayGrowth,
+    /// Guest data copied into a new encrypted image (qpool encrypts only empty images).
+    #[error("copying guest data into a new encrypted image")]
+    EncryptingData,
+    /// A copy of an encrypted volume in another format, with other options or another size.
+    #[error(
+        "an encrypted volume is copied only as it is (same format, options and size, with the same key); converting or resizing it in the copy is not supported"
+    )]
+    ConvertingEncrypted,
+    /// A plain copy of an encrypted volume.
+    #[error(
+        "a copy of an encrypted volume must be encrypted too (qpool copies its bytes with the same key; it does not decrypt)"
+    )]
+    DecryptingCopy,
+    /// An encrypted copy of a plain volume.
+    #[error(
+        "encrypting a copy of a plain volume is not supported (create the encrypted volume, then write its data through qemu)"
+    )]
+    EncryptingCopy,
+    /// A backing format other than raw or qcow2.
+    #[error("backing format '{format}' of {image}")]
+    BackingFormat {
+        /// The header's backing format.
+        format: String,
+        /// The image naming it.
+        image: std::path::PathBuf,
     },
 }
 

@@ -12,12 +12,9 @@ use std::ops::Range;
 use super::file::{WriteReport, Writing, with_target};
 use super::luks::{self, LuksHeader, spec as luks_spec};
 use super::qcow2::{self, Layout, Options};
-use super::{Error, raw};
+use super::{Error, Unsupported, raw};
 use crate::model::{LuksCipher, Preallocation, VolFormat};
 use crate::units::round_up;
-
-/// Why a plain volume's data is not copied into a new encrypted one.
-pub(crate) const ENCRYPTING_A_COPY: &str = "encrypting a copy of a plain volume is not supported (create the encrypted volume, then write its data through qemu)";
 
 /// A new image's LUKS encryption: the cipher, and the time its key derivation is calibrated
 /// to.
@@ -108,9 +105,7 @@ impl ImagePlan {
     /// payload; a qcow2 image gets the header's clusters and crypt_method 2.
     pub fn with_encryption(mut self, encryption: Encryption) -> Result<ImagePlan, Error> {
         if self.data_bytes > 0 {
-            return Err(Error::EncryptedRefused(
-                "copying guest data into a new encrypted image",
-            ));
+            return Err(Unsupported::EncryptingData.into());
         }
         let length = luks::header_length(&encryption.cipher);
         if let Some((options, layout)) = &mut self.qcow2 {
@@ -367,7 +362,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             copy.with_encryption(enc),
-            Err(Error::EncryptedRefused(_))
+            Err(Error::Unsupported(Unsupported::EncryptingData))
         ));
     }
 

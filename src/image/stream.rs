@@ -34,17 +34,16 @@ pub struct VolumeReader {
 
 impl VolumeReader {
     /// Reads `[offset, offset + length)` of `file` (length 0: to the end of the file).
-    /// An offset past the end is an error; a length past the end stops at the end.
+    /// A range past the end stops at the end: an offset past it reads nothing, as libvirt's
+    /// streams read.
     pub fn new(file: File, offset: u64, length: u64, sparse: bool) -> Result<Self, Error> {
         let size = file.metadata().map_err(Error::ReadingImage)?.len();
-        if offset > size {
-            return Err(Error::OutOfRange { offset, size });
-        }
         let end = if length == 0 {
             size
         } else {
             offset.saturating_add(length).min(size)
-        };
+        }
+        .max(offset);
         Ok(VolumeReader {
             file,
             pos: offset,
@@ -141,11 +140,13 @@ pub struct VolumeWriter {
 
 impl VolumeWriter {
     /// Writes into `file` from `offset` on, at most `length` bytes (0: no limit). An offset
-    /// past the end of the file is an error.
+    /// past the end of the file extends it, as libvirt's streams write.
     pub fn new(file: File, offset: u64, length: u64) -> Result<Self, Error> {
-        let size = file.metadata().map_err(Error::ReadingImage)?.len();
-        if offset > size {
-            return Err(Error::OutOfRange { offset, size });
+        if offset > i64::MAX as u64 {
+            return Err(Error::OutOfRange {
+                offset,
+                size: i64::MAX as u64,
+            });
         }
         Ok(VolumeWriter {
             file,

@@ -230,25 +230,27 @@ impl Pool {
         flags: CreateFlags,
         reflink: bool,
     ) -> Result<Created, Error> {
-        let (src_file, src) = self.open_volume(source, false)?;
+        let (src_file, src) = self.open_volume_to_read(source)?;
         let def = self.clone_definition(&src, new_name);
         self.create_from(&def, src_file, &src, flags, reflink, None)
     }
 
-    /// `vol-create-from`: a new volume described by `def` holding the data of `source`.
-    /// The new XML is honoured (format, capacity — raised to the source's if smaller, as
-    /// libvirt does —, permissions, and preallocation by the policy). A `vol-dumpxml` of the
-    /// source with a new name (what virsh vol-clone sends) asks for an exact copy.
-    /// `observer`, if any, is told where the volume is being built.
+    /// `vol-create-from`: a new volume described by `def` holding the data of volume
+    /// `source` of pool `from` (this pool or another). The new XML is honoured (format,
+    /// capacity — the source's when it has none or a smaller one, as libvirt does —,
+    /// permissions, and preallocation by the policy). A `vol-dumpxml` of the source with a
+    /// new name (what virsh vol-clone sends) asks for an exact copy. `observer`, if any, is
+    /// told where the volume is being built.
     pub fn create_volume_from(
         &self,
         def: &VolumeDef,
+        from: &Pool,
         source: &str,
         flags: CreateFlags,
         reflink: bool,
         observer: Option<BuildObserver<'_>>,
     ) -> Result<Created, Error> {
-        let (src_file, src) = self.open_volume(source, false)?;
+        let (src_file, src) = from.open_volume_to_read(source)?;
         self.create_from(def, src_file, &src, flags, reflink, observer)
     }
 
@@ -265,6 +267,14 @@ impl Pool {
         let exact = def.from_report && !flags.prealloc_metadata;
         let mut def = def.clone();
         def.capacity = Some(def.capacity.unwrap_or(0).max(src.capacity));
+        // libvirt converts an image into a raw file with qemu-img, which writes the data
+        // and leaves the rest holes, whatever <allocation> says: holes stay holes.
+        if def.format() == VolFormat::Raw
+            && src.image.format != VolFormat::Raw
+            && def.target.ext.preallocation.is_none()
+        {
+            def.allocation = Some(0);
+        }
         let plan = self.plan(&def, flags)?;
         let source = Source {
             file: src_file,
@@ -421,7 +431,7 @@ mod tests {
         let mut raw = VolumeDef::new("dst.img", 1 << 20);
         raw.target.format = Some(VolFormat::Raw);
         let err = pool
-            .create_volume_from(&raw, "src.qcow2", CreateFlags::default(), true, None)
+            .create_volume_from(&raw, &pool, "src.qcow2", CreateFlags::default(), true, None)
             .unwrap_err();
         assert!(matches!(err, Error::ReflinkNeedsExactCopy { .. }), "{err}");
     }

@@ -38,6 +38,18 @@ pub fn kind_of(st: &FileStat) -> EntryKind {
     }
 }
 
+/// `Ok(None)` for the errors that mean a file went away under us: on a shared filesystem
+/// another host may publish or discard a temporary file between our listing and our look.
+fn gone_is_none<T>(result: io::Result<T>) -> io::Result<Option<T>> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESTALE) => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// An open pool directory.
 #[derive(Debug)]
 pub struct PoolDir {
@@ -117,9 +129,14 @@ impl PoolDir {
         sys::unlink_at(self.fd.as_fd(), OsStr::new(name))
     }
 
-    /// (total, used, available) bytes of the filesystem.
+    /// (total, used, free) bytes of the filesystem, as libvirt counts them ([`sys::fs_sizes`]).
     pub fn fs_sizes(&self) -> io::Result<(u64, u64, u64)> {
         sys::fs_sizes(self.fd.as_fd())
+    }
+
+    /// The type of the mount the directory lies on (`/proc/self/mountinfo`'s name for it).
+    pub fn filesystem(&self) -> io::Result<Option<String>> {
+        sys::mount_type(self.fd.as_fd())
     }
 
     /// Fragment size of the filesystem (the unit of allocation).
@@ -231,9 +248,13 @@ impl PoolDir {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            if kind_of(&sys::fstat(file.as_fd())?) != EntryKind::File
-                || !sys::try_lock_exclusive(&file)?
-            {
+            let Some(locked) = gone_is_none(sys::fstat(file.as_fd()).and_then(|st| {
+                Ok(kind_of(&st) == EntryKind::File && sys::try_lock_exclusive(&file)?)
+            }))?
+            else {
+                continue;
+            };
+            if !locked {
                 continue;
             }
             let mut text = String::new();
@@ -259,10 +280,14 @@ impl PoolDir {
                     continue;
                 }
             };
-            if kind_of(&sys::fstat(file.as_fd())?) != EntryKind::File {
+            // Another host may have published or discarded it since the listing.
+            let Some(ours) = gone_is_none(sys::fstat(file.as_fd()).and_then(|st| {
+                Ok(kind_of(&st) == EntryKind::File && sys::try_lock_exclusive(&file)?)
+            }))?
+            else {
                 continue;
-            }
-            if sys::try_lock_exclusive(&file)? {
+            };
+            if ours {
                 match self.unlink(&name) {
                     Ok(()) => {
                         log::info!(

@@ -30,9 +30,10 @@ pub use report::PoolInfo;
 pub use secrets::{
     Passphrase, PassphraseFile, SecretError, SecretStore, SecretStoreError, Secrets,
 };
-pub use volumes::{Download, ResizeRequest, Upload, VolumeInfo};
+pub use volumes::{Download, ResizeRequest, Upload, VolumeInfo, WhenInUse};
 
 use crate::image::Writing;
+use crate::model::FallocateMode;
 use crate::policy::PoolPolicy;
 use crate::progress::Progress;
 use dir::PoolDir;
@@ -47,10 +48,18 @@ pub struct Pool {
     uuid: uuid::Uuid,
     dir: PoolDir,
     policy: PoolPolicy,
-    fallocate_disabled: bool,
+    fallocate: FallocateMode,
+    /// The type of the mount the directory lies on (`/proc/self/mountinfo`), when known.
+    filesystem: Option<String>,
     progress: Option<Box<dyn Progress>>,
     secrets: Option<std::sync::Arc<dyn Secrets>>,
 }
+
+/// Filesystems whose `fallocate` answers success but reserves nothing, so that a `falloc`
+/// volume there is not really reserved (shared-storage.md): CephFS 16, through ceph-fuse
+/// (`fuse.ceph-fuse`) or the kernel client (`ceph`, which newer kernels make refuse).
+/// `fallocate = auto` writes zeros on them.
+pub const FALLOCATE_RESERVES_NOTHING: &[&str] = &["ceph", "fuse.ceph-fuse", "fuse.ceph"];
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,15 +94,21 @@ impl Pool {
             &uuid::Uuid::NAMESPACE_URL,
             format!("file://{}", dir.path().display()).as_bytes(),
         );
+        let filesystem = dir.filesystem().unwrap_or_else(|e| {
+            log::debug!("cannot tell the filesystem of {}: {e}", path.display());
+            None
+        });
         let pool = Pool {
             name: name.to_string(),
             uuid,
             dir,
             policy: PoolPolicy::default(),
-            fallocate_disabled: false,
+            fallocate: FallocateMode::Auto,
+            filesystem,
             progress: None,
             secrets: None,
         };
+        pool.log_fallocate();
         pool.refresh()?;
         Ok(pool)
     }
@@ -128,9 +143,72 @@ impl Pool {
         self.policy = policy;
     }
 
-    /// Pretends the filesystem cannot `fallocate`, to exercise the zero-fill fallback.
+    /// Pretends the filesystem cannot `fallocate`, to exercise the zero-fill fallback
+    /// (`fallocate = zero`; `false` goes back to `auto`).
     pub fn set_fallocate_disabled(&mut self, disabled: bool) {
-        self.fallocate_disabled = disabled;
+        self.set_fallocate_mode(if disabled {
+            FallocateMode::Zero
+        } else {
+            FallocateMode::Auto
+        });
+    }
+
+    /// Sets how the pool reserves space (a pool definition's or qpoold.conf's `fallocate`).
+    pub fn set_fallocate_mode(&mut self, mode: FallocateMode) {
+        let changed = self.fallocate != mode;
+        self.fallocate = mode;
+        if changed {
+            self.log_fallocate();
+        }
+    }
+
+    /// How the pool reserves space.
+    pub fn fallocate_mode(&self) -> FallocateMode {
+        self.fallocate
+    }
+
+    /// The type of the mount the pool directory lies on (`ext4`, `fuse.glusterfs`,
+    /// `fuse.ceph-fuse`, …), when /proc tells it.
+    pub fn filesystem(&self) -> Option<&str> {
+        self.filesystem.as_deref()
+    }
+
+    /// Whether writers may trust `fallocate` to reserve: never with `zero`, always with
+    /// `native`, and with `auto` unless the filesystem is one that only pretends to
+    /// ([`FALLOCATE_RESERVES_NOTHING`]). Where this is false, reservations are written as
+    /// zeros, with the same warning and `explain` line as a filesystem that refuses
+    /// `fallocate`.
+    fn fallocate_trusted(&self) -> bool {
+        match self.fallocate {
+            FallocateMode::Zero => false,
+            FallocateMode::Native => true,
+            FallocateMode::Auto => !self
+                .filesystem
+                .as_deref()
+                .is_some_and(|fs| FALLOCATE_RESERVES_NOTHING.contains(&fs)),
+        }
+    }
+
+    /// Says once, when it matters, that this pool writes zeros where `fallocate` was asked.
+    fn log_fallocate(&self) {
+        let fs = self.filesystem.as_deref().unwrap_or("unknown");
+        match self.fallocate {
+            FallocateMode::Auto if !self.fallocate_trusted() => log::info!(
+                "pool '{}': fallocate on this filesystem ({fs}) reserves nothing; reservations are written as zeros (fallocate = auto)",
+                self.name
+            ),
+            FallocateMode::Zero => log::info!(
+                "pool '{}': reservations are written as zeros (fallocate = zero)",
+                self.name
+            ),
+            FallocateMode::Native if FALLOCATE_RESERVES_NOTHING.contains(&fs) => {
+                log::warn!(
+                    "pool '{}': fallocate = native on {fs}, where fallocate reserves nothing: falloc volumes are not really reserved",
+                    self.name
+                )
+            }
+            _ => {}
+        }
     }
 
     /// Reports the progress of long work (full creates, copies, allocating resizes, wipes,
@@ -147,7 +225,7 @@ impl Pool {
     /// How this pool's writers write: `fallocate` unless disabled, and to its progress.
     fn writing(&self) -> Writing<'_> {
         Writing {
-            fallocate: !self.fallocate_disabled,
+            fallocate: self.fallocate_trusted(),
             progress: self.progress.as_deref(),
         }
     }
@@ -190,9 +268,10 @@ impl Pool {
         Ok(journals + temps)
     }
 
-    /// Whether writers may ask this pool's filesystem to `fallocate`.
+    /// Whether a reservation in this pool is made with `fallocate` (else with zeros): the
+    /// setting allows it ([`Pool::fallocate_trusted`]) and the filesystem does not refuse it.
     fn fallocate_works(&self) -> Result<bool, Error> {
-        if self.fallocate_disabled {
+        if !self.fallocate_trusted() {
             return Ok(false);
         }
         self.dir
@@ -235,4 +314,29 @@ pub(crate) fn temp_pool() -> (tempfile::TempDir, Pool) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let pool = Pool::open(dir.path(), "p").expect("a pool on it");
     (dir, pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_writes_zeros_only_where_fallocate_reserves_nothing() {
+        let (_dir, mut pool) = temp_pool();
+        assert!(pool.filesystem().is_some(), "/proc names the mount");
+        assert!(
+            pool.fallocate_trusted(),
+            "auto on the test's own filesystem"
+        );
+        pool.filesystem = Some("fuse.ceph-fuse".to_string());
+        assert!(!pool.fallocate_trusted(), "auto on CephFS writes zeros");
+        assert!(!pool.writing().fallocate);
+        pool.set_fallocate_mode(FallocateMode::Native);
+        assert!(pool.fallocate_trusted(), "native trusts CephFS");
+        pool.filesystem = Some("fuse.glusterfs".to_string());
+        pool.set_fallocate_mode(FallocateMode::Zero);
+        assert!(!pool.fallocate_trusted(), "zero writes zeros everywhere");
+        pool.set_fallocate_mode(FallocateMode::Auto);
+        assert!(pool.fallocate_trusted(), "GlusterFS really allocates");
+    }
 }

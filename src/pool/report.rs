@@ -26,7 +26,7 @@ pub struct PoolInfo {
     pub capacity: u64,
     /// Filesystem bytes used.
     pub allocation: u64,
-    /// Filesystem bytes available.
+    /// Filesystem bytes free (`f_bfree`, as libvirt reports them).
     pub available: u64,
     /// Whether the pool's definition outlives it being stopped.
     pub persistent: bool,
@@ -82,6 +82,7 @@ impl Pool {
             mode: st.st_mode & 0o777,
             owner: st.st_uid,
             group: st.st_gid,
+            cow: None,
         })
     }
 }

@@ -5,7 +5,12 @@
 //! followed), the one rule for naming a volume by name or by path (its libvirt key),
 //! reading what libvirt reports about a volume (capacity from the image; allocation =
 //! `st_blocks × 512`; physical = `st_size`), listing, delete, resize (libvirt's request
-//! rules), wipe, and the byte streams of upload and download, with errors in pool terms.
+//! rules), wipe, and the byte streams of upload and download, with errors in pool terms;
+//! and the locks that keep them apart from each other and from QEMU on any host sharing the
+//! directory: a change (delete, resize, wipe, upload) holds the whole file exclusively and is
+//! refused while anyone holds a lock on it (QEMU's image locks, a copy or download reading
+//! it, another change), unless forced; a copy or a download holds [`READER_LOCK_BYTE`]
+//! shared, where QEMU never looks.
 //! Must not: publish new volumes (that is `create`) or know the daemon's pool states.
 
 use std::fs::File;
@@ -57,6 +62,33 @@ pub struct ResizeRequest {
     pub shrink: bool,
     /// `--allocate`: reserve the new area.
     pub allocate: bool,
+}
+
+/// What a change does about a volume that another process holds (a running QEMU, a copy or
+/// a download, on this host or another one sharing the pool).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenInUse {
+    /// Refuse with [`Error::InUse`] and change nothing (the default).
+    #[default]
+    Refuse,
+    /// Go ahead anyway, with a warning (`--force`).
+    Force,
+}
+
+/// The byte a copy or download locks shared while it reads a volume. QEMU's image locks
+/// live at bytes 100 and up (`raw_apply_lock_bytes`), so a reader never stops a VM from
+/// starting, while every change, which locks the whole file, sees it.
+pub const READER_LOCK_BYTE: u64 = 0;
+
+/// How a volume's file is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Read-only, no lock: to look at it.
+    Inspect,
+    /// Read-only, [`READER_LOCK_BYTE`] locked shared: to copy or stream it out.
+    Read,
+    /// Read-write, the whole file locked exclusively: to change it in place.
+    Write(WhenInUse),
 }
 
 /// What libvirt reports as a file's allocation: `st_blocks × 512`.
@@ -132,6 +164,7 @@ pub struct Upload {
     writer: VolumeWriter,
     name: String,
     on_finish: Option<FinishHook>,
+    closed: OnClose,
 }
 
 /// What runs once an upload has finished well.
@@ -140,6 +173,29 @@ struct FinishHook(Box<dyn FnOnce() + Send>);
 impl std::fmt::Debug for FinishHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("FinishHook")
+    }
+}
+
+/// A function run once, when the upload it belongs to is over (finished, failed or
+/// dropped).
+#[derive(Default)]
+struct OnClose(Option<Box<dyn FnOnce() + Send>>);
+
+impl std::fmt::Debug for OnClose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "OnClose(set)"
+        } else {
+            "OnClose"
+        })
+    }
+}
+
+impl Drop for OnClose {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
     }
 }
 
@@ -176,14 +232,24 @@ impl Upload {
             writer,
             name,
             on_finish,
+            closed,
         } = self;
-        writer
+        let result = writer
             .finish()
-            .map_err(|source| Error::Streaming { name, source })?;
-        if let Some(FinishHook(hook)) = on_finish {
+            .map_err(|source| Error::Streaming { name, source });
+        if result.is_ok()
+            && let Some(FinishHook(hook)) = on_finish
+        {
             hook();
         }
-        Ok(())
+        drop(closed);
+        result
+    }
+
+    /// Runs `f` once the upload is over, however it ends (libvirt refreshes the pool then).
+    pub fn on_close(mut self, f: impl FnOnce() + Send + 'static) -> Upload {
+        self.closed = OnClose(Some(Box::new(f)));
+        self
     }
 }
 
@@ -228,23 +294,53 @@ impl Pool {
 
     /// Looks a volume up by name and reads what libvirt reports about it.
     pub fn volume(&self, name: &str) -> Result<VolumeInfo, Error> {
-        self.open_volume(name, false).map(|(_, info)| info)
+        self.open_volume(name, Access::Inspect)
+            .map(|(_, info)| info)
     }
 
-    /// Opens a volume's file (read-write with `write`) without following a symlink, and
-    /// reads what libvirt reports about it from that same open file.
-    pub(super) fn open_volume(&self, name: &str, write: bool) -> Result<(File, VolumeInfo), Error> {
-        let (file, st) = self.open_volume_file(name, write)?;
+    /// Opens a volume's file to read its data (a copy's source, a download): read-only, and
+    /// locked shared at [`READER_LOCK_BYTE`] for as long as it is open, so that no change
+    /// on any host starts meanwhile. A volume being changed is [`Error::InUse`].
+    pub(super) fn open_volume_to_read(&self, name: &str) -> Result<(File, VolumeInfo), Error> {
+        self.open_volume(name, Access::Read)
+    }
+
+    /// Opens a volume's file without following a symlink, and reads what libvirt reports
+    /// about it from that same open file.
+    fn open_volume(&self, name: &str, access: Access) -> Result<(File, VolumeInfo), Error> {
+        let (file, st) = self.open_volume_file(name, access)?;
         let info = self.inspect(name, &file, &st)?;
         Ok((file, info))
     }
 
-    /// Opens a volume's file (read-write with `write`) without following a symlink: a
-    /// missing name is [`Error::NoVolume`], anything but a regular file
-    /// [`Error::NotAVolume`]; a file with other hard links is not opened for writing
-    /// ([`Error::HardLinked`]), nor one another process holds locked ([`Error::InUse`]),
-    /// and a file opened for writing stays locked until it is closed.
-    fn open_volume_file(&self, name: &str, write: bool) -> Result<(File, FileStat), Error> {
+    fn in_use(&self, name: &str) -> Error {
+        Error::InUse {
+            name: name.to_string(),
+            pool: self.name.clone(),
+        }
+    }
+
+    /// Handles a volume someone else holds: refused, or (forced) a warning.
+    fn held(&self, name: &str, when: WhenInUse) -> Result<(), Error> {
+        match when {
+            WhenInUse::Refuse => Err(self.in_use(name)),
+            WhenInUse::Force => {
+                log::warn!(
+                    "volume '{name}' in pool '{}' is in use (another process holds a lock on it); going ahead as forced",
+                    self.name
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Opens a volume's file without following a symlink: a missing name is
+    /// [`Error::NoVolume`], anything but a regular file [`Error::NotAVolume`]. For writing,
+    /// a file with other hard links is refused ([`Error::HardLinked`]), and so is one
+    /// another process holds locked ([`Error::InUse`]) unless forced; a file opened to write
+    /// or to read stays locked (see [`Access`]) until it is closed.
+    fn open_volume_file(&self, name: &str, access: Access) -> Result<(File, FileStat), Error> {
+        let write = matches!(access, Access::Write(_));
         let not_a_volume = |what| Error::NotAVolume {
             name: name.to_string(),
             pool: self.name.clone(),
@@ -286,13 +382,22 @@ impl Pool {
                 links: st.st_nlink,
             });
         }
-        // A writer holds the whole file locked for as long as it has it open, which QEMU's own
-        // image locks (byte ranges from 100 and 200) and other writers respect.
-        if write && !crate::sys::try_lock_exclusive(&file).map_err(reading)? {
-            return Err(Error::InUse {
-                name: name.to_string(),
-                pool: self.name.clone(),
-            });
+        match access {
+            Access::Inspect => {}
+            // A reader holds one byte shared, which every writer's whole-file lock sees.
+            Access::Read => {
+                if !crate::sys::try_lock_shared(&file, READER_LOCK_BYTE, 1).map_err(reading)? {
+                    return Err(self.in_use(name));
+                }
+            }
+            // A writer holds the whole file locked for as long as it has it open, which
+            // QEMU's own image locks (byte ranges from 100 and 200) and other writers
+            // respect, on every host where the filesystem carries OFD locks.
+            Access::Write(when) => {
+                if !crate::sys::try_lock_exclusive(&file).map_err(reading)? {
+                    self.held(name, when)?;
+                }
+            }
         }
         Ok((file, st))
     }
@@ -373,15 +478,18 @@ impl Pool {
         Ok(out)
     }
 
-    /// Deletes a volume. Symlinks and directories are refused, never followed.
-    pub fn delete(&self, name: &str) -> Result<(), Error> {
+    /// Deletes a volume. Symlinks and directories are refused, never followed. A volume
+    /// another process holds (a running QEMU, a copy or download reading it, a change) is
+    /// [`Error::InUse`] unless forced: the file is held locked while its name goes.
+    pub fn delete(&self, name: &str, when: WhenInUse) -> Result<(), Error> {
         let deleting = |source| Error::DeletingVolume {
             name: name.to_string(),
             source,
         };
+        let not_found = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
         let st = match self.dir.stat(name) {
             Ok(st) => st,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.no_volume(name)),
+            Err(e) if not_found(&e) => return Err(self.no_volume(name)),
             Err(source) => return Err(deleting(source)),
         };
         let what = match dir::kind_of(&st) {
@@ -396,6 +504,43 @@ impl Pool {
                 what,
             });
         }
+        // Locked read-write where we may write it; a file we may only read is still asked
+        // whether anyone holds it.
+        let held = match self.dir.open_rw(name) {
+            Ok(file) => Some((
+                crate::sys::try_lock_exclusive(&file).map(|ours| !ours),
+                file,
+            )),
+            Err(e) if not_found(&e) => return Err(self.no_volume(name)),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EACCES | libc::EPERM | libc::EROFS)
+                ) =>
+            {
+                match self.dir.open_read(name) {
+                    Ok(file) => Some((crate::sys::locked_by_other(&file), file)),
+                    Err(e) if not_found(&e) => return Err(self.no_volume(name)),
+                    Err(source) => return Err(deleting(source)),
+                }
+            }
+            Err(source) => return Err(deleting(source)),
+        };
+        let _holding = match held {
+            Some((locked, file)) => {
+                let same = crate::sys::fstat(file.as_fd())
+                    .is_ok_and(|f| f.st_ino == st.st_ino && f.st_dev == st.st_dev);
+                if !same {
+                    // Replaced between the look and the open: judge it again.
+                    return self.delete(name, when);
+                }
+                if locked.map_err(deleting)? {
+                    self.held(name, when)?;
+                }
+                Some(file)
+            }
+            None => None,
+        };
         self.dir
             .unlink(name)
             .map_err(|source| match source.kind() {
@@ -409,9 +554,17 @@ impl Pool {
     /// Resizes a volume (virsh's `vol-resize`): raw grows sparse or reserved and shrinks by
     /// truncation; qcow2 grows natively with the volume's preallocation for the new area
     /// (falloc with `allocate`) and shrinks only when no allocated cluster lies past the end.
-    /// Every refusal leaves the file byte-identical.
-    pub fn resize_volume(&self, name: &str, req: ResizeRequest) -> Result<VolumeInfo, Error> {
+    /// Every refusal leaves the file byte-identical. A volume someone holds is refused
+    /// unless forced ([`WhenInUse`]).
+    pub fn resize_volume(
+        &self,
+        name: &str,
+        req: ResizeRequest,
+        when: WhenInUse,
+    ) -> Result<VolumeInfo, Error> {
         let info = self.volume(name)?;
+        // libvirt refuses a volume in use before it looks at the request.
+        let (file, st) = self.open_volume_file(name, Access::Write(when))?;
         let old = info.capacity;
         let refuse = |refusal| Error::InvalidResize {
             name: name.to_string(),
@@ -428,25 +581,20 @@ impl Pool {
             }
             (false, _) => req.capacity,
         };
+        // Then libvirt's order: below what the file already uses, then below the capacity
+        // without the shrink flag, then a reservation the pool cannot hold.
+        if new < info.allocation {
+            return Err(refuse(ResizeRefusal::BelowAllocation));
+        }
         if new < old && !req.shrink {
             return Err(refuse(ResizeRefusal::ShrinkWithoutFlag));
+        }
+        if req.allocate && new - info.allocation > self.available()? {
+            return Err(refuse(ResizeRefusal::NotEnoughSpace));
         }
         if new == old {
             return Ok(info);
         }
-        if req.allocate && new > old {
-            let available = self.available()?;
-            if new - old > available {
-                return Err(Error::NoSpace {
-                    pool: self.name.clone(),
-                    name: name.to_string(),
-                    needed: new - old,
-                    available,
-                });
-            }
-        }
-        // Opened only now: a refused or empty request needs no write access.
-        let (file, st) = self.open_volume_file(name, true)?;
         let journal = ResizeJournal {
             name: name.to_string(),
             ino: st.st_ino,
@@ -456,7 +604,7 @@ impl Pool {
         let open = self.begin_change(&journal)?;
         // Only zeros take time: a full image's new area, or a reservation without fallocate.
         let zeroing = new > old
-            && (req.allocate && self.fallocate_disabled
+            && (req.allocate && !self.writing().fallocate
                 || image::fills_with_zeros(&file, &info.image));
         let _watch = self.watch(
             &format!("resizing {name}"),
@@ -545,7 +693,7 @@ impl Pool {
         let mut resolved = 0;
         for open in journals {
             if let Some(journal) = ResizeJournal::parse(&open.text) {
-                match self.open_volume_file(&journal.name, true) {
+                match self.open_volume_file(&journal.name, Access::Write(WhenInUse::Refuse)) {
                     Ok((file, _)) => self.undo_resize(&file, &journal),
                     Err(Error::InUse { .. }) => continue,
                     Err(e) => log::debug!("journal of '{}': {e}", journal.name),
@@ -559,9 +707,15 @@ impl Pool {
         Ok(resolved)
     }
 
-    /// Wipes a volume in place (virsh's `vol-wipe`); see [`image::wipe()`].
-    pub fn wipe_volume(&self, name: &str, algorithm: WipeAlgorithm) -> Result<(), Error> {
-        let (file, info) = self.open_volume(name, true)?;
+    /// Wipes a volume in place (virsh's `vol-wipe`); see [`image::wipe()`]. A volume someone
+    /// holds is refused unless forced ([`WhenInUse`]).
+    pub fn wipe_volume(
+        &self,
+        name: &str,
+        algorithm: WipeAlgorithm,
+        when: WhenInUse,
+    ) -> Result<(), Error> {
+        let (file, info) = self.open_volume(name, Access::Write(when))?;
         let total = image::bytes_to_wipe(&file, info.image.format, algorithm);
         let _watch = self.watch(&format!("wiping {name}"), total);
         image::wipe(&file, info.image.format, algorithm, self.writing()).map_err(|source| {
@@ -586,7 +740,7 @@ impl Pool {
         length: u64,
         sparse: bool,
     ) -> Result<Download, Error> {
-        let (file, _) = self.open_volume(name, false)?;
+        let (file, _) = self.open_volume(name, Access::Read)?;
         let reader =
             VolumeReader::new(file, offset, length, sparse).map_err(|source| Error::Streaming {
                 name: name.to_string(),
@@ -599,9 +753,15 @@ impl Pool {
     }
 
     /// Opens a volume's file for `vol-upload` at `offset`, at most `length` bytes (0: no
-    /// limit).
-    pub fn upload(&self, name: &str, offset: u64, length: u64) -> Result<Upload, Error> {
-        let (file, info) = self.open_volume(name, true)?;
+    /// limit). A volume someone holds is refused unless forced ([`WhenInUse`]).
+    pub fn upload(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+        when: WhenInUse,
+    ) -> Result<Upload, Error> {
+        let (file, info) = self.open_volume(name, Access::Write(when))?;
         image::check_writable(&file, &info.image).map_err(|source| Error::Streaming {
             name: name.to_string(),
             source,
@@ -615,6 +775,7 @@ impl Pool {
             writer,
             name: name.to_string(),
             on_finish: None,
+            closed: OnClose::default(),
         })
     }
 
@@ -648,6 +809,7 @@ impl Pool {
 
     /// `vol-upload` from a local file: `length` bytes of it (0: all) into the volume at
     /// `offset`; with `sparse` the file's holes are punched into the volume.
+    #[allow(clippy::too_many_arguments)]
     pub fn upload_from_file(
         &self,
         name: &str,
@@ -656,6 +818,7 @@ impl Pool {
         offset: u64,
         length: u64,
         sparse: bool,
+        when: WhenInUse,
     ) -> Result<(), Error> {
         /// Size of the chunks moved between two local files.
         const CHUNK: usize = 4 << 20;
@@ -664,7 +827,7 @@ impl Pool {
             writing: false,
             source,
         };
-        let mut upload = self.upload(name, offset, length)?;
+        let mut upload = self.upload(name, offset, length, when)?;
         let mut reader = VolumeReader::new(local, 0, length, sparse).map_err(local_error)?;
         let _watch = self.watch(&format!("uploading to {name}"), reader.remaining());
         let writing = self.writing();
@@ -714,7 +877,10 @@ mod tests {
             pool.volume(".hidden"),
             Err(Error::NoVolume { .. })
         ));
-        assert!(matches!(pool.delete("link"), Err(Error::NotAVolume { .. })));
+        assert!(matches!(
+            pool.delete("link", WhenInUse::Refuse),
+            Err(Error::NotAVolume { .. })
+        ));
         assert!(d.join("b.img").exists(), "the link's target is untouched");
     }
 
@@ -762,7 +928,7 @@ mod tests {
             allocate: false,
         };
         let err = pool
-            .resize_volume("r.img", req(1 << 19, false, false))
+            .resize_volume("r.img", req(1 << 19, false, false), WhenInUse::Refuse)
             .unwrap_err();
         assert!(
             matches!(
@@ -775,17 +941,17 @@ mod tests {
             "{err}"
         );
         let err = pool
-            .resize_volume("r.img", req(u64::MAX, true, false))
+            .resize_volume("r.img", req(u64::MAX, true, false), WhenInUse::Refuse)
             .unwrap_err();
         assert!(matches!(err, Error::InvalidResize { .. }), "{err}");
         assert_eq!(
-            pool.resize_volume("r.img", req(1 << 20, true, false))
+            pool.resize_volume("r.img", req(1 << 20, true, false), WhenInUse::Refuse)
                 .unwrap()
                 .capacity,
             2 << 20
         );
         assert_eq!(
-            pool.resize_volume("r.img", req(1 << 20, true, true))
+            pool.resize_volume("r.img", req(1 << 20, true, true), WhenInUse::Refuse)
                 .unwrap()
                 .capacity,
             1 << 20
@@ -797,7 +963,7 @@ mod tests {
         let (dir, pool) = pool();
         std::fs::write(dir.path().join("w.img"), b"secret").unwrap();
         let err = pool
-            .wipe_volume("w.img", WipeAlgorithm::Gutmann)
+            .wipe_volume("w.img", WipeAlgorithm::Gutmann, WhenInUse::Refuse)
             .unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::InvalidArg);
         assert_eq!(std::fs::read(dir.path().join("w.img")).unwrap(), b"secret");
@@ -812,8 +978,16 @@ mod tests {
             .unwrap();
         let src = dir.path().join(".src");
         std::fs::write(&src, vec![7u8; 4096]).unwrap();
-        pool.upload_from_file("u.img", File::open(&src).unwrap(), &src, 4096, 0, false)
-            .unwrap();
+        pool.upload_from_file(
+            "u.img",
+            File::open(&src).unwrap(),
+            &src,
+            4096,
+            0,
+            false,
+            WhenInUse::Refuse,
+        )
+        .unwrap();
         let out = dir.path().join(".out");
         let local = File::create(&out).unwrap();
         pool.download_to_file("u.img", &local, &out, 4096, 0, false)

@@ -5,61 +5,114 @@
 //! volume, an existing volume, a refused resize), and the errno of system errors.
 //! Must not: decide whether something fails; it only translates failures.
 
-use super::proto::{RemoteError, codes};
+use super::proto::{RemoteError, codes, domains};
 use crate::error::{ErrorKind, errno, one_line};
 use crate::pool::registry::RegistryError;
 
-/// libvirt's error code and message format for each kind of failure.
-pub const KINDS: &[(ErrorKind, i32, &str)] = &[
-    (ErrorKind::InvalidXml, codes::XML_ERROR, "XML error: %s"),
+/// libvirt's error code, error domain and message format for each kind of failure.
+pub const KINDS: &[(ErrorKind, i32, i32, &str)] = &[
+    (
+        ErrorKind::InvalidXml,
+        codes::XML_ERROR,
+        domains::STORAGE,
+        "XML error: %s",
+    ),
+    (
+        ErrorKind::MalformedXml,
+        codes::XML_DETAIL,
+        domains::STORAGE,
+        "%s",
+    ),
+    (
+        ErrorKind::InvalidSchema,
+        codes::XML_INVALID_SCHEMA,
+        domains::XML,
+        "XML document failed to validate against schema: %s",
+    ),
     (
         ErrorKind::InvalidArg,
         codes::INVALID_ARG,
+        domains::STORAGE,
         "invalid argument: %s",
     ),
     (
         ErrorKind::NoPool,
         codes::NO_STORAGE_POOL,
+        domains::STORAGE,
         "Storage pool not found: %s",
     ),
     (
         ErrorKind::NoVolume,
         codes::NO_STORAGE_VOL,
+        domains::STORAGE,
         "Storage volume not found: %s",
     ),
     (
         ErrorKind::VolumeExists,
         codes::STORAGE_VOL_EXIST,
+        domains::STORAGE,
         "storage volume %s exists already",
+    ),
+    (
+        ErrorKind::BadName,
+        codes::OPERATION_INVALID,
+        domains::STORAGE,
+        "Requested operation is not valid: %s",
     ),
     (
         ErrorKind::Unsupported,
         codes::CONFIG_UNSUPPORTED,
+        domains::STORAGE,
         "unsupported configuration: %s",
+    ),
+    (
+        ErrorKind::NoSupport,
+        codes::NO_SUPPORT,
+        domains::STORAGE,
+        "this function is not supported by the connection driver: %s",
     ),
     (
         ErrorKind::InvalidState,
         codes::OPERATION_INVALID,
+        domains::STORAGE,
         "Requested operation is not valid: %s",
     ),
     (
         ErrorKind::Conflict,
         codes::OPERATION_FAILED,
+        domains::STORAGE,
         "operation failed: %s",
     ),
-    (ErrorKind::NoSpace, codes::SYSTEM_ERROR, "%s"),
-    (ErrorKind::Io, codes::SYSTEM_ERROR, "%s"),
+    (
+        ErrorKind::NotEnoughSpace,
+        codes::OPERATION_FAILED,
+        domains::STORAGE,
+        "operation failed: %s",
+    ),
+    (
+        ErrorKind::Internal,
+        codes::INTERNAL_ERROR,
+        domains::STORAGE,
+        "internal error: %s",
+    ),
+    (
+        ErrorKind::NoSpace,
+        codes::SYSTEM_ERROR,
+        domains::STORAGE,
+        "%s",
+    ),
+    (ErrorKind::Io, codes::SYSTEM_ERROR, domains::STORAGE, "%s"),
 ];
 
 /// libvirt's error for a failure of `kind` with `detail`; system errors carry `errno`.
 fn by_kind(kind: ErrorKind, detail: String, errno: Option<i32>) -> RemoteError {
-    let (code, format) = KINDS
+    let (code, domain, format) = KINDS
         .iter()
-        .find(|(k, _, _)| *k == kind)
-        .map_or((codes::SYSTEM_ERROR, "%s"), |(_, code, format)| {
-            (*code, *format)
+        .find(|(k, ..)| *k == kind)
+        .map_or((codes::SYSTEM_ERROR, domains::STORAGE, "%s"), |row| {
+            (row.1, row.2, row.3)
         });
-    let mut err = RemoteError::storage(code, format, detail);
+    let mut err = RemoteError::new(code, domain, format, detail);
     if code == codes::SYSTEM_ERROR {
         err.int1 = errno.unwrap_or(-1);
     }
@@ -85,7 +138,11 @@ pub fn engine(e: &crate::Error) -> RemoteError {
         crate::Error::NoVolume { name, .. } => no_volume("name", name),
         // The reason alone, as libvirt words it.
         crate::Error::InvalidResize { refusal, .. } => {
-            by_kind(ErrorKind::InvalidArg, refusal.to_string(), None)
+            by_kind(refusal.kind(), refusal.to_string(), None)
+        }
+        // As libvirt's validator words it: the schema, then the reason on a line of its own.
+        crate::Error::Xml(x @ crate::xml::Error::NotInSchema { .. }) => {
+            by_kind(ErrorKind::InvalidSchema, x.to_string(), None)
         }
         _ => by_kind(e.kind(), one_line(e), errno(e)),
     }
@@ -95,6 +152,13 @@ pub fn engine(e: &crate::Error) -> RemoteError {
 pub fn registry(e: &RegistryError) -> RemoteError {
     match e {
         RegistryError::Engine(e) => engine(e),
+        // virCheckFlags' own shape, as the build flags of a dir pool are refused.
+        RegistryError::UnsupportedBuildFlags { flags } => {
+            RemoteError::unsupported_flags(*flags, "virStorageBackendFileSystemBuild")
+        }
+        RegistryError::Xml(x @ crate::xml::Error::NotInSchema { .. }) => {
+            by_kind(ErrorKind::InvalidSchema, x.to_string(), None)
+        }
         _ => by_kind(e.kind(), one_line(e), errno(e)),
     }
 }
@@ -110,7 +174,7 @@ mod tests {
     }
 
     fn code_of(kind: ErrorKind) -> i32 {
-        KINDS.iter().find(|(k, _, _)| *k == kind).unwrap().1
+        KINDS.iter().find(|(k, ..)| *k == kind).unwrap().1
     }
 
     #[test]
@@ -126,10 +190,16 @@ mod tests {
             ErrorKind::Conflict,
             ErrorKind::NoSpace,
             ErrorKind::Io,
+            ErrorKind::MalformedXml,
+            ErrorKind::InvalidSchema,
+            ErrorKind::BadName,
+            ErrorKind::NoSupport,
+            ErrorKind::Internal,
+            ErrorKind::NotEnoughSpace,
         ];
         for kind in kinds {
             assert_eq!(
-                KINDS.iter().filter(|(k, _, _)| *k == kind).count(),
+                KINDS.iter().filter(|(k, ..)| *k == kind).count(),
                 1,
                 "{kind:?}"
             );
@@ -139,7 +209,9 @@ mod tests {
 
     #[test]
     fn invalid_xml_is_xml_error() {
-        let e: crate::Error = crate::xml::VolumeDef::parse("<volume>").unwrap_err().into();
+        let e: crate::Error = crate::xml::VolumeDef::parse("<volume/>")
+            .unwrap_err()
+            .into();
         let r = engine(&e);
         assert_eq!((r.code, r.domain), (codes::XML_ERROR, domains::STORAGE));
         assert!(
@@ -206,12 +278,93 @@ mod tests {
 
     #[test]
     fn unsupported_is_config_unsupported() {
-        let r = registry(&RegistryError::CrossPoolCopy {
-            source_pool: "a".into(),
-            pool: "b".into(),
-        });
+        let e =
+            crate::xml::PoolDef::parse("<pool type='logical'><name>x</name></pool>").unwrap_err();
+        let r = registry(&RegistryError::Xml(e));
         assert_eq!(r.code, codes::CONFIG_UNSUPPORTED);
         assert!(r.message.starts_with("unsupported configuration: "));
+    }
+
+    #[test]
+    fn malformed_xml_is_xml_detail() {
+        let e: crate::Error = crate::xml::VolumeDef::parse("<volume>").unwrap_err().into();
+        let r = engine(&e);
+        assert_eq!((r.code, r.domain), (codes::XML_DETAIL, domains::STORAGE));
+        assert_eq!(code_of(ErrorKind::MalformedXml), codes::XML_DETAIL);
+    }
+
+    #[test]
+    fn invalid_schema_is_xml_invalid_schema_in_the_xml_domain() {
+        let e = crate::xml::pool::check_known_elements(
+            "<pool type='dir'><name>p</name><bogus/><target><path>/p</path></target></pool>",
+        )
+        .unwrap_err();
+        let r = registry(&RegistryError::Xml(e));
+        assert_eq!(
+            (r.code, r.domain),
+            (codes::XML_INVALID_SCHEMA, domains::XML)
+        );
+        assert!(
+            r.message
+                .starts_with("XML document failed to validate against schema: "),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn bad_name_is_operation_invalid() {
+        let r = engine(&crate::Error::InvalidName {
+            name: "a/b".into(),
+            reason: "the name contains '/'",
+        });
+        assert_eq!(r.code, codes::OPERATION_INVALID);
+        assert_eq!(code_of(ErrorKind::BadName), codes::OPERATION_INVALID);
+    }
+
+    #[test]
+    fn no_support_is_no_support() {
+        let r = registry(&RegistryError::NoSourceDiscovery {
+            pool_type: "dir".into(),
+        });
+        assert_eq!((r.code, r.domain), (codes::NO_SUPPORT, domains::STORAGE));
+        assert_eq!(
+            r.message,
+            "this function is not supported by the connection driver: pool type 'dir' does not support source discovery"
+        );
+    }
+
+    #[test]
+    fn internal_is_internal_error() {
+        let r = registry(&RegistryError::NameInUse { name: "v".into() });
+        assert_eq!(r.code, codes::INTERNAL_ERROR);
+        assert_eq!(
+            r.message,
+            "internal error: storage volume name 'v' already in use."
+        );
+    }
+
+    #[test]
+    fn not_enough_space_is_operation_failed_in_libvirts_words() {
+        let r = engine(&crate::Error::InvalidResize {
+            name: "v".into(),
+            refusal: ResizeRefusal::NotEnoughSpace,
+        });
+        assert_eq!(r.code, codes::OPERATION_FAILED);
+        assert_eq!(
+            r.message,
+            "operation failed: Not enough space left in storage pool"
+        );
+    }
+
+    #[test]
+    fn dir_build_flags_are_refused_as_vir_check_flags_refuses_them() {
+        let r = registry(&RegistryError::UnsupportedBuildFlags { flags: 1 });
+        assert_eq!((r.code, r.int1), (codes::INVALID_ARG, 0));
+        assert_eq!(
+            r.message,
+            "unsupported flags (0x1) in function virStorageBackendFileSystemBuild"
+        );
     }
 
     #[test]

@@ -93,6 +93,14 @@ xdr_struct! {
 
     /// `remote_connect_find_storage_pool_sources_args`.
     ConnectFindStoragePoolSourcesArgs { type_: String, src_spec: Option<String>, flags: u32 }
+    /// `remote_connect_list_all_domains_args`.
+    ConnectListAllDomainsArgs { need_results: i32, flags: u32 }
+    /// `remote_nonnull_domain`.
+    NonnullDomain { name: String, uuid: [u8; 16], id: i32 }
+    /// `remote_connect_list_all_domains_ret`.
+    ConnectListAllDomainsRet { domains: Vec<NonnullDomain>, ret: u32 }
+    /// `remote_node_get_info_ret` (`memory` in KiB).
+    NodeGetInfoRet { model: CharArray32, memory: u64, cpus: i32, mhz: i32, nodes: i32, sockets: i32, cores: i32, threads: i32 }
     /// `remote_storage_pool_lookup_by_name_args`.
     StoragePoolLookupByNameArgs { name: String }
     /// `remote_storage_pool_lookup_by_uuid_args`.
@@ -161,6 +169,38 @@ xdr_struct! {
     StorageVolResizeArgs { vol: NonnullStorageVol, capacity: u64, flags: u32 }
     /// `remote_storage_vol_upload_args`, `_download_args`.
     StorageVolStreamArgs { vol: NonnullStorageVol, offset: u64, length: u64, flags: u32 }
+}
+
+/// `char x[32]` of `remote_protocol.x` (the node's CPU model): a NUL-padded string, each of
+/// whose 32 chars XDR widens to 4 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CharArray32(pub [u8; 32]);
+
+impl CharArray32 {
+    /// `text` NUL-padded, cut at 31 bytes so that a NUL always ends it.
+    pub fn new(text: &str) -> CharArray32 {
+        let mut bytes = [0u8; 32];
+        for (slot, b) in bytes.iter_mut().zip(text.bytes().take(31)) {
+            *slot = b;
+        }
+        CharArray32(bytes)
+    }
+}
+
+impl Xdr for CharArray32 {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError> {
+        let mut bytes = [0u8; 32];
+        for slot in bytes.iter_mut() {
+            *slot = i32::decode(d)?.to_le_bytes()[0];
+        }
+        Ok(CharArray32(bytes))
+    }
+    fn encode(&self, e: &mut Encoder) {
+        for &b in &self.0 {
+            // A C `char` (signed here), widened.
+            i32::from(b.cast_signed()).encode(e);
+        }
+    }
 }
 
 /// REMOTE_CONNECT_IDENTITY_PARAMS_MAX: most parameters a `CONNECT_SET_IDENTITY` carries.
@@ -449,6 +489,26 @@ mod tests {
             to_bytes(&ret),
             words("00000000 00000000 40000000 00000000 00001000")
         );
+    }
+
+    #[test]
+    fn node_info_widens_each_model_char_to_four_bytes() {
+        let ret = NodeGetInfoRet {
+            model: CharArray32::new("x86_64"),
+            memory: 1 << 20,
+            cpus: 2,
+            mhz: 2800,
+            nodes: 1,
+            sockets: 1,
+            cores: 2,
+            threads: 1,
+        };
+        let bytes = to_bytes(&ret);
+        assert_eq!(bytes.len(), 32 * 4 + 8 + 6 * 4);
+        assert_eq!(&bytes[..8], &words("00000078 00000038")[..], "'x' '8'");
+        assert_eq!(&bytes[24..28], &[0, 0, 0, 0], "NUL after the model");
+        let back = NodeGetInfoRet::decode(&mut Decoder::new(&bytes)).unwrap();
+        assert_eq!(back, ret);
     }
 
     #[test]

@@ -74,6 +74,13 @@ pub mod flags {
     pub const STORAGE_VOL_DOWNLOAD_SPARSE_STREAM: u32 = 1;
     /// virStorageVolInfoFlags.
     pub const STORAGE_VOL_GET_PHYSICAL: u32 = 1;
+    /// qpool's own flag, not libvirt's: on `virStorageVolDelete`, `virStorageVolWipe`,
+    /// `virStorageVolWipePattern`, `virStorageVolResize` and `virStorageVolUpload`, go ahead
+    /// even though another process holds the volume (a running QEMU, a copy), like
+    /// `qpool --force`. libvirt has no such flag, so virsh cannot send it; libvirt's client
+    /// library passes flags through unchecked, so libvirt-python can (`vol.delete(1 << 30)`).
+    /// Bit 30 is far above every flag libvirt defines for these calls.
+    pub const QPOOL_FORCE: u32 = 1 << 30;
     /// virStorageXMLFlags.
     pub const STORAGE_XML_INACTIVE: u32 = 1;
     /// virStoragePoolDefineFlags.
@@ -95,6 +102,8 @@ pub mod flags {
     pub const CONNECT_LIST_STORAGE_POOLS_AUTOSTART: u32 = 16;
     pub const CONNECT_LIST_STORAGE_POOLS_NO_AUTOSTART: u32 = 32;
     pub const CONNECT_LIST_STORAGE_POOLS_DIR: u32 = 64;
+    /// Every filter bit libvirt 9.0 knows (the pool types up to ISCSI_DIRECT, 1 << 19).
+    pub const CONNECT_LIST_STORAGE_POOLS_FILTERS_ALL: u32 = (1 << 20) - 1;
     /// virDrvFeature values qpoold answers 1 to.
     pub const DRV_FEATURE_PROGRAM_KEEPALIVE: i32 = 10;
     pub const DRV_FEATURE_REMOTE_EVENT_CALLBACK: i32 = 14;
@@ -102,6 +111,8 @@ pub mod flags {
     /// virStoragePoolEventID.
     pub const STORAGE_POOL_EVENT_ID_LIFECYCLE: i32 = 0;
     pub const STORAGE_POOL_EVENT_ID_REFRESH: i32 = 1;
+    /// virStoragePoolState VIR_STORAGE_POOL_INACTIVE.
+    pub const STORAGE_POOL_INACTIVE: u32 = 0;
     /// virStoragePoolState VIR_STORAGE_POOL_RUNNING.
     pub const STORAGE_POOL_RUNNING: u32 = 2;
     /// virConnectListAllSecretsFlags.
@@ -325,7 +336,9 @@ impl Xdr for NonnullSecret {
         })
     }
     fn encode(&self, e: &mut Encoder) {
-        e.fixed(&self.uuid).i32(self.usage_type).string(&self.usage_id);
+        e.fixed(&self.uuid)
+            .i32(self.usage_type)
+            .string(&self.usage_id);
     }
 }
 

@@ -20,8 +20,8 @@ pub mod volume;
 pub use pool::{PoolDef, PoolOutline, PoolReport};
 pub use secret::{SecretDef, SecretUsage, SecretUsageType};
 pub use volume::{
-    BackingReport, BackingStoreDef, EncryptionDef, EncryptionReport, Features, FileAttributes,
-    Permissions, SecretRef, TargetDef, VolumeDef, VolumeReport,
+    AsWritten, BackingReport, BackingStoreDef, CapacityRule, EncryptionDef, EncryptionReport,
+    Features, FileAttributes, Permissions, SecretRef, TargetDef, VolumeDef, VolumeReport,
 };
 
 use quick_xml::events::Event;
@@ -91,6 +91,64 @@ pub enum Error {
         /// What is unsupported and what is.
         message: String,
     },
+    /// A value holds a character libvirt does not allow there (a newline in a pool name).
+    #[error("{path}: invalid char in {what}: {char:?}")]
+    IllegalChar {
+        /// Element path.
+        path: String,
+        /// What the value is.
+        what: &'static str,
+        /// The character.
+        char: char,
+    },
+    /// An element libvirt's schema does not allow where it is (checked on request only:
+    /// libvirt's VALIDATE flags).
+    #[error(
+        "Unable to validate doc against /usr/share/libvirt/schemas/{schema}\nElement {path} (line {line}) is not allowed here"
+    )]
+    NotInSchema {
+        /// The schema file.
+        schema: &'static str,
+        /// Element path.
+        path: String,
+        /// Line of the element.
+        line: usize,
+    },
+}
+
+/// Checks a parsed document against a schema given as which child each element may have:
+/// the root must be `root`, and the first child `allowed(parent, child)` refuses is named.
+pub(crate) fn check_schema(
+    top: &Element,
+    root: &str,
+    schema: &'static str,
+    allowed: &dyn Fn(&Element, &Element) -> bool,
+) -> Result<(), Error> {
+    fn walk(
+        el: &Element,
+        schema: &'static str,
+        allowed: &dyn Fn(&Element, &Element) -> bool,
+    ) -> Result<(), Error> {
+        for child in &el.children {
+            if !allowed(el, child) {
+                return Err(Error::NotInSchema {
+                    schema,
+                    path: child.path.clone(),
+                    line: child.line,
+                });
+            }
+            walk(child, schema, allowed)?;
+        }
+        Ok(())
+    }
+    if top.name != root || !top.is_plain() {
+        return Err(Error::NotInSchema {
+            schema,
+            path: top.path.clone(),
+            line: top.line,
+        });
+    }
+    walk(top, schema, allowed)
 }
 
 /// One XML attribute, with its namespace resolved.

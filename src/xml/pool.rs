@@ -1,13 +1,34 @@
 //! Pool XML: libvirt's `<pool type='dir'>` in ([`PoolDef`]) and out ([`PoolReport`]).
 //!
 //! Owns: the subset of a dir pool definition qpool honours (name, uuid, target path and
-//! permissions) and the shape libvirt 9.0 prints for `pool-dumpxml`.
+//! permissions, the copy-on-write feature), libvirt's pool types (all but `dir` refused by
+//! name), the elements libvirt's `storagepool.rng` allows a dir pool (checked on request),
+//! and the shape libvirt 9.0 prints for a definition and for `pool-dumpxml`.
 //! Must not: touch the directory it names.
 
 use std::fmt::Write as _;
 
-use super::volume::Permissions;
+use super::volume::{Permissions, parse_permissions};
 use super::{Element, Error, escape};
+
+/// libvirt 9.0's pool types, in the order of libvirt's `virStoragePoolType`; qpool serves
+/// `dir` pools only.
+pub const POOL_TYPES: &[&str] = &[
+    "dir",
+    "fs",
+    "netfs",
+    "logical",
+    "disk",
+    "iscsi",
+    "iscsi-direct",
+    "scsi",
+    "mpath",
+    "rbd",
+    "sheepdog",
+    "gluster",
+    "zfs",
+    "vstorage",
+];
 
 /// A dir pool definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,14 +37,55 @@ pub struct PoolDef {
     pub name: String,
     /// `<uuid>` as written, if any (validated as a UUID).
     pub uuid: Option<uuid::Uuid>,
-    /// `<target><path>`.
+    /// `<target><path>`, cleaned as libvirt cleans it ([`sanitize_path`]).
     pub target_path: String,
     /// `<target><permissions>`.
     pub permissions: Permissions,
+    /// `<target><permissions><label>`, kept to print it back.
+    pub label: Option<String>,
+    /// `<features><cow state='yes|no'/>`: whether files made in the directory use
+    /// copy-on-write (btrfs); `None` leaves the filesystem's default.
+    pub cow: Option<bool>,
+}
+
+/// A path cleaned as libvirt's `virFileSanitizePath` cleans one: runs of `/` become one
+/// (a leading `//` alone is kept, as POSIX allows), and a trailing `/` goes, except for `/`
+/// itself. `.` and `..` stay as written.
+pub fn sanitize_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let rest = if path.starts_with("//") && !path.starts_with("///") {
+        out.push_str("//");
+        &path[2..]
+    } else {
+        path
+    };
+    for c in rest.chars() {
+        if c == '/' && out.ends_with('/') {
+            continue;
+        }
+        out.push(c);
+    }
+    if out.len() > 1 && out.ends_with('/') {
+        out.pop();
+    }
+    out
 }
 
 impl PoolDef {
-    /// Parses a `<pool type='dir'>` document.
+    /// A dir pool on `target_path` with `permissions` and nothing else.
+    pub fn new(name: impl Into<String>, target_path: &str, permissions: Permissions) -> PoolDef {
+        PoolDef {
+            name: name.into(),
+            uuid: None,
+            target_path: sanitize_path(target_path),
+            permissions,
+            label: None,
+            cow: None,
+        }
+    }
+
+    /// Parses a `<pool type='dir'>` document. Other libvirt pool types are refused by name;
+    /// a type libvirt does not know is an XML error, as libvirt reports it.
     pub fn parse(src: &str) -> Result<Self, Error> {
         let root = Element::parse(src)?;
         if root.name != "pool" || !root.is_plain() {
@@ -35,10 +97,13 @@ impl PoolDef {
         }
         match root.attr("type") {
             Some("dir") => {}
-            Some(other) => {
+            Some(other) if POOL_TYPES.contains(&other) => {
                 return Err(root.unsupported(format!(
                     "unsupported pool type '{other}' (qpool supports: dir)"
                 )));
+            }
+            Some(other) => {
+                return Err(root.bad_attr("type", format!("unknown pool type '{other}'")));
             }
             None => {
                 return Err(Error::Missing {
@@ -63,31 +128,50 @@ impl PoolDef {
             ),
             None => None,
         };
+        let cow = match root.child("features").and_then(|f| f.child("cow")) {
+            None => None,
+            Some(c) => match c.attr("state") {
+                Some("yes") => Some(true),
+                Some("no") => Some(false),
+                other => {
+                    return Err(c.bad_attr(
+                        "state",
+                        format!(
+                            "invalid copy-on-write state '{}' (expected yes or no)",
+                            other.unwrap_or("")
+                        ),
+                    ));
+                }
+            },
+        };
         let target = root
             .child("target")
             .ok_or_else(|| missing("<target> element"))?;
         let target_path = target
             .child("path")
-            .map(|p| p.trimmed().to_string())
+            .map(|p| sanitize_path(p.trimmed()))
             .filter(|p| p.starts_with('/'))
             .ok_or_else(|| Error::Missing {
                 path: target.path.clone(),
                 what: "<path> element with an absolute path".into(),
             })?;
-        let permissions = match target.child("permissions") {
-            Some(p) => super::volume::parse_permissions(p)?,
-            None => Permissions::default(),
+        let (permissions, label) = match target.child("permissions") {
+            Some(p) => (
+                parse_permissions(p)?,
+                p.child("label").map(|l| l.trimmed().to_string()),
+            ),
+            None => (Permissions::default(), None),
         };
         Ok(Self {
             name,
             uuid,
             target_path,
             permissions,
+            label,
+            cow,
         })
     }
-}
 
-impl PoolDef {
     /// The definition as libvirt writes an inactive dir pool (`pool-dumpxml --inactive`, and
     /// the file kept in the definitions directory).
     pub fn to_xml(&self, uuid: &uuid::Uuid) -> String {
@@ -98,12 +182,13 @@ impl PoolDef {
         let _ = writeln!(out, "  <capacity unit='bytes'>0</capacity>");
         let _ = writeln!(out, "  <allocation unit='bytes'>0</allocation>");
         let _ = writeln!(out, "  <available unit='bytes'>0</available>");
+        write_cow(&mut out, self.cow);
         let _ = writeln!(out, "  <source>");
         let _ = writeln!(out, "  </source>");
         let _ = writeln!(out, "  <target>");
         let _ = writeln!(out, "    <path>{}</path>", escape(&self.target_path));
         let p = &self.permissions;
-        if p.mode.is_some() || p.owner.is_some() || p.group.is_some() {
+        if p.mode.is_some() || p.owner.is_some() || p.group.is_some() || self.label.is_some() {
             let _ = writeln!(out, "    <permissions>");
             if let Some(mode) = p.mode {
                 let _ = writeln!(out, "      <mode>0{mode:o}</mode>");
@@ -114,12 +199,71 @@ impl PoolDef {
             if let Some(group) = p.group {
                 let _ = writeln!(out, "      <group>{group}</group>");
             }
+            if let Some(label) = &self.label {
+                let _ = writeln!(out, "      <label>{}</label>", escape(label));
+            }
             let _ = writeln!(out, "    </permissions>");
         }
         let _ = writeln!(out, "  </target>");
         let _ = writeln!(out, "</pool>");
         out
     }
+}
+
+/// `<features><cow state=…/></features>` when the definition says.
+fn write_cow(out: &mut String, cow: Option<bool>) {
+    if let Some(cow) = cow {
+        let state = if cow { "yes" } else { "no" };
+        let _ = writeln!(out, "  <features>");
+        let _ = writeln!(out, "    <cow state='{state}'/>");
+        let _ = writeln!(out, "  </features>");
+    }
+}
+
+/// libvirt's schema for pool XML.
+const SCHEMA: &str = "storagepool.rng";
+
+/// Checks that a dir pool document holds only what libvirt's `storagepool.rng` allows a dir
+/// pool, and the elements it needs (a `<name>`, a `<target>` with a `<path>`), for
+/// VIR_STORAGE_POOL_DEFINE_VALIDATE. The error names the first element that does not belong.
+pub fn check_known_elements(src: &str) -> Result<(), Error> {
+    fn allowed(parent: &str, child: &str) -> bool {
+        let children: &[&str] = match parent {
+            "/pool" => &[
+                "name",
+                "uuid",
+                "capacity",
+                "allocation",
+                "available",
+                "features",
+                "source",
+                "target",
+                "refresh",
+            ],
+            "/pool/features" => &["cow"],
+            "/pool/target" => &["path", "permissions"],
+            "/pool/target/permissions" => &["mode", "owner", "group", "label"],
+            "/pool/refresh" => &["volume"],
+            _ => &[],
+        };
+        children.contains(&child)
+    }
+    let root = Element::parse(src)?;
+    super::check_schema(&root, "pool", SCHEMA, &|el: &Element, child: &Element| {
+        child.is_plain() && allowed(&el.path, &child.name)
+    })?;
+    let needed = |path: &str, el: Option<&Element>| match el {
+        Some(_) => Ok(()),
+        None => Err(Error::NotInSchema {
+            schema: SCHEMA,
+            path: path.to_string(),
+            line: root.line,
+        }),
+    };
+    needed("/pool/name", root.child("name"))?;
+    let target = root.child("target");
+    needed("/pool/target", target)?;
+    needed("/pool/target/path", target.and_then(|t| t.child("path")))
 }
 
 /// The outline of any libvirt pool, of any type, as another libvirt daemon describes it:
@@ -181,7 +325,7 @@ pub struct PoolReport {
     pub capacity: u64,
     /// Filesystem bytes in use.
     pub allocation: u64,
-    /// Filesystem bytes available to unprivileged users.
+    /// Filesystem bytes free (`f_bfree`, as libvirt reports them).
     pub available: u64,
     /// Absolute target directory.
     pub path: String,
@@ -191,6 +335,8 @@ pub struct PoolReport {
     pub owner: u32,
     /// Directory group.
     pub group: u32,
+    /// The definition's copy-on-write feature.
+    pub cow: Option<bool>,
 }
 
 impl PoolReport {
@@ -211,6 +357,7 @@ impl PoolReport {
             "  <available unit='bytes'>{}</available>",
             self.available
         );
+        write_cow(&mut out, self.cow);
         let _ = writeln!(out, "  <source>");
         let _ = writeln!(out, "  </source>");
         let _ = writeln!(out, "  <target>");
@@ -263,6 +410,58 @@ mod tests {
             err.to_string().contains("unsupported pool type 'logical'"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn target_paths_are_cleaned_as_libvirt_cleans_them() {
+        let cases = [
+            ("///var/////lib/libvirt/images//", "/var/lib/libvirt/images"),
+            ("//host/share", "//host/share"),
+            ("/a/./b/", "/a/./b"),
+            ("/", "/"),
+            ("//", "/"),
+        ];
+        for (path, clean) in cases {
+            assert_eq!(sanitize_path(path), clean, "{path}");
+        }
+    }
+
+    #[test]
+    fn a_definition_prints_back_its_features_and_label() {
+        let def = PoolDef::parse(
+            "<pool type='dir'><name>p</name><features><cow state='no'/></features><target><path>/srv//p/</path><permissions><mode>0700</mode><owner>-1</owner><label>l_t</label></permissions></target></pool>",
+        )
+        .unwrap();
+        assert_eq!((def.target_path.as_str(), def.cow), ("/srv/p", Some(false)));
+        let xml = def.to_xml(&uuid::Uuid::nil());
+        assert!(
+            xml.contains("  <features>\n    <cow state='no'/>\n  </features>\n  <source>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<permissions>\n      <mode>0700</mode>\n      <label>l_t</label>\n"),
+            "{xml}"
+        );
+        assert_eq!(PoolDef::parse(&xml).unwrap().label.as_deref(), Some("l_t"));
+    }
+
+    #[test]
+    fn known_pool_types_are_unsupported_and_unknown_ones_invalid() {
+        let known = PoolDef::parse("<pool type='netfs'><name>x</name></pool>").unwrap_err();
+        assert!(matches!(known, Error::Unsupported { .. }), "{known}");
+        let unknown = PoolDef::parse("<pool type='bogus'><name>x</name></pool>").unwrap_err();
+        assert!(matches!(unknown, Error::BadValue { .. }), "{unknown}");
+    }
+
+    #[test]
+    fn validate_names_what_the_schema_does_not_allow() {
+        let ok = "<pool type='dir'><name>p</name><target><path>/p</path></target></pool>";
+        assert!(check_known_elements(ok).is_ok());
+        let stray = ok.replace("<name>", "<bogus/><name>");
+        let e = check_known_elements(&stray).unwrap_err();
+        assert!(e.to_string().contains("/pool/bogus"), "{e}");
+        let e = check_known_elements("<pool type='dir'><name>p</name></pool>").unwrap_err();
+        assert!(e.to_string().contains("/pool/target"), "{e}");
     }
 
     #[test]

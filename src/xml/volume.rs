@@ -7,7 +7,8 @@
 //!
 //! Elements that a `vol-dumpxml` carries but a create ignores (`key`, `source`, `physical`,
 //! `target/path`, `timestamps`, `permissions/label`) are accepted and ignored, so the output of
-//! `vol-dumpxml` can be fed back to `vol-create` (this is what `virsh vol-clone` sends).
+//! `vol-dumpxml` can be fed back to `vol-create` (this is what `virsh vol-clone` sends). The
+//! ones libvirt prints back when it formats a definition are kept in [`AsWritten`].
 
 use std::fmt::Write as _;
 
@@ -95,6 +96,38 @@ pub struct BackingStoreDef {
     pub format: Option<VolFormat>,
 }
 
+/// What a document says that a create does not use, kept so that the definition prints
+/// back as libvirt formats it ([`VolumeDef::to_xml`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AsWritten {
+    /// `<key>`.
+    pub key: Option<String>,
+    /// `<target><path>`.
+    pub path: Option<String>,
+    /// `<target><permissions><label>`.
+    pub label: Option<String>,
+    /// `<backingStore><permissions>`.
+    pub backing_permissions: Permissions,
+    /// `<backingStore><permissions><label>`.
+    pub backing_label: Option<String>,
+    /// `<encryption>` had a `<cipher>` or an `<ivgen>` (libvirt prints them back only then).
+    pub encryption_cipher: bool,
+}
+
+/// Whether a volume document must give a `<capacity>` (libvirt's parse flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapacityRule {
+    /// A create: only an overlay (with `<backingStore>`) may leave it out
+    /// (VIR_VOL_XML_PARSE_OPT_CAPACITY).
+    Required,
+    /// A create-from: the source's capacity is taken where it is left out
+    /// (VIR_VOL_XML_PARSE_NO_CAPACITY).
+    FromSource,
+}
+
+/// The volume types libvirt knows (`<volume type=…>`); qpool's volumes are files.
+const VOLUME_TYPES: &[&str] = &["file", "block", "dir", "network", "netdir", "ploop"];
+
 /// What a volume XML asks for (libvirt's `virStorageVolDef` on create).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeDef {
@@ -111,6 +144,8 @@ pub struct VolumeDef {
     /// The document is a `vol-dumpxml` report (it carries `<key>` or `<physical>`, which
     /// only libvirt's output has): its `<allocation>` describes the source's usage.
     pub from_report: bool,
+    /// What the document said that a create does not use.
+    pub written: AsWritten,
 }
 
 impl VolumeDef {
@@ -123,6 +158,7 @@ impl VolumeDef {
             target: TargetDef::default(),
             backing_store: None,
             from_report: false,
+            written: AsWritten::default(),
         }
     }
 
@@ -131,8 +167,13 @@ impl VolumeDef {
         self.target.format.unwrap_or(VolFormat::Raw)
     }
 
-    /// Parses a `<volume>` document.
+    /// Parses a `<volume>` document for a create.
     pub fn parse(src: &str) -> Result<Self, Error> {
+        Self::parse_with(src, CapacityRule::Required)
+    }
+
+    /// Parses a `<volume>` document under `rule`.
+    pub fn parse_with(src: &str, rule: CapacityRule) -> Result<Self, Error> {
         let root = Element::parse(src)?;
         if root.name != "volume" || !root.is_plain() {
             return Err(Error::WrongRoot {
@@ -141,10 +182,16 @@ impl VolumeDef {
                 expected: "volume",
             });
         }
-        if let Some(kind) = root.attr("type")
-            && !["file", "block", "dir", "network", "netdir", "ploop"].contains(&kind)
-        {
-            return Err(root.bad_attr("type", format!("unknown volume type '{kind}'")));
+        match root.attr("type") {
+            None | Some("file") => {}
+            Some(kind) if VOLUME_TYPES.contains(&kind) => {
+                return Err(root.unsupported(format!(
+                    "volume type '{kind}' is not supported (qpool's volumes are files)"
+                )));
+            }
+            Some(kind) => {
+                return Err(root.bad_attr("type", format!("unknown volume type '{kind}'")));
+            }
         }
         if let Some(stray) = root.children_in(ext::NAMESPACE).next() {
             return Err(stray.unsupported("qpool extension elements belong inside <target>"));
@@ -158,12 +205,35 @@ impl VolumeDef {
             })?;
         let capacity = root.child("capacity").map(Element::scaled).transpose()?;
         let allocation = root.child("allocation").map(Element::scaled).transpose()?;
+        let mut written = AsWritten {
+            key: root.child("key").map(|k| k.trimmed().to_string()),
+            ..AsWritten::default()
+        };
         let target = match root.child("target") {
-            Some(t) => parse_target(t)?,
+            Some(t) => {
+                written.path = t.child("path").map(|p| p.trimmed().to_string());
+                written.label = t
+                    .child("permissions")
+                    .and_then(|p| p.child("label"))
+                    .map(|l| l.trimmed().to_string());
+                written.encryption_cipher = t
+                    .child("encryption")
+                    .is_some_and(|e| e.child("cipher").is_some() || e.child("ivgen").is_some());
+                parse_target(t)?
+            }
             None => TargetDef::default(),
         };
-        let backing_store = root.child("backingStore").map(parse_backing).transpose()?;
-        if capacity.is_none() && backing_store.is_none() {
+        let backing_store = match root.child("backingStore") {
+            Some(b) => {
+                if let Some(p) = b.child("permissions") {
+                    written.backing_permissions = parse_permissions(p)?;
+                    written.backing_label = p.child("label").map(|l| l.trimmed().to_string());
+                }
+                Some(parse_backing(b)?)
+            }
+            None => None,
+        };
+        if capacity.is_none() && backing_store.is_none() && rule == CapacityRule::Required {
             return Err(Error::Missing {
                 path: root.path.clone(),
                 what: "<capacity> element (only an overlay with <backingStore> may omit it)".into(),
@@ -176,8 +246,113 @@ impl VolumeDef {
             target,
             backing_store,
             from_report: root.child("key").is_some() || root.child("physical").is_some(),
+            written,
         })
     }
+}
+
+impl VolumeDef {
+    /// The definition as libvirt's `virStorageVolDefFormat` prints a parsed definition (its
+    /// `storagevolxml2xml` tests): the document's own key, path and labels, capacity 0 when
+    /// there was none, allocation = capacity when there was none, the dir pool's default
+    /// format (raw), and no timestamps.
+    pub fn to_xml(&self) -> String {
+        let mut out = String::new();
+        let w = &self.written;
+        let capacity = self.capacity.unwrap_or(0);
+        let _ = writeln!(out, "<volume type='file'>");
+        let _ = writeln!(out, "  <name>{}</name>", escape(&self.name));
+        if let Some(key) = &w.key {
+            let _ = writeln!(out, "  <key>{}</key>", escape(key));
+        }
+        let _ = writeln!(out, "  <capacity unit='bytes'>{capacity}</capacity>");
+        let _ = writeln!(
+            out,
+            "  <allocation unit='bytes'>{}</allocation>",
+            self.allocation.unwrap_or(capacity)
+        );
+        let _ = writeln!(out, "  <target>");
+        if let Some(path) = &w.path {
+            let _ = writeln!(out, "    <path>{}</path>", escape(path));
+        }
+        let _ = writeln!(out, "    <format type='{}'/>", self.format().as_str());
+        write_permissions(
+            &mut out,
+            "    ",
+            &self.target.permissions,
+            w.label.as_deref(),
+        );
+        if let Some(e) = &self.target.encryption {
+            EncryptionReport {
+                format: e.format,
+                secret: e.secret.clone(),
+                cipher: w.encryption_cipher.then_some(e.cipher),
+            }
+            .write(&mut out, "    ");
+        }
+        if let Some(compat) = self.target.compat {
+            let _ = writeln!(out, "    <compat>{}</compat>", compat.as_str());
+        }
+        if let Some(size) = self.target.cluster_size {
+            let _ = writeln!(out, "    <clusterSize unit='B'>{size}</clusterSize>");
+        }
+        if let Some(f) = self.target.features {
+            write_features(&mut out, &f);
+        }
+        let _ = writeln!(out, "  </target>");
+        if let Some(b) = &self.backing_store {
+            let _ = writeln!(out, "  <backingStore>");
+            let _ = writeln!(out, "    <path>{}</path>", escape(&b.path));
+            let format = b.format.unwrap_or(VolFormat::Raw);
+            let _ = writeln!(out, "    <format type='{}'/>", format.as_str());
+            write_permissions(
+                &mut out,
+                "    ",
+                &w.backing_permissions,
+                w.backing_label.as_deref(),
+            );
+            let _ = writeln!(out, "  </backingStore>");
+        }
+        let _ = writeln!(out, "</volume>");
+        out
+    }
+}
+
+/// `<permissions>` of a definition, as libvirt prints it: only what was given.
+fn write_permissions(out: &mut String, indent: &str, p: &Permissions, label: Option<&str>) {
+    if p.mode.is_none() && p.owner.is_none() && p.group.is_none() && label.is_none() {
+        return;
+    }
+    let _ = writeln!(out, "{indent}<permissions>");
+    if let Some(mode) = p.mode {
+        let _ = writeln!(out, "{indent}  <mode>0{mode:o}</mode>");
+    }
+    if let Some(owner) = p.owner {
+        let _ = writeln!(out, "{indent}  <owner>{owner}</owner>");
+    }
+    if let Some(group) = p.group {
+        let _ = writeln!(out, "{indent}  <group>{group}</group>");
+    }
+    if let Some(label) = label {
+        let _ = writeln!(out, "{indent}  <label>{}</label>", escape(label));
+    }
+    let _ = writeln!(out, "{indent}</permissions>");
+}
+
+/// `<features>` inside `<target>`: `<features/>` when none is set.
+fn write_features(out: &mut String, f: &Features) {
+    if *f == Features::default() {
+        let _ = writeln!(out, "    <features/>");
+        return;
+    }
+    let _ = writeln!(out, "    <features>");
+    if f.lazy_refcounts {
+        let _ = writeln!(out, "      <lazy_refcounts/>");
+    }
+    if f.extended_l2 {
+        let _ = writeln!(out, "      <extended_l2/>");
+    }
+    let _ = writeln!(out, "    </features>");
 }
 
 fn parse_format(el: &Element) -> Result<VolFormat, Error> {
@@ -185,17 +360,25 @@ fn parse_format(el: &Element) -> Result<VolFormat, Error> {
         path: el.path.clone(),
         what: "attribute 'type'".into(),
     })?;
+    // libvirt refuses a format it does not know as an unsupported configuration too.
     kind.parse()
-        .map_err(|e: crate::model::UnknownName| el.bad_attr("type", e.to_string()))
+        .map_err(|e: crate::model::UnknownName| Error::Unsupported {
+            path: el.attr_path("type"),
+            line: el.line,
+            message: e.to_string(),
+        })
 }
 
+/// A numeric owner or group; `-1` (and its unsigned twin, 4294967295) means "not given", as
+/// libvirt reads them.
 fn parse_id(el: &Element, what: &str) -> Result<Option<u32>, Error> {
     match el.trimmed() {
         "-1" => Ok(None),
-        text => text
-            .parse::<u32>()
-            .map(Some)
-            .map_err(|_| el.bad_value(format!("malformed {what} '{text}'"))),
+        text => match text.parse::<u32>() {
+            Ok(u32::MAX) => Ok(None),
+            Ok(id) => Ok(Some(id)),
+            Err(_) => Err(el.bad_value(format!("malformed {what} '{text}'"))),
+        },
     }
 }
 
@@ -256,6 +439,8 @@ fn parse_target(target: &Element) -> Result<TargetDef, Error> {
             }
         }
         def.features = Some(f);
+        // libvirt: features without a compat level mean the level that has them.
+        def.compat.get_or_insert(Compat::V1_1);
     }
     def.encryption = target
         .child("encryption")
@@ -435,7 +620,7 @@ fn parse_backing(el: &Element) -> Result<BackingStoreDef, Error> {
 /// Checks that a volume document holds only elements libvirt's `storagevol.rng` allows (plus
 /// qpool's extension inside `<target>`), for VIR_STORAGE_VOL_CREATE_VALIDATE. The error
 /// names the first element that does not belong.
-pub fn check_known_elements(src: &str) -> Result<(), String> {
+pub fn check_known_elements(src: &str) -> Result<(), Error> {
     fn allowed(parent: &str, child: &str) -> bool {
         let children: &[&str] = match parent {
             "/volume" => &[
@@ -474,27 +659,15 @@ pub fn check_known_elements(src: &str) -> Result<(), String> {
         };
         children.contains(&child)
     }
-    fn walk(el: &Element) -> Result<(), String> {
-        for child in &el.children {
-            if child.ns.as_deref() == Some(super::ext::NAMESPACE) && el.path == "/volume/target" {
-                continue;
-            }
-            if !child.is_plain() || !allowed(&el.path, &child.name) {
-                return Err(format!(
-                    "Element {} (line {}) is not allowed here",
-                    child.path, child.line
-                ));
-            }
-            walk(child)?;
-        }
-        Ok(())
-    }
-    let root = Element::parse(src).map_err(|e| e.to_string())?;
-    if root.name != "volume" {
-        return Err(format!("Expecting element volume, got {}", root.name));
-    }
-    walk(&root)
+    let root = Element::parse(src)?;
+    super::check_schema(&root, "volume", SCHEMA, &|el: &Element, child: &Element| {
+        (child.ns.as_deref() == Some(super::ext::NAMESPACE) && el.path == "/volume/target")
+            || (child.is_plain() && allowed(&el.path, &child.name))
+    })
 }
+
+/// libvirt's schema for volume XML.
+const SCHEMA: &str = "storagevol.rng";
 
 /// A file's timestamp: seconds and nanoseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -703,18 +876,7 @@ impl VolumeReport {
                 q.cluster_size
             );
             if q.compat == Compat::V1_1 {
-                if q.features == Features::default() {
-                    let _ = writeln!(out, "    <features/>");
-                } else {
-                    let _ = writeln!(out, "    <features>");
-                    if q.features.lazy_refcounts {
-                        let _ = writeln!(out, "      <lazy_refcounts/>");
-                    }
-                    if q.features.extended_l2 {
-                        let _ = writeln!(out, "      <extended_l2/>");
-                    }
-                    let _ = writeln!(out, "    </features>");
-                }
+                write_features(&mut out, &q.features);
             }
         }
         let _ = writeln!(out, "  </target>");

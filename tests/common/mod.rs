@@ -10,6 +10,8 @@ pub mod daemon;
 pub mod libvirtd;
 pub mod namespace;
 pub mod notify;
+pub mod peer;
+pub mod shared;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -15,7 +15,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use super::spec::{self, Header};
-use crate::image::Error;
+use crate::image::{Corruption, Error, Unsupported};
 
 /// An open image being changed.
 pub struct Editor<'f> {
@@ -59,9 +59,7 @@ impl<'f> Editor<'f> {
         let prefix = crate::image::read_prefix(file, spec::V3_HEADER_LENGTH).map_err(io_err)?;
         let header = Header::decode(&prefix)?;
         if header.nb_snapshots != 0 {
-            return Err(Error::Unsupported(
-                "qcow2 images with internal snapshots".into(),
-            ));
+            return Err(Unsupported::InternalSnapshots.into());
         }
         let cs = header.cluster_size();
         let file_len = file.metadata().map_err(io_err)?.len();
@@ -70,7 +68,7 @@ impl<'f> Editor<'f> {
             || rt_bytes > spec::MAX_REFTABLE_BYTES
             || header.refcount_table_offset.saturating_add(rt_bytes) > file_len + cs
         {
-            return Err(Error::CorruptImage("refcount table out of place".into()));
+            return Err(Corruption::RefcountTableOutOfPlace.into());
         }
         let mut raw = vec![0u8; usize::try_from(rt_bytes).unwrap_or(0)];
         let got = file
@@ -103,9 +101,7 @@ impl<'f> Editor<'f> {
                 continue;
             }
             if offset % cs != 0 || offset.saturating_add(cs) > file_len + cs {
-                return Err(Error::CorruptImage(format!(
-                    "refcount block at {offset:#x} out of place"
-                )));
+                return Err(Corruption::RefcountBlockOutOfPlace(offset).into());
             }
             let mut block = vec![0u8; usize::try_from(cs).unwrap_or(0)];
             let got = file.read_at(&mut block, offset).map_err(io_err)?;
@@ -227,10 +223,7 @@ impl<'f> Editor<'f> {
     pub fn l1_table(&self) -> Result<Vec<u64>, Error> {
         let l1_bytes = u64::from(self.header.l1_size) * spec::ENTRY_SIZE;
         if l1_bytes > spec::MAX_L1_BYTES {
-            return Err(Error::CorruptImage(format!(
-                "L1 table of {} entries exceeds qemu's limit",
-                self.header.l1_size
-            )));
+            return Err(Corruption::L1TooLarge(self.header.l1_size).into());
         }
         let bytes = self.read(self.header.l1_table_offset, l1_bytes)?;
         Ok(spec::decode_entries(&bytes))
@@ -261,9 +254,7 @@ impl<'f> Editor<'f> {
             clusters = ranges.div_ceil(per_cluster);
         }
         if clusters * self.cs > spec::MAX_REFTABLE_BYTES {
-            return Err(Error::Unsupported(
-                "the refcount table would exceed qemu's 8 MiB limit".into(),
-            ));
+            return Err(Unsupported::RefcountTableTooLarge.into());
         }
         let start = self.alloc(clusters);
         self.rt

@@ -14,8 +14,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use super::spec::{self, Header, OFLAG_COMPRESSED, OFLAG_ZERO, SUBCLUSTERS};
-use crate::image::Error;
 use crate::image::guest::{BlockStatus, GuestImage};
+use crate::image::{Corruption, Error, Unsupported};
 use crate::model::Compression;
 
 /// Bytes of L2 tables kept in memory.
@@ -50,10 +50,6 @@ fn reading(source: io::Error) -> Error {
     Error::ReadingImage(source)
 }
 
-fn corrupt(message: String) -> Error {
-    Error::CorruptImage(message)
-}
-
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> Result<(), Error> {
     file.read_exact_at(buf, offset).map_err(reading)
 }
@@ -66,18 +62,14 @@ impl Qcow2Image {
         backing: Option<Box<dyn GuestImage + Send>>,
     ) -> Result<Qcow2Image, Error> {
         if header.crypt_method != 0 {
-            return Err(Error::Unsupported("encrypted qcow2 images".into()));
+            return Err(Unsupported::Encrypted.into());
         }
         if header.incompatible_features & spec::INCOMPAT_DATA_FILE != 0 {
-            return Err(Error::Unsupported(
-                "qcow2 images with an external data file".into(),
-            ));
+            return Err(Unsupported::ExternalDataFile.into());
         }
         let unknown = header.incompatible_features & !spec::INCOMPAT_KNOWN;
         if unknown != 0 {
-            return Err(Error::Unsupported(format!(
-                "qcow2 incompatible features {unknown:#x}"
-            )));
+            return Err(Unsupported::IncompatibleFeatures(unknown).into());
         }
         let file_len = file.metadata().map_err(reading)?.len();
         let cs = header.cluster_size();
@@ -89,16 +81,17 @@ impl Qcow2Image {
         };
         let needed = header.size.div_ceil(cs).div_ceil(cs / entry);
         if u64::from(header.l1_size) < needed {
-            return Err(corrupt(format!(
-                "L1 table has {} entries, the virtual size needs {needed}",
-                header.l1_size
-            )));
+            return Err(Corruption::L1TooSmall {
+                entries: header.l1_size,
+                needed,
+            }
+            .into());
         }
         let l1_bytes = u64::from(header.l1_size) * spec::ENTRY_SIZE;
         if l1_bytes > spec::MAX_L1_BYTES
             || (l1_bytes > 0 && header.l1_table_offset.saturating_add(l1_bytes) > file_len)
         {
-            return Err(corrupt("L1 table lies outside the file".into()));
+            return Err(Corruption::L1OutOfPlace.into());
         }
         let mut raw = vec![0u8; usize::try_from(l1_bytes).unwrap_or(0)];
         if !raw.is_empty() {
@@ -137,7 +130,7 @@ impl Qcow2Image {
         if !self.l2_cache.contains_key(&offset) {
             let cs = self.cluster_size();
             if !offset.is_multiple_of(cs) || offset.saturating_add(cs) > self.file_len {
-                return Err(corrupt(format!("L2 table at {offset:#x} is out of place")));
+                return Err(Corruption::L2OutOfPlace(offset).into());
             }
             if (self.l2_cache.len() as u64 + 1) * cs > L2_CACHE_BYTES {
                 self.l2_cache.clear();
@@ -223,11 +216,7 @@ impl Qcow2Image {
         let len = len.min(self.file_len.saturating_sub(offset));
         let mut input = vec![0u8; usize::try_from(len).unwrap_or(0)];
         read_exact_at(&self.file, &mut input, offset)?;
-        let bad = || {
-            corrupt(format!(
-                "compressed cluster at {offset:#x} does not decompress"
-            ))
-        };
+        let bad = || Error::from(Corruption::CompressedCluster(offset));
         if self.zstd {
             use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
             let mut decoder = Decoder::new().map_err(reading)?;

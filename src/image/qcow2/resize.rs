@@ -13,9 +13,9 @@ use std::fs::File;
 
 use super::edit::Editor;
 use super::spec::{self, OFLAG_COMPRESSED, OFLAG_ZERO};
-use crate::image::Error;
 use crate::image::file::{ImageFile, WriteReport};
 use crate::image::prealloc::{self, allocate_or_zero, write_zeroes};
+use crate::image::{Error, Unsupported};
 use crate::model::Compat;
 use crate::model::Preallocation;
 
@@ -125,12 +125,14 @@ pub fn grow(
     let g = geometry(&ed);
     let cs = g.cs;
     let old_size = ed.header.size;
-    let new_size = crate::units::round_up(new_size, 512)
-        .ok_or_else(|| Error::Unsupported(format!("size {new_size} is too large")))?;
+    let new_size =
+        crate::units::round_up(new_size, 512).ok_or(Unsupported::SizeTooLarge(new_size))?;
     if new_size <= old_size {
-        return Err(Error::Unsupported(format!(
-            "{new_size} is not larger than the current size {old_size}"
-        )));
+        return Err(Unsupported::NotLarger {
+            new: new_size,
+            current: old_size,
+        }
+        .into());
     }
     let old_guest = old_size.div_ceil(cs);
     let new_guest = new_size.div_ceil(cs);
@@ -157,9 +159,7 @@ pub fn grow(
         && prealloc == Preallocation::Off
         && ed.header.version == Compat::V0_10
     {
-        return Err(Error::Unsupported(
-            "growing a compat 0.10 overlay over its larger backing image".into(),
-        ));
+        return Err(Unsupported::Compat010OverlayGrowth.into());
     }
     let mut tables: Vec<(usize, u64, Vec<u64>, bool)> = Vec::new(); // (k, offset, words, new)
     let mut tail_zero: Option<(u64, u64)> = None;
@@ -174,18 +174,14 @@ pub fn grow(
             w[usize::try_from(last % g.l2_entries).unwrap_or(0) * g.step]
         };
         if entry & OFLAG_COMPRESSED != 0 {
-            return Err(Error::Unsupported(
-                "growing an image whose partial last cluster is compressed".into(),
-            ));
+            return Err(Unsupported::CompressedPartialCluster.into());
         }
         let host = entry & spec::L2E_OFFSET_MASK;
         if host != 0 && (g.extended || entry & OFLAG_ZERO == 0) {
             tail_zero = Some((host + old_size % cs, cs - old_size % cs));
         } else if host == 0 && entry & OFLAG_ZERO == 0 && backing_size.is_some_and(|b| b > old_size)
         {
-            return Err(Error::Unsupported(
-                "growing an overlay whose size is not a multiple of the cluster size over a larger backing image".into(),
-            ));
+            return Err(Unsupported::UnalignedOverlayGrowth.into());
         }
     }
 
@@ -364,13 +360,14 @@ pub fn undo_grow(file: &File, old_length: u64, old_size: u64) -> Result<u64, Err
 pub fn shrink(file: &File, new_size: u64) -> Result<(), Error> {
     let mut ed = Editor::open(file)?;
     let g = geometry(&ed);
-    let new_size = crate::units::round_up(new_size, 512)
-        .ok_or_else(|| Error::Unsupported(format!("size {new_size} is too large")))?;
+    let new_size =
+        crate::units::round_up(new_size, 512).ok_or(Unsupported::SizeTooLarge(new_size))?;
     if new_size >= ed.header.size {
-        return Err(Error::Unsupported(format!(
-            "{new_size} is not smaller than the current size {}",
-            ed.header.size
-        )));
+        return Err(Unsupported::NotSmaller {
+            new: new_size,
+            current: ed.header.size,
+        }
+        .into());
     }
     let first_dropped = new_size.div_ceil(g.cs);
     let l1 = ed.l1_table()?;

@@ -74,10 +74,68 @@ pub enum RegistryError {
         /// Pool name.
         name: String,
     },
-    /// Autostart asked of a transient pool.
-    #[error("cannot set autostart for transient pool")]
+    /// Autostart asked of a transient pool (libvirt's words: it has no definition file to
+    /// link to).
+    #[error("pool has no config file")]
     TransientAutostart {
         /// Pool name.
+        name: String,
+    },
+    /// A transient pool whose name and UUID are those of a running pool.
+    #[error("pool is already active as '{name}'")]
+    AlreadyActiveAs {
+        /// Pool name.
+        name: String,
+    },
+    /// The pool has volumes being built: it cannot be stopped or refreshed meanwhile.
+    #[error("pool '{name}' has asynchronous jobs running.")]
+    AsyncJobs {
+        /// Pool name.
+        name: String,
+    },
+    /// A build asked to format the pool's source device; a dir pool has none (libvirt makes
+    /// the directory first, then refuses).
+    #[error("No source device specified when formatting pool '{name}'")]
+    NoSourceDevice {
+        /// Pool name.
+        name: String,
+    },
+    /// Build flags a dir pool's builder does not take (REPAIR, RESIZE).
+    #[error("unsupported flags ({flags:#x}) in function virStorageBackendFileSystemBuild")]
+    UnsupportedBuildFlags {
+        /// The flags refused.
+        flags: u32,
+    },
+    /// OVERWRITE and NO_OVERWRITE asked together.
+    #[error(
+        "Flags 'VIR_STORAGE_POOL_BUILD_OVERWRITE' and 'VIR_STORAGE_POOL_BUILD_NO_OVERWRITE' are mutually exclusive"
+    )]
+    ExclusiveBuildFlags,
+    /// A pool type libvirt does not know.
+    #[error("unknown storage pool type {pool_type}")]
+    UnknownPoolType {
+        /// The type asked for.
+        pool_type: String,
+    },
+    /// Source discovery asked of a pool type that has no sources (a directory).
+    #[error("pool type '{pool_type}' does not support source discovery")]
+    NoSourceDiscovery {
+        /// The type asked for.
+        pool_type: String,
+    },
+    /// A libvirt pool type qpool has no backend for (libvirt's words for a backend it was
+    /// built without).
+    #[error("missing backend for pool type {number} ({pool_type})")]
+    NoBackend {
+        /// libvirt's number of the type.
+        number: usize,
+        /// The type asked for.
+        pool_type: String,
+    },
+    /// A copy onto a name the pool already has (libvirt reports it as an internal error).
+    #[error("storage volume name '{name}' already in use.")]
+    NameInUse {
+        /// Volume name.
         name: String,
     },
     /// A volume still being built cannot be deleted, copied or changed.
@@ -85,14 +143,6 @@ pub enum RegistryError {
     StillBuilding {
         /// Volume name.
         name: String,
-    },
-    /// A copy from a volume of another pool.
-    #[error("copying a volume between pools is not supported by qpool yet")]
-    CrossPoolCopy {
-        /// The source's pool.
-        source_pool: String,
-        /// The new volume's pool.
-        pool: String,
     },
     /// The pool XML was refused.
     #[error("invalid pool XML")]
@@ -133,12 +183,19 @@ impl RegistryError {
             | Self::TargetTaken { .. } => ErrorKind::Conflict,
             Self::NotActive { .. }
             | Self::AlreadyActive { .. }
+            | Self::AlreadyActiveAs { .. }
             | Self::StillActive { .. }
             | Self::NotPersistent { .. }
-            | Self::TransientAutostart { .. }
+            | Self::NoSourceDevice { .. }
             | Self::StillBuilding { .. } => ErrorKind::InvalidState,
-            Self::CrossPoolCopy { .. } => ErrorKind::Unsupported,
-            Self::Xml(_) => ErrorKind::InvalidXml,
+            Self::TransientAutostart { .. }
+            | Self::AsyncJobs { .. }
+            | Self::NameInUse { .. }
+            | Self::UnknownPoolType { .. }
+            | Self::NoBackend { .. } => ErrorKind::Internal,
+            Self::NoSourceDiscovery { .. } => ErrorKind::NoSupport,
+            Self::UnsupportedBuildFlags { .. } | Self::ExclusiveBuildFlags => ErrorKind::InvalidArg,
+            Self::Xml(e) => crate::error::xml_kind(e),
             Self::Start { source, .. } => match source.kind() {
                 ErrorKind::NoPool => ErrorKind::Io,
                 kind => kind,

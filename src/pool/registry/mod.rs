@@ -3,8 +3,9 @@
 //! Owns: pool definitions persisted as libvirt pool XML files (`DIR/NAME.xml`, autostart as
 //! a `DIR/autostart/NAME.xml` symlink, as libvirt keeps them), the lifecycle libvirt gives a
 //! dir pool (define, create, build, start, destroy, delete, undefine, autostart, refresh)
-//! with its state rules and events, persistence and autostart (their only owner), lookups
-//! by name, UUID and target path, and in [`volumes`] the driver rules for volumes: the ones
+//! with its state rules, build flags, duplicate rules and events, what a stopped pool still
+//! reports, persistence and autostart (their only owner), lookups by name, UUID and target
+//! path, source discovery per pool type, and in [`volumes`] the driver rules for volumes: the ones
 //! still being built (visible, but not to be deleted or copied), duplicate names, lookups by
 //! path across pools, and every volume call a client makes.
 //! Must not: speak any protocol; the daemon face turns calls into these methods.
@@ -21,7 +22,9 @@ use uuid::Uuid;
 
 use super::Pool;
 use crate::error::one_line;
-use crate::xml::PoolDef;
+use crate::model::FallocateMode;
+use crate::xml::pool::sanitize_path;
+use crate::xml::{PoolDef, PoolReport};
 pub use error::RegistryError;
 pub use reload::Reloaded;
 pub use volumes::{Building, VolumeState};
@@ -82,10 +85,25 @@ pub enum Change {
     },
 }
 
+/// What a build asks of a dir pool (`pool-build`'s virStoragePoolBuildFlags, or the build
+/// flags of a start), as libvirt's dir pool builder reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildRequest {
+    /// Create the target directory (no flags; VIR_STORAGE_POOL_CREATE_WITH_BUILD).
+    Directory,
+    /// Also format the pool's source device (OVERWRITE or NO_OVERWRITE): a dir pool has
+    /// none, so libvirt makes the directory, then refuses.
+    FormatSource,
+    /// Flags a dir pool's builder does not take (REPAIR, RESIZE), with their value.
+    UnsupportedFlags(u32),
+    /// OVERWRITE together with NO_OVERWRITE.
+    ExclusiveFlags,
+}
+
 /// One pool's entry.
 #[derive(Debug)]
 pub struct PoolEntry {
-    /// Its definition.
+    /// Its definition (while it runs, the running one).
     pub def: PoolDef,
     /// Its UUID.
     pub uuid: Uuid,
@@ -95,9 +113,13 @@ pub struct PoolEntry {
     pub autostart: bool,
     /// The open pool while it is active.
     pub pool: Option<Arc<Pool>>,
-    /// A new definition given while the pool runs; it takes effect at the next start, as in
-    /// libvirt.
+    /// The definition that takes over when the pool stops: one given while it ran, or the
+    /// persistent one while a transient definition of the same pool runs (libvirt's
+    /// `newDef`).
     pub next_def: Option<PoolDef>,
+    /// What libvirt's definition keeps from the pool's last run once it stopped: the sizes
+    /// and directory permissions it last read (dropped when a new definition takes over).
+    pub last: Option<PoolReport>,
 }
 
 impl PoolEntry {
@@ -115,6 +137,18 @@ impl PoolEntry {
             autostart: self.autostart,
             target: self.def.target_path.clone(),
         }
+    }
+
+    /// The running pool's report, in the terms of its definition (its target path as
+    /// written, its copy-on-write feature).
+    fn live_report(&self) -> Result<Option<PoolReport>, crate::Error> {
+        let Some(pool) = &self.pool else {
+            return Ok(None);
+        };
+        let mut report = pool.report()?;
+        report.path = self.def.target_path.clone();
+        report.cow = self.def.cow;
+        Ok(Some(report))
     }
 }
 
@@ -144,7 +178,7 @@ pub struct StoredPool {
     pub autostart: bool,
 }
 
-type Listener = Box<dyn Fn(&PoolEvent) + Send + Sync>;
+type Listener = Arc<dyn Fn(&PoolEvent) + Send + Sync>;
 type ChangeHook = Arc<dyn Fn(&Change) + Send + Sync>;
 
 /// All pools of a daemon.
@@ -153,6 +187,8 @@ pub struct Registry {
     pools: Mutex<BTreeMap<String, PoolEntry>>,
     building: Mutex<HashMap<(String, String), Building>>,
     listener: Mutex<Option<Listener>>,
+    /// How every pool reserves space (qpoold.conf's `fallocate`).
+    fallocate: FallocateMode,
     change_hook: Mutex<Option<ChangeHook>>,
     secrets: Option<Arc<crate::pool::SecretStore>>,
 }
@@ -173,14 +209,35 @@ fn autostart_link(dir: &Path, name: &str) -> PathBuf {
     dir.join("autostart").join(format!("{name}.xml"))
 }
 
-/// Creates a pool's target directory and its parents (mode from the definition, else
-/// 0711); an existing directory is left as it is.
+/// Makes a pool's target directory as libvirt's dir pool builder does: missing parents
+/// with default permissions, the directory itself with the definition's mode (0711 when
+/// it has none), owner and group; an existing directory gets the definition's mode, owner
+/// and group where it gives them. A definition with copy-on-write off marks the directory
+/// no-copy-on-write (btrfs only; elsewhere nothing to do).
 pub fn create_target(def: &PoolDef) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(def.permissions.mode.unwrap_or(0o711))
-        .create(&def.target_path)
+    use std::os::unix::fs::PermissionsExt;
+    let path = Path::new(&def.target_path);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mode = match std::fs::create_dir(path) {
+        Ok(()) => Some(def.permissions.mode.unwrap_or(0o711)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {
+            def.permissions.mode
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(mode) = mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    let (owner, group) = (def.permissions.owner, def.permissions.group);
+    if owner.is_some() || group.is_some() {
+        std::os::unix::fs::chown(path, owner, group)?;
+    }
+    if def.cow == Some(false) {
+        crate::sys::set_nocow(&std::fs::File::open(path)?)?;
+    }
+    Ok(())
 }
 
 impl Registry {
@@ -193,14 +250,16 @@ impl Registry {
     /// `default` pool on `default_target` is defined, marked autostart. Autostart pools are
     /// started; a pool that fails to start is logged and left inactive.
     pub fn load(dir: &Path, default_target: &Path) -> Result<Registry, RegistryError> {
-        Self::load_with_secrets(dir, default_target, None)
+        Self::load_with(dir, default_target, FallocateMode::default(), None)
     }
 
-    /// [`Registry::load`], with the daemon's secrets: encrypted creates in every pool take
-    /// their passphrase from `secrets`, and the secret procedures use it.
-    pub fn load_with_secrets(
+    /// [`Registry::load`], with the `fallocate` setting every pool starts with and the
+    /// daemon's secrets: encrypted creates in every pool take their passphrase from
+    /// `secrets`, and the secret procedures use it.
+    pub fn load_with(
         dir: &Path,
         default_target: &Path,
+        fallocate: FallocateMode,
         secrets: Option<Arc<crate::pool::SecretStore>>,
     ) -> Result<Registry, RegistryError> {
         std::fs::create_dir_all(dir.join("autostart")).map_err(io_err("cannot create", dir))?;
@@ -209,6 +268,7 @@ impl Registry {
             pools: Mutex::new(BTreeMap::new()),
             building: Mutex::new(HashMap::new()),
             listener: Mutex::new(None),
+            fallocate,
             change_hook: Mutex::new(None),
             secrets,
         };
@@ -222,24 +282,24 @@ impl Registry {
                     autostart: stored.autostart,
                     pool: None,
                     next_def: None,
+                    last: None,
                 },
             );
         }
         if registry.lock().is_empty() {
-            let def = PoolDef {
-                name: "default".into(),
-                uuid: None,
-                target_path: default_target.display().to_string(),
-                permissions: crate::xml::Permissions {
+            let def = PoolDef::new(
+                "default",
+                &default_target.display().to_string(),
+                crate::xml::Permissions {
                     mode: Some(0o711),
                     owner: None,
                     group: None,
                 },
-            };
+            );
             let xml = def.to_xml(&Uuid::new_v4());
-            registry.define(&xml)?;
+            registry.define(&xml, false)?;
             registry.set_autostart("default", true)?;
-            registry.build("default")?;
+            registry.build("default", BuildRequest::Directory)?;
         }
         let autostart: Vec<String> = registry
             .lock()
@@ -248,7 +308,7 @@ impl Registry {
             .map(|e| e.def.name.clone())
             .collect();
         for name in autostart {
-            if let Err(e) = registry.start(&name) {
+            if let Err(e) = registry.start(&name, None) {
                 log::warn!("autostart of pool '{name}' failed: {}", one_line(&e));
             }
         }
@@ -285,7 +345,15 @@ impl Registry {
 
     /// Sets the function told about every pool event.
     pub fn set_listener(&self, listener: impl Fn(&PoolEvent) + Send + Sync + 'static) {
-        *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(listener));
+        *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(listener));
+    }
+
+    /// The function told about pool events, to call later (after a stream has closed).
+    fn listener(&self) -> Option<Listener> {
+        self.listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Sets the function told about every [`Change`], after the change and before the call
@@ -308,7 +376,7 @@ impl Registry {
     }
 
     fn emit(&self, event: PoolEvent) {
-        if let Some(listener) = &*self.listener.lock().unwrap_or_else(|e| e.into_inner()) {
+        if let Some(listener) = self.listener() {
             listener(&event);
         }
         let (PoolEvent::Lifecycle { name, .. } | PoolEvent::Refresh { name, .. }) = event;
@@ -364,12 +432,13 @@ impl Registry {
             .ok_or_else(|| Self::no_pool("uuid", &uuid.hyphenated().to_string()))
     }
 
-    /// A pool by its target directory.
+    /// An active pool by its target directory (the path cleaned as libvirt cleans it, then
+    /// compared as a string, as libvirt compares it).
     pub fn by_target(&self, path: &str) -> Result<PoolSummary, RegistryError> {
-        let wanted = Path::new(path);
+        let wanted = sanitize_path(path);
         self.lock()
             .values()
-            .find(|e| Path::new(&e.def.target_path) == wanted)
+            .find(|e| e.active() && e.def.target_path == wanted)
             .map(PoolEntry::summary)
             .ok_or_else(|| Self::no_pool("target path", path))
     }
@@ -383,30 +452,49 @@ impl Registry {
         })
     }
 
-    /// `pool-info`: the pool's state, and its sizes while it is active.
+    /// `pool-info`: the pool's state, and its sizes: live while it runs, and once it
+    /// stopped the ones it last had (libvirt keeps them in the definition).
     pub fn info(
         &self,
         name: &str,
     ) -> Result<(PoolSummary, Option<crate::pool::PoolInfo>), RegistryError> {
-        let summary = self.by_name(name)?;
-        if !summary.active {
-            return Ok((summary, None));
-        }
-        let info = self
-            .open_pool(name)?
-            .info(summary.persistent, summary.autostart)?;
-        Ok((summary, Some(info)))
+        let (summary, last, pool) = {
+            let pools = self.lock();
+            let entry = pools.get(name).ok_or_else(|| Self::no_pool("name", name))?;
+            (entry.summary(), entry.last.clone(), entry.pool.clone())
+        };
+        let info = match (pool, last) {
+            (Some(pool), _) => Some(pool.info(summary.persistent, summary.autostart)?),
+            (None, Some(last)) => Some(crate::pool::PoolInfo {
+                name: last.name,
+                uuid: last.uuid,
+                capacity: last.capacity,
+                allocation: last.allocation,
+                available: last.available,
+                persistent: summary.persistent,
+                autostart: summary.autostart,
+            }),
+            (None, None) => None,
+        };
+        Ok((summary, info))
     }
 
-    /// `pool-dumpxml`: the running pool's report, or (inactive, or with `inactive`) its
-    /// definition.
+    /// `pool-dumpxml`: the running pool as it is; with `inactive`, the definition that
+    /// takes over when it stops, if one is waiting. A stopped pool shows its definition
+    /// with what its last run left there, as libvirt's does.
     pub fn xml_desc(&self, name: &str, inactive: bool) -> Result<String, RegistryError> {
-        let summary = self.by_name(name)?;
-        if summary.active && !inactive {
-            return Ok(self.open_pool(name)?.report()?.to_xml());
+        let pools = self.lock();
+        let entry = pools.get(name).ok_or_else(|| Self::no_pool("name", name))?;
+        if inactive && let Some(next) = &entry.next_def {
+            return Ok(next.to_xml(&entry.uuid));
         }
-        let (def, uuid) = self.definition(name)?;
-        Ok(def.to_xml(&uuid))
+        if let Some(report) = entry.live_report()? {
+            return Ok(report.to_xml());
+        }
+        Ok(match &entry.last {
+            Some(last) => last.to_xml(),
+            None => entry.def.to_xml(&entry.uuid),
+        })
     }
 
     /// The definition of a pool.
@@ -416,149 +504,241 @@ impl Registry {
         Ok((entry.def.clone(), entry.uuid))
     }
 
-    fn insert_def(&self, xml: &str, persistent: bool) -> Result<(String, Uuid), RegistryError> {
-        let def = PoolDef::parse(xml)?;
-        let mut pools = self.lock();
-        let uuid = match pools.get(&def.name) {
-            Some(existing) => {
+    /// libvirt's duplicate rules for a new definition (`virStoragePoolObjIsDuplicate`): the
+    /// UUID of another pool's name, a name with another UUID, or another pool's target are
+    /// refused. Returns the UUID the definition gets: its own, the existing pool's, or a
+    /// new one.
+    fn check_duplicates(
+        pools: &BTreeMap<String, PoolEntry>,
+        def: &PoolDef,
+    ) -> Result<Uuid, RegistryError> {
+        let uuid = match def.uuid.and_then(|u| pools.values().find(|e| e.uuid == u)) {
+            Some(same) if same.def.name != def.name => {
+                return Err(RegistryError::UuidTaken {
+                    other: same.def.name.clone(),
+                    uuid: same.uuid,
+                });
+            }
+            Some(same) => same.uuid,
+            None => {
                 // libvirt gives a definition without <uuid> a random one, so only the same
                 // UUID redefines a pool; anything else is a second pool of the same name.
-                if def.uuid != Some(existing.uuid) {
+                if let Some(existing) = pools.get(&def.name) {
                     return Err(RegistryError::UuidMismatch {
-                        name: def.name,
+                        name: def.name.clone(),
                         uuid: existing.uuid,
                     });
                 }
-                if !persistent {
-                    return Err(RegistryError::PoolExists { name: def.name });
-                }
-                existing.uuid
-            }
-            None => {
-                let uuid = def.uuid.unwrap_or_else(Uuid::new_v4);
-                if let Some(other) = pools.values().find(|e| e.uuid == uuid) {
-                    return Err(RegistryError::UuidTaken {
-                        other: other.def.name.clone(),
-                        uuid,
-                    });
-                }
-                uuid
+                def.uuid.unwrap_or_else(Uuid::new_v4)
             }
         };
-        // A redefinition may keep its own target; no other pool may share it.
-        if let Some(other) = pools.values().find(|e| {
-            e.def.name != def.name && Path::new(&e.def.target_path) == Path::new(&def.target_path)
-        }) {
+        if let Some(other) = pools
+            .values()
+            .find(|e| e.def.name != def.name && e.def.target_path == def.target_path)
+        {
             return Err(RegistryError::TargetTaken {
                 other: other.def.name.clone(),
             });
         }
-        if persistent {
-            let path = self.definition_path(&def.name);
-            let text = def.to_xml(&uuid);
-            let temp = self.dir.join(format!(".{}.xml.new", def.name));
-            std::fs::write(&temp, text).map_err(io_err("cannot write", &temp))?;
-            std::fs::rename(&temp, &path).map_err(io_err("cannot write", &path))?;
-        }
-        let name = def.name.clone();
-        match pools.get_mut(&name) {
-            Some(entry) if entry.active() => {
-                entry.next_def = Some(def);
-                entry.persistent = true;
-            }
-            Some(entry) => {
-                entry.def = def;
-                entry.persistent = true;
-            }
-            None => {
-                pools.insert(
-                    name.clone(),
-                    PoolEntry {
-                        def,
-                        uuid,
-                        persistent,
-                        autostart: false,
-                        pool: None,
-                        next_def: None,
-                    },
-                );
-            }
-        }
-        Ok((name, uuid))
+        Ok(uuid)
     }
 
-    /// `pool-define`: a persistent, inactive pool (or a new definition of an existing one).
-    pub fn define(&self, xml: &str) -> Result<PoolSummary, RegistryError> {
-        let (name, uuid) = self.insert_def(xml, true)?;
+    /// `pool-define`: a persistent, inactive pool, or a new definition of an existing one
+    /// (taking over at once while it is stopped, when it stops while it runs). With
+    /// `validate`, the document must be what libvirt's schema allows.
+    pub fn define(&self, xml: &str, validate: bool) -> Result<PoolSummary, RegistryError> {
+        if validate {
+            crate::xml::pool::check_known_elements(xml)?;
+        }
+        let def = PoolDef::parse(xml)?;
+        if let Some(c) = def.name.chars().find(|&c| c == '\n') {
+            return Err(RegistryError::Xml(crate::xml::Error::IllegalChar {
+                path: "/pool/name".into(),
+                what: "name",
+                char: c,
+            }));
+        }
+        let name = def.name.clone();
+        let uuid = {
+            let mut pools = self.lock();
+            let uuid = Self::check_duplicates(&pools, &def)?;
+            let path = self.definition_path(&name);
+            let temp = self.dir.join(format!(".{name}.xml.new"));
+            std::fs::write(&temp, def.to_xml(&uuid)).map_err(io_err("cannot write", &temp))?;
+            std::fs::rename(&temp, &path).map_err(io_err("cannot write", &path))?;
+            match pools.get_mut(&name) {
+                Some(entry) => {
+                    if entry.active() {
+                        entry.next_def = Some(def);
+                    } else {
+                        entry.def = def;
+                        entry.last = None;
+                    }
+                    entry.persistent = true;
+                }
+                None => {
+                    pools.insert(
+                        name.clone(),
+                        PoolEntry {
+                            def,
+                            uuid,
+                            persistent: true,
+                            autostart: false,
+                            pool: None,
+                            next_def: None,
+                            last: None,
+                        },
+                    );
+                }
+            }
+            uuid
+        };
         self.lifecycle(&name, uuid, Lifecycle::Defined);
         self.by_name(&name)
     }
 
-    /// `pool-create`: a transient pool, started at once; with `build`, its target directory
-    /// is created first.
-    pub fn create(&self, xml: &str, build: bool) -> Result<PoolSummary, RegistryError> {
-        if build {
-            let def = PoolDef::parse(xml)?;
-            create_target(&def).map_err(io_err(
-                "cannot create directory",
-                Path::new(&def.target_path),
-            ))?;
-        }
-        let (name, _) = self.insert_def(xml, false)?;
-        if let Err(e) = self.start(&name) {
-            self.lock().remove(&name);
+    /// `pool-create`: starts a pool from `xml` (built first when asked) without defining
+    /// it. A new name makes a transient pool; the name and UUID of a stopped persistent
+    /// pool start that pool with this definition until it stops, as libvirt does.
+    pub fn create(
+        &self,
+        xml: &str,
+        build: Option<BuildRequest>,
+    ) -> Result<PoolSummary, RegistryError> {
+        let def = PoolDef::parse(xml)?;
+        let name = def.name.clone();
+        let existed = {
+            let mut pools = self.lock();
+            let uuid = Self::check_duplicates(&pools, &def)?;
+            match pools.get_mut(&name) {
+                Some(entry) if entry.active() => {
+                    return Err(RegistryError::AlreadyActiveAs { name });
+                }
+                Some(entry) => {
+                    entry.next_def = Some(std::mem::replace(&mut entry.def, def));
+                    entry.last = None;
+                    true
+                }
+                None => {
+                    pools.insert(
+                        name.clone(),
+                        PoolEntry {
+                            def,
+                            uuid,
+                            persistent: false,
+                            autostart: false,
+                            pool: None,
+                            next_def: None,
+                            last: None,
+                        },
+                    );
+                    false
+                }
+            }
+        };
+        if let Err(e) = self.start(&name, build) {
+            let mut pools = self.lock();
+            if existed {
+                if let Some(entry) = pools.get_mut(&name)
+                    && let Some(def) = entry.next_def.take()
+                {
+                    entry.def = def;
+                }
+            } else {
+                pools.remove(&name);
+            }
             return Err(e);
         }
         self.by_name(&name)
     }
 
-    /// `pool-start`.
-    pub fn start(&self, name: &str) -> Result<(), RegistryError> {
-        let (target, uuid) = {
-            let mut pools = self.lock();
-            let entry = pools
-                .get_mut(name)
-                .ok_or_else(|| Self::no_pool("name", name))?;
+    /// `pool-start`, built first when asked (no CREATED event then, as in libvirt).
+    pub fn start(&self, name: &str, build: Option<BuildRequest>) -> Result<(), RegistryError> {
+        let (def, uuid) = {
+            let pools = self.lock();
+            let entry = pools.get(name).ok_or_else(|| Self::no_pool("name", name))?;
             if entry.active() {
                 return Err(RegistryError::AlreadyActive {
                     name: name.to_string(),
                 });
             }
-            if let Some(def) = entry.next_def.take() {
-                entry.def = def;
-            }
-            (PathBuf::from(&entry.def.target_path), entry.uuid)
+            (entry.def.clone(), entry.uuid)
         };
+        if let Some(request) = build {
+            Self::build_target(&def, request)?;
+        }
         let mut pool =
-            Pool::open_with_uuid(&target, name, uuid).map_err(|source| RegistryError::Start {
-                name: name.to_string(),
-                source,
+            Pool::open_with_uuid(Path::new(&def.target_path), name, uuid).map_err(|source| {
+                RegistryError::Start {
+                    name: name.to_string(),
+                    source,
+                }
             })?;
+        pool.set_fallocate_mode(self.fallocate);
         if let Some(secrets) = &self.secrets {
             pool.set_secrets(secrets.clone());
         }
         let mut pools = self.lock();
         if let Some(entry) = pools.get_mut(name) {
             entry.pool = Some(Arc::new(pool));
+            entry.last = None;
         }
         drop(pools);
         self.lifecycle(name, uuid, Lifecycle::Started);
         Ok(())
     }
 
-    /// `pool-build`: creates the target directory (mode from the definition, else 0711).
-    pub fn build(&self, name: &str) -> Result<(), RegistryError> {
-        let (def, uuid) = self.definition(name)?;
-        let path = PathBuf::from(&def.target_path);
-        if !path.is_dir() {
-            create_target(&def).map_err(io_err("cannot create directory", &path))?;
+    /// Builds a pool's target as `request` asks: refuses the flags a dir pool does not
+    /// take, makes the directory, then refuses formatting a source device it does not have.
+    fn build_target(def: &PoolDef, request: BuildRequest) -> Result<(), RegistryError> {
+        match request {
+            BuildRequest::UnsupportedFlags(flags) => {
+                return Err(RegistryError::UnsupportedBuildFlags { flags });
+            }
+            BuildRequest::ExclusiveFlags => return Err(RegistryError::ExclusiveBuildFlags),
+            BuildRequest::Directory | BuildRequest::FormatSource => {}
         }
+        let path = Path::new(&def.target_path);
+        create_target(def).map_err(io_err("cannot create directory", path))?;
+        if request == BuildRequest::FormatSource {
+            return Err(RegistryError::NoSourceDevice {
+                name: def.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `pool-build` of a stopped pool.
+    pub fn build(&self, name: &str, request: BuildRequest) -> Result<(), RegistryError> {
+        let (def, uuid) = {
+            let pools = self.lock();
+            let entry = pools.get(name).ok_or_else(|| Self::no_pool("name", name))?;
+            if entry.active() {
+                return Err(RegistryError::AlreadyActive {
+                    name: name.to_string(),
+                });
+            }
+            (entry.def.clone(), entry.uuid)
+        };
+        Self::build_target(&def, request)?;
         self.lifecycle(name, uuid, Lifecycle::Created);
         Ok(())
     }
 
-    /// `pool-destroy`: stops the pool; a transient pool disappears.
+    /// Refuses to stop or refresh a pool while volumes are being built in it.
+    fn no_jobs(&self, name: &str) -> Result<(), RegistryError> {
+        if self.builds().keys().any(|(pool, _)| pool == name) {
+            return Err(RegistryError::AsyncJobs {
+                name: name.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `pool-destroy`: stops the pool; a transient pool disappears, a waiting definition
+    /// takes over, and otherwise the definition keeps what the pool last reported.
     pub fn destroy(&self, name: &str) -> Result<(), RegistryError> {
+        self.no_jobs(name)?;
         let uuid = {
             let mut pools = self.lock();
             let entry = pools
@@ -569,7 +749,15 @@ impl Registry {
                     name: name.to_string(),
                 });
             }
+            let last = entry.live_report().ok().flatten();
             entry.pool = None;
+            match entry.next_def.take() {
+                Some(def) => {
+                    entry.def = def;
+                    entry.last = None;
+                }
+                None => entry.last = last,
+            }
             let uuid = entry.uuid;
             if !entry.persistent {
                 pools.remove(name);
@@ -597,13 +785,17 @@ impl Registry {
         Ok(())
     }
 
-    /// `pool-undefine`: forgets the definition; an active pool stays, as a transient one.
+    /// `pool-undefine` of a stopped pool: its definition and autostart link go, and so does
+    /// the pool.
     pub fn undefine(&self, name: &str) -> Result<(), RegistryError> {
         let uuid = {
             let mut pools = self.lock();
-            let entry = pools
-                .get_mut(name)
-                .ok_or_else(|| Self::no_pool("name", name))?;
+            let entry = pools.get(name).ok_or_else(|| Self::no_pool("name", name))?;
+            if entry.active() {
+                return Err(RegistryError::StillActive {
+                    name: name.to_string(),
+                });
+            }
             if !entry.persistent {
                 return Err(RegistryError::NotPersistent {
                     name: name.to_string(),
@@ -613,12 +805,8 @@ impl Registry {
             std::fs::remove_file(&path).map_err(io_err("cannot remove", &path))?;
             let link = self.autostart_path(name);
             let _ = std::fs::remove_file(&link);
-            entry.persistent = false;
-            entry.autostart = false;
             let uuid = entry.uuid;
-            if !entry.active() {
-                pools.remove(name);
-            }
+            pools.remove(name);
             uuid
         };
         self.lifecycle(name, uuid, Lifecycle::Undefined);
@@ -653,9 +841,31 @@ impl Registry {
         Ok(())
     }
 
+    /// `find-storage-pool-sources TYPE`, as libvirt's storage driver answers it here: a
+    /// type it does not know is an internal error, a `dir` pool has no sources to discover,
+    /// and the other types have no backend in qpool.
+    pub fn find_pool_sources(&self, pool_type: &str) -> Result<String, RegistryError> {
+        match crate::xml::pool::POOL_TYPES
+            .iter()
+            .position(|t| *t == pool_type)
+        {
+            None => Err(RegistryError::UnknownPoolType {
+                pool_type: pool_type.to_string(),
+            }),
+            Some(_) if pool_type == "dir" => Err(RegistryError::NoSourceDiscovery {
+                pool_type: pool_type.to_string(),
+            }),
+            Some(number) => Err(RegistryError::NoBackend {
+                number,
+                pool_type: pool_type.to_string(),
+            }),
+        }
+    }
+
     /// `pool-refresh`: removes leftovers of interrupted creates and sends the refresh event.
     pub fn refresh(&self, name: &str) -> Result<(), RegistryError> {
         let pool = self.open_pool(name)?;
+        self.no_jobs(name)?;
         pool.refresh().map_err(|source| RegistryError::Start {
             name: name.to_string(),
             source,

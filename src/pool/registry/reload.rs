@@ -66,6 +66,7 @@ impl Registry {
                             entry.next_def = Some(def.clone());
                         } else {
                             entry.def = def.clone();
+                            entry.last = None;
                         }
                         done.redefined.push(name.clone());
                         events.push((name.clone(), entry.uuid, Lifecycle::Defined));
@@ -92,6 +93,7 @@ impl Registry {
                                 autostart,
                                 pool: None,
                                 next_def: None,
+                                last: None,
                             },
                         );
                         done.defined.push(name.clone());
@@ -129,7 +131,7 @@ impl Registry {
             .map(|e| e.def.name.clone())
             .collect();
         for name in to_start {
-            match self.start(&name) {
+            match self.start(&name, None) {
                 Ok(()) => done.started.push(name),
                 Err(e) => log::warn!("autostart of pool '{name}' failed: {}", one_line(&e)),
             }
@@ -256,7 +258,7 @@ mod tests {
             "still running on the old target"
         );
         r.destroy("a").unwrap();
-        r.start("a").unwrap();
+        r.start("a", None).unwrap();
         assert_eq!(Path::new(&r.by_name("a").unwrap().target), moved);
     }
 

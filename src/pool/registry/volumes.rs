@@ -4,19 +4,23 @@
 //! Owns: the volumes under construction (visible to lookups and `vol-info` with their
 //! current allocation, as libvirt shows them, but refused as the target of a delete, wipe,
 //! resize, stream or copy: "still being allocated"), duplicate names (a name being built is
-//! taken), lookups by path across the active pools, and each volume call, which runs on the
-//! pool it names only while that pool is active.
+//! taken; a copy onto a name in use is libvirt's internal error), lookups by key and by path
+//! across the active pools (compared as strings, as libvirt compares them), copies within
+//! and between pools, the refresh event once an upload's stream is closed, and each volume
+//! call, which runs on the pool it names only while that pool is active.
 //! Must not: speak any protocol or decide image contents.
 
 use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 
-use super::{Change, Registry, RegistryError};
+use super::{Change, PoolEvent, Registry, RegistryError};
 use crate::Error;
 use crate::model::WipeAlgorithm;
 use crate::policy::CreateFlags;
-use crate::pool::{Download, Pool, ResizeRequest, Upload, VolumeInfo};
+use crate::pool::names;
+use crate::pool::{Download, Pool, ResizeRequest, Upload, VolumeInfo, WhenInUse};
 use crate::xml::VolumeDef;
+use crate::xml::pool::sanitize_path;
 
 /// A volume being built: where its temporary file is, and its planned capacity.
 #[derive(Debug, Clone)]
@@ -70,7 +74,9 @@ impl Drop for BuildMark<'_> {
 }
 
 impl Registry {
-    fn builds(&self) -> MutexGuard<'_, std::collections::HashMap<(String, String), Building>> {
+    pub(super) fn builds(
+        &self,
+    ) -> MutexGuard<'_, std::collections::HashMap<(String, String), Building>> {
         self.building.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -141,15 +147,27 @@ impl Registry {
         Ok(names)
     }
 
-    /// The pool and name of the volume whose path (its key) is `path`, among the active
-    /// pools.
+    /// The pool and name of the volume whose key is `key` (its path as qpool hands it out),
+    /// among the active pools; compared as a string, as libvirt compares keys.
+    pub fn find_volume_by_key(&self, key: &str) -> Option<(String, String)> {
+        self.find_volume(key)
+    }
+
+    /// The pool and name of the volume at `path`, among the active pools: the path is
+    /// cleaned as libvirt cleans it (runs of `/`, a trailing `/`), then compared as a string.
     pub fn find_volume_by_path(&self, path: &str) -> Option<(String, String)> {
-        let path = std::path::Path::new(path);
+        self.find_volume(&sanitize_path(path))
+    }
+
+    fn find_volume(&self, path: &str) -> Option<(String, String)> {
+        let (_, name) = path.rsplit_once('/')?;
         self.list().into_iter().filter(|s| s.active).find_map(|s| {
             let open = self.open_pool(&s.name).ok()?;
-            let name = open.name_of_path(path)?;
-            self.volume(&s.name, &name).ok()?;
-            Some((s.name, name))
+            if open.volume_path(name).to_str()? != path {
+                return None;
+            }
+            self.volume(&s.name, name).ok()?;
+            Some((s.name, name.to_string()))
         })
     }
 
@@ -225,8 +243,10 @@ impl Registry {
         self.volume_changed(pool, &def.name, result)
     }
 
-    /// `vol-create-from` / `vol-clone`: a new volume with the data of `source` (which must
-    /// be complete and in the same pool).
+    /// `vol-create-from` / `vol-clone`: a new volume in `pool` with the data of `source` in
+    /// `source_pool` (the same pool or another), with libvirt's checks in libvirt's order:
+    /// both pools active, the source there, the new name not in use (an internal error in
+    /// libvirt, unlike a create's "exists already"), the source complete.
     pub fn create_volume_from(
         &self,
         pool: &str,
@@ -238,29 +258,40 @@ impl Registry {
     ) -> Result<VolumeInfo, RegistryError> {
         let open = self.open_pool(pool)?;
         let source_open = self.open_pool(source_pool)?;
+        self.volume(source_pool, source)?;
+        let taken = names::check(&def.name).is_ok()
+            && (self.building(pool, &def.name).is_some() || open.exists(&def.name)?);
+        if taken {
+            return Err(RegistryError::NameInUse {
+                name: def.name.clone(),
+            });
+        }
         if self.building(source_pool, source).is_some() {
             return Err(RegistryError::StillBuilding {
                 name: source.to_string(),
             });
         }
-        if !Arc::ptr_eq(&open, &source_open) {
-            return Err(RegistryError::CrossPoolCopy {
-                source_pool: source_pool.to_string(),
-                pool: pool.to_string(),
-            });
-        }
         let capacity = def.capacity.unwrap_or(0);
         let result = self.building_while(pool, &def.name, capacity, |observe| {
-            open.create_volume_from(def, source, flags, reflink, Some(observe))
+            open.create_volume_from(def, &source_open, source, flags, reflink, Some(observe))
                 .map(|created| created.volume)
         });
         self.volume_changed(pool, &def.name, result)
     }
 
-    /// `vol-delete` of a complete volume.
-    pub fn delete_volume(&self, pool: &str, name: &str) -> Result<(), RegistryError> {
+    /// `vol-delete` of a complete volume (one held by another process only when forced).
+    pub fn delete_volume(
+        &self,
+        pool: &str,
+        name: &str,
+        when: WhenInUse,
+    ) -> Result<(), RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        self.volume_changed(pool, name, open.delete(name).map_err(RegistryError::from))
+        self.volume_changed(
+            pool,
+            name,
+            open.delete(name, when).map_err(RegistryError::from),
+        )
     }
 
     /// `vol-wipe` of a complete volume.
@@ -269,9 +300,10 @@ impl Registry {
         pool: &str,
         name: &str,
         algorithm: WipeAlgorithm,
+        when: WhenInUse,
     ) -> Result<(), RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        let result = open.wipe_volume(name, algorithm);
+        let result = open.wipe_volume(name, algorithm, when);
         self.volume_changed(pool, name, result.map_err(RegistryError::from))
     }
 
@@ -281,9 +313,10 @@ impl Registry {
         pool: &str,
         name: &str,
         request: ResizeRequest,
+        when: WhenInUse,
     ) -> Result<VolumeInfo, RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        let result = open.resize_volume(name, request);
+        let result = open.resize_volume(name, request, when);
         self.volume_changed(pool, name, result.map_err(RegistryError::from))
     }
 
@@ -294,11 +327,12 @@ impl Registry {
         name: &str,
         offset: u64,
         length: u64,
+        when: WhenInUse,
     ) -> Result<Upload, RegistryError> {
         let (open, _) = self.ready_volume(pool, name)?;
-        let upload = open.upload(name, offset, length)?;
+        let upload = open.upload(name, offset, length, when)?;
         // The volume changes when the stream finishes, after this call has returned.
-        Ok(match self.change_hook() {
+        let upload = match self.change_hook() {
             Some(hook) => {
                 let change = Change::Volume {
                     pool: pool.to_string(),
@@ -307,7 +341,25 @@ impl Registry {
                 upload.on_finish(Box::new(move || hook(&change)))
             }
             None => upload,
-        })
+        };
+        // libvirt refreshes the pool once an upload's stream is closed, however it ended,
+        // and says so.
+        let (listener, hook) = (self.listener(), self.change_hook());
+        if listener.is_none() && hook.is_none() {
+            return Ok(upload);
+        }
+        let (name, uuid) = (pool.to_string(), open.uuid());
+        Ok(upload.on_close(move || {
+            if let Some(listener) = listener {
+                listener(&PoolEvent::Refresh {
+                    name: name.clone(),
+                    uuid,
+                });
+            }
+            if let Some(hook) = hook {
+                hook(&Change::Pool { name });
+            }
+        }))
     }
 
     /// `vol-download` from a complete volume.

@@ -2,20 +2,22 @@
 //! registrations, and the identity a forwarding daemon sets.
 //!
 //! Owns: what qpoold says about itself (type `storage`, its version, libvirt 9.0's library
-//! version, the host name, the capabilities of a storage-only driver), the connection
-//! state changes a client asks for, and the checks libvirt 9.0 applies to the typed
-//! parameters of `CONNECT_SET_IDENTITY` (`virIdentitySetParameters`).
+//! version, the host name, the capabilities of a storage-only driver), the two host-level
+//! answers virt-manager needs to open a connection (no domains; the node's info), the
+//! connection state changes a client asks for, and the checks libvirt 9.0 applies to the
+//! typed parameters of `CONNECT_SET_IDENTITY` (`virIdentitySetParameters`).
 //! Must not: touch pools or volumes.
 
-use super::{Ctx, allow_flags, feature_before_open};
+use super::{Ctx, allow_flags, driver, feature_before_open, xml};
 use crate::rpc::messages::{
-    AuthListRet, ConnectFindStoragePoolSourcesArgs, ConnectGetCapabilitiesRet,
+    AuthListRet, CharArray32, ConnectFindStoragePoolSourcesArgs, ConnectGetCapabilitiesRet,
     ConnectGetHostnameRet, ConnectGetLibVersionRet, ConnectGetStoragePoolCapabilitiesArgs,
     ConnectGetStoragePoolCapabilitiesRet, ConnectGetSysinfoArgs, ConnectGetTypeRet,
-    ConnectGetUriRet, ConnectGetVersionRet, ConnectIsSecureRet, ConnectOpenArgs,
-    ConnectSetIdentityArgs, ConnectStoragePoolEventDeregisterAnyArgs,
-    ConnectStoragePoolEventRegisterAnyArgs, ConnectStoragePoolEventRegisterAnyRet,
-    ConnectSupportsFeatureArgs, ConnectSupportsFeatureRet, TypedParam, typed_param_type_name,
+    ConnectGetUriRet, ConnectGetVersionRet, ConnectIsSecureRet, ConnectListAllDomainsArgs,
+    ConnectListAllDomainsRet, ConnectOpenArgs, ConnectSetIdentityArgs,
+    ConnectStoragePoolEventDeregisterAnyArgs, ConnectStoragePoolEventRegisterAnyArgs,
+    ConnectStoragePoolEventRegisterAnyRet, ConnectSupportsFeatureArgs, ConnectSupportsFeatureRet,
+    NodeGetInfoRet, TypedParam, XmlRet, typed_param_type_name,
 };
 use crate::rpc::proto::{RemoteError, codes, domains, flags};
 
@@ -161,20 +163,65 @@ pub fn connect_get_sysinfo(_: &Ctx<'_>, _: ConnectGetSysinfoArgs) -> Result<(), 
     Err(RemoteError::no_support("virConnectGetSysinfo"))
 }
 
-/// `REMOTE_PROC_CONNECT_FIND_STORAGE_POOL_SOURCES`: a directory pool has no sources to
-/// discover, as libvirt's dir backend says.
+/// `REMOTE_PROC_CONNECT_FIND_STORAGE_POOL_SOURCES`: the registry answers as libvirt's
+/// storage driver does for each pool type (a directory pool has no sources to discover).
 pub fn connect_find_storage_pool_sources(
-    _: &Ctx<'_>,
+    ctx: &Ctx<'_>,
     args: ConnectFindStoragePoolSourcesArgs,
-) -> Result<(), RemoteError> {
-    Err(RemoteError::storage(
-        codes::NO_SUPPORT,
-        "this function is not supported by the connection driver: %s",
-        format!(
-            "pool type '{}' does not support source discovery",
-            args.type_
-        ),
-    ))
+) -> Result<XmlRet, RemoteError> {
+    ctx.registry
+        .find_pool_sources(&args.type_)
+        .map(xml)
+        .map_err(driver)
+}
+
+/// `REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS`: qpoold runs no domains. libvirt's storage daemon
+/// refuses the call; qpoold answers the empty list so that virt-manager, which gives up on a
+/// connection that cannot list domains, opens it.
+pub fn connect_list_all_domains(
+    _: &Ctx<'_>,
+    _: ConnectListAllDomainsArgs,
+) -> Result<ConnectListAllDomainsRet, RemoteError> {
+    Ok(ConnectListAllDomainsRet {
+        domains: Vec::new(),
+        ret: 0,
+    })
+}
+
+/// `REMOTE_PROC_NODE_GET_INFO`: this host's architecture, memory and CPUs, which
+/// virt-manager reads when it opens a connection (libvirt's storage daemon refuses the
+/// call). The CPUs count as one node and one socket of single-threaded cores.
+pub fn node_get_info(_: &Ctx<'_>, (): ()) -> Result<NodeGetInfoRet, RemoteError> {
+    let cpus = nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+        .ok()
+        .flatten()
+        .and_then(|n| i32::try_from(n).ok())
+        .unwrap_or(1)
+        .max(1);
+    Ok(NodeGetInfoRet {
+        model: CharArray32::new(std::env::consts::ARCH),
+        memory: proc_value("/proc/meminfo", "MemTotal").unwrap_or(0),
+        cpus,
+        mhz: proc_value("/proc/cpuinfo", "cpu MHz")
+            .and_then(|m| i32::try_from(m).ok())
+            .unwrap_or(0),
+        nodes: 1,
+        sockets: 1,
+        cores: cpus,
+        threads: 1,
+    })
+}
+
+/// The whole number at the start of the value of the first `key: value` line of a /proc
+/// file (`MemTotal:  16318384 kB` gives 16318384; `cpu MHz : 2794.748` gives 2794).
+fn proc_value(file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))?;
+    let value = line.split(':').nth(1)?.trim();
+    let digits: String = value.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// `REMOTE_PROC_CONNECT_REGISTER_CLOSE_CALLBACK`: nothing to do; the client learns of a

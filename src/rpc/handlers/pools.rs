@@ -6,7 +6,7 @@
 //! Must not: apply pool state rules (the registry does).
 
 use super::{Ctx, allow_flags, driver, xml};
-use crate::pool::registry::{PoolSummary, Registry};
+use crate::pool::registry::{BuildRequest, PoolSummary, Registry};
 use crate::rpc::messages::{
     ConnectListAllStoragePoolsArgs, ConnectListAllStoragePoolsRet, ConnectListStoragePoolsArgs,
     ConnectListStoragePoolsRet, ConnectNumOfStoragePoolsRet, IntRet, StoragePoolArgs,
@@ -126,6 +126,11 @@ pub fn connect_list_all_storage_pools(
     ctx: &Ctx<'_>,
     args: ConnectListAllStoragePoolsArgs,
 ) -> Result<ConnectListAllStoragePoolsRet, RemoteError> {
+    allow_flags(
+        args.flags,
+        flags::CONNECT_LIST_STORAGE_POOLS_FILTERS_ALL,
+        "storageConnectListAllStoragePools",
+    )?;
     let pools: Vec<NonnullStoragePool> = ctx
         .registry
         .list()
@@ -183,26 +188,26 @@ pub fn storage_pool_lookup_by_volume(
     Ok(pool_ret(&p))
 }
 
-/// `REMOTE_PROC_STORAGE_POOL_GET_INFO`: state and sizes; an inactive pool has none.
+/// `REMOTE_PROC_STORAGE_POOL_GET_INFO`: state and sizes (a stopped pool's are the ones it
+/// last had, or none).
 pub fn storage_pool_get_info(
     ctx: &Ctx<'_>,
     args: StoragePoolArgs,
 ) -> Result<StoragePoolGetInfoRet, RemoteError> {
     let p = resolve(ctx.registry, &args.pool)?;
-    let (_, info) = ctx.registry.info(&p.name).map_err(driver)?;
-    Ok(match info {
-        None => StoragePoolGetInfoRet {
-            state: 0,
-            capacity: 0,
-            allocation: 0,
-            available: 0,
+    let (summary, info) = ctx.registry.info(&p.name).map_err(driver)?;
+    let (capacity, allocation, available) = info
+        .map(|i| (i.capacity, i.allocation, i.available))
+        .unwrap_or_default();
+    Ok(StoragePoolGetInfoRet {
+        state: if summary.active {
+            flags::STORAGE_POOL_RUNNING
+        } else {
+            flags::STORAGE_POOL_INACTIVE
         },
-        Some(info) => StoragePoolGetInfoRet {
-            state: flags::STORAGE_POOL_RUNNING,
-            capacity: info.capacity,
-            allocation: info.allocation,
-            available: info.available,
-        },
+        capacity,
+        allocation,
+        available,
     })
 }
 
@@ -273,7 +278,8 @@ pub fn storage_pool_define_xml(
         flags::STORAGE_POOL_DEFINE_VALIDATE,
         "storagePoolDefineXML",
     )?;
-    let p = ctx.registry.define(&args.xml).map_err(driver)?;
+    let validate = args.flags & flags::STORAGE_POOL_DEFINE_VALIDATE != 0;
+    let p = ctx.registry.define(&args.xml, validate).map_err(driver)?;
     Ok(pool_ret(&p))
 }
 
@@ -282,7 +288,24 @@ const CREATE_WITH_BUILD: u32 = flags::STORAGE_POOL_CREATE_WITH_BUILD
     | flags::STORAGE_POOL_CREATE_WITH_BUILD_OVERWRITE
     | flags::STORAGE_POOL_CREATE_WITH_BUILD_NO_OVERWRITE;
 
-/// `REMOTE_PROC_STORAGE_POOL_CREATE_XML`: a transient pool, built first when asked.
+/// What the build flags of `virStoragePoolCreate*` ask: OVERWRITE or NO_OVERWRITE (either;
+/// libvirt takes OVERWRITE when both are given) formats the source, WITH_BUILD makes the
+/// directory.
+fn build_on_start(f: u32) -> Option<BuildRequest> {
+    if f & (flags::STORAGE_POOL_CREATE_WITH_BUILD_OVERWRITE
+        | flags::STORAGE_POOL_CREATE_WITH_BUILD_NO_OVERWRITE)
+        != 0
+    {
+        Some(BuildRequest::FormatSource)
+    } else if f & flags::STORAGE_POOL_CREATE_WITH_BUILD != 0 {
+        Some(BuildRequest::Directory)
+    } else {
+        None
+    }
+}
+
+/// `REMOTE_PROC_STORAGE_POOL_CREATE_XML`: starts a pool without defining it, built first
+/// when asked.
 pub fn storage_pool_create_xml(
     ctx: &Ctx<'_>,
     args: StoragePoolCreateXmlArgs,
@@ -290,7 +313,7 @@ pub fn storage_pool_create_xml(
     allow_flags(args.flags, CREATE_WITH_BUILD, "storagePoolCreateXML")?;
     let p = ctx
         .registry
-        .create(&args.xml, args.flags & CREATE_WITH_BUILD != 0)
+        .create(&args.xml, build_on_start(args.flags))
         .map_err(driver)?;
     Ok(pool_ret(&p))
 }
@@ -299,23 +322,32 @@ pub fn storage_pool_create_xml(
 pub fn storage_pool_create(ctx: &Ctx<'_>, args: StoragePoolFlagsArgs) -> Result<(), RemoteError> {
     allow_flags(args.flags, CREATE_WITH_BUILD, "storagePoolCreate")?;
     let p = resolve(ctx.registry, &args.pool)?;
-    if args.flags & CREATE_WITH_BUILD != 0 {
-        ctx.registry.build(&p.name).map_err(driver)?;
-    }
-    ctx.registry.start(&p.name).map_err(driver)
+    ctx.registry
+        .start(&p.name, build_on_start(args.flags))
+        .map_err(driver)
 }
 
-/// The flags `virStoragePoolBuild` accepts.
-const BUILD_FLAGS: u32 = flags::STORAGE_POOL_BUILD_REPAIR
-    | flags::STORAGE_POOL_BUILD_RESIZE
-    | flags::STORAGE_POOL_BUILD_NO_OVERWRITE
-    | flags::STORAGE_POOL_BUILD_OVERWRITE;
+/// What `virStoragePoolBuild`'s flags ask of a dir pool. libvirt's API layer passes every
+/// flag on; the dir pool's builder takes only OVERWRITE and NO_OVERWRITE, one at a time.
+fn build_request(f: u32) -> BuildRequest {
+    let taken = flags::STORAGE_POOL_BUILD_NO_OVERWRITE | flags::STORAGE_POOL_BUILD_OVERWRITE;
+    if f & !taken != 0 {
+        BuildRequest::UnsupportedFlags(f & !taken)
+    } else if f == taken {
+        BuildRequest::ExclusiveFlags
+    } else if f != 0 {
+        BuildRequest::FormatSource
+    } else {
+        BuildRequest::Directory
+    }
+}
 
 /// `REMOTE_PROC_STORAGE_POOL_BUILD`.
 pub fn storage_pool_build(ctx: &Ctx<'_>, args: StoragePoolFlagsArgs) -> Result<(), RemoteError> {
-    allow_flags(args.flags, BUILD_FLAGS, "storagePoolBuild")?;
     let p = resolve(ctx.registry, &args.pool)?;
-    ctx.registry.build(&p.name).map_err(driver)
+    ctx.registry
+        .build(&p.name, build_request(args.flags))
+        .map_err(driver)
 }
 
 /// `REMOTE_PROC_STORAGE_POOL_DESTROY`.

@@ -617,6 +617,12 @@ fn create_flags_are_checked_as_libvirt_checks_them() {
     assert_eq!(e.code, codes::XML_INVALID_SCHEMA);
     create(&stray, 0).expect("unknown elements are ignored without VALIDATE");
     let e = create("<volume>", 0).unwrap_err();
+    assert_eq!(
+        e.code,
+        codes::XML_DETAIL,
+        "malformed XML is libvirt's XML detail"
+    );
+    let e = create("<volume/>", 0).unwrap_err();
     assert_eq!(e.code, codes::XML_ERROR);
 }
 
@@ -694,6 +700,10 @@ fn every_procedure_answers_in_process() {
                 pool: None,
             }),
             369 => to_bytes(&ConnectStoragePoolEventDeregisterAnyArgs { callback_id: 1 }),
+            273 => to_bytes(&ConnectListAllDomainsArgs {
+                need_results: 1,
+                flags: 0,
+            }),
             419 => to_bytes(&ConnectSetIdentityArgs {
                 params: crate::rpc::xdr::BoundedVec(Vec::new()),
                 flags: 0,

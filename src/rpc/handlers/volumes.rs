@@ -13,8 +13,8 @@ use super::pools::resolve;
 use super::{Ctx, Outcome, allow_flags, driver, engine, xml};
 use crate::model::WipeAlgorithm;
 use crate::policy::CreateFlags;
-use crate::pool::ResizeRequest;
 use crate::pool::registry::Registry;
+use crate::pool::{ResizeRequest, WhenInUse};
 use crate::rpc::errors::no_volume;
 use crate::rpc::messages::{
     IntRet, StoragePoolArgs, StoragePoolListAllVolumesArgs, StoragePoolListAllVolumesRet,
@@ -23,8 +23,8 @@ use crate::rpc::messages::{
     StorageVolLookupByKeyArgs, StorageVolLookupByNameArgs, StorageVolLookupByPathArgs,
     StorageVolResizeArgs, StorageVolRet, StorageVolStreamArgs, StorageVolWipePatternArgs, XmlRet,
 };
-use crate::rpc::proto::{NonnullStorageVol, RemoteError, codes, domains, flags};
-use crate::xml::VolumeDef;
+use crate::rpc::proto::{NonnullStorageVol, RemoteError, codes, flags};
+use crate::xml::{CapacityRule, VolumeDef};
 
 /// REMOTE_STORAGE_VOL_LIST_MAX in libvirt 9.0's client.
 const VOL_LIST_MAX: usize = 16384;
@@ -116,28 +116,41 @@ pub fn storage_vol_lookup_by_name(
     vol_ret(ctx.registry, &p.name, &args.name)
 }
 
-fn lookup_by_path(ctx: &Ctx<'_>, path: &str, what: &str) -> Result<StorageVolRet, RemoteError> {
-    let (pool, name) = ctx
-        .registry
-        .find_volume_by_path(path)
-        .ok_or_else(|| no_volume(what, path))?;
+/// The reply to a key or path lookup, or libvirt's "not found" naming what was asked.
+fn found(
+    ctx: &Ctx<'_>,
+    found: Option<(String, String)>,
+    what: &str,
+    value: &str,
+) -> Result<StorageVolRet, RemoteError> {
+    let (pool, name) = found.ok_or_else(|| no_volume(what, value))?;
     vol_ret(ctx.registry, &pool, &name)
 }
 
-/// `REMOTE_PROC_STORAGE_VOL_LOOKUP_BY_KEY`: the key is the path.
+/// `REMOTE_PROC_STORAGE_VOL_LOOKUP_BY_KEY`: the key is the path, matched exactly.
 pub fn storage_vol_lookup_by_key(
     ctx: &Ctx<'_>,
     args: StorageVolLookupByKeyArgs,
 ) -> Result<StorageVolRet, RemoteError> {
-    lookup_by_path(ctx, &args.key, "key")
+    found(
+        ctx,
+        ctx.registry.find_volume_by_key(&args.key),
+        "key",
+        &args.key,
+    )
 }
 
-/// `REMOTE_PROC_STORAGE_VOL_LOOKUP_BY_PATH`.
+/// `REMOTE_PROC_STORAGE_VOL_LOOKUP_BY_PATH`: the path cleaned as libvirt cleans it.
 pub fn storage_vol_lookup_by_path(
     ctx: &Ctx<'_>,
     args: StorageVolLookupByPathArgs,
 ) -> Result<StorageVolRet, RemoteError> {
-    lookup_by_path(ctx, &args.path, "path")
+    found(
+        ctx,
+        ctx.registry.find_volume_by_path(&args.path),
+        "path",
+        &args.path,
+    )
 }
 
 fn info(
@@ -207,27 +220,19 @@ pub fn storage_vol_get_path(
     })
 }
 
-/// VIR_STORAGE_VOL_CREATE_VALIDATE: the document may only contain what libvirt's
-/// storagevol.rng allows (qpool's parser otherwise ignores unknown elements, like libvirt).
-fn validate_strictly(xml: &str) -> Result<(), RemoteError> {
-    crate::xml::volume::check_known_elements(xml).map_err(|m| {
-        RemoteError::new(
-            codes::XML_INVALID_SCHEMA,
-            domains::XML,
-            "%s",
-            format!(
-                "XML document failed to validate against schema: Unable to validate doc against /usr/share/libvirt/schemas/storagevol.rng\n{m}"
-            ),
-        )
-    })
-}
-
-/// The volume definition of a create call, checked as its flags ask.
-fn definition(xml: &str, flags: u32) -> Result<(VolumeDef, CreateFlags), RemoteError> {
-    let def = VolumeDef::parse(xml).map_err(|e| engine(e.into()))?;
+/// The volume definition of a create call (`rule`: whether it may leave the capacity out),
+/// checked as its flags ask: VIR_STORAGE_VOL_CREATE_VALIDATE holds the document to the
+/// elements libvirt's storagevol.rng allows first (qpool's parser otherwise ignores unknown
+/// elements, like libvirt's).
+fn definition(
+    xml: &str,
+    flags: u32,
+    rule: CapacityRule,
+) -> Result<(VolumeDef, CreateFlags), RemoteError> {
     if flags & flags::STORAGE_VOL_CREATE_VALIDATE != 0 {
-        validate_strictly(xml)?;
+        crate::xml::volume::check_known_elements(xml).map_err(|e| engine(e.into()))?;
     }
+    let def = VolumeDef::parse_with(xml, rule).map_err(|e| engine(e.into()))?;
     let create = CreateFlags {
         prealloc_metadata: flags & flags::STORAGE_VOL_CREATE_PREALLOC_METADATA != 0,
     };
@@ -250,7 +255,7 @@ pub fn storage_vol_create_xml(
 ) -> Result<StorageVolRet, RemoteError> {
     allow_flags(args.flags, CREATE_FLAGS, "storageVolCreateXML")?;
     let p = resolve(ctx.registry, &args.pool)?;
-    let (def, create) = definition(&args.xml, args.flags)?;
+    let (def, create) = definition(&args.xml, args.flags, CapacityRule::Required)?;
     let info = ctx
         .registry
         .create_volume(&p.name, &def, create)
@@ -271,7 +276,7 @@ pub fn storage_vol_create_xml_from(
         "storageVolCreateXML",
     )?;
     let p = resolve(ctx.registry, &args.pool)?;
-    let (def, create) = definition(&args.xml, args.flags)?;
+    let (def, create) = definition(&args.xml, args.flags, CapacityRule::FromSource)?;
     let info = ctx
         .registry
         .create_volume_from(
@@ -288,11 +293,25 @@ pub fn storage_vol_create_xml_from(
     })
 }
 
+/// What a change does about a volume someone holds: refused, unless the call carries
+/// qpool's [`flags::QPOOL_FORCE`].
+fn when_in_use(flags: u32) -> WhenInUse {
+    if flags & flags::QPOOL_FORCE != 0 {
+        WhenInUse::Force
+    } else {
+        WhenInUse::Refuse
+    }
+}
+
 /// `REMOTE_PROC_STORAGE_VOL_DELETE`.
 pub fn storage_vol_delete(ctx: &Ctx<'_>, args: StorageVolFlagsArgs) -> Result<(), RemoteError> {
-    allow_flags(args.flags, 0, "virStorageBackendVolDeleteLocal")?;
+    allow_flags(
+        args.flags,
+        flags::QPOOL_FORCE,
+        "virStorageBackendVolDeleteLocal",
+    )?;
     ctx.registry
-        .delete_volume(&args.vol.pool, &args.vol.name)
+        .delete_volume(&args.vol.pool, &args.vol.name, when_in_use(args.flags))
         .map_err(driver)
 }
 
@@ -302,14 +321,14 @@ fn wipe(
     algorithm: u32,
     flags: u32,
 ) -> Result<(), RemoteError> {
-    allow_flags(flags, 0, "storageVolWipePattern")?;
+    allow_flags(flags, flags::QPOOL_FORCE, "storageVolWipePattern")?;
     let algorithm = WipeAlgorithm::from_libvirt(algorithm).ok_or_else(|| {
         RemoteError::invalid_arg(
             crate::model::UnknownName::WipeAlgorithm(algorithm.to_string()).to_string(),
         )
     })?;
     ctx.registry
-        .wipe_volume(&vol.pool, &vol.name, algorithm)
+        .wipe_volume(&vol.pool, &vol.name, algorithm, when_in_use(flags))
         .map_err(driver)
 }
 
@@ -329,7 +348,7 @@ pub fn storage_vol_wipe_pattern(
 /// `REMOTE_PROC_STORAGE_VOL_RESIZE`.
 pub fn storage_vol_resize(ctx: &Ctx<'_>, args: StorageVolResizeArgs) -> Result<(), RemoteError> {
     use flags::*;
-    allow_flags(args.flags, RESIZE_FLAGS, "storageVolResize")?;
+    allow_flags(args.flags, RESIZE_FLAGS | QPOOL_FORCE, "storageVolResize")?;
     let request = ResizeRequest {
         capacity: args.capacity,
         allocate: args.flags & STORAGE_VOL_RESIZE_ALLOCATE != 0,
@@ -337,7 +356,12 @@ pub fn storage_vol_resize(ctx: &Ctx<'_>, args: StorageVolResizeArgs) -> Result<(
         shrink: args.flags & STORAGE_VOL_RESIZE_SHRINK != 0,
     };
     ctx.registry
-        .resize_volume(&args.vol.pool, &args.vol.name, request)
+        .resize_volume(
+            &args.vol.pool,
+            &args.vol.name,
+            request,
+            when_in_use(args.flags),
+        )
         .map(|_| ())
         .map_err(driver)
 }
@@ -349,12 +373,18 @@ pub fn storage_vol_upload(
 ) -> Result<Outcome, RemoteError> {
     allow_flags(
         args.flags,
-        flags::STORAGE_VOL_UPLOAD_SPARSE_STREAM,
+        flags::STORAGE_VOL_UPLOAD_SPARSE_STREAM | flags::QPOOL_FORCE,
         "storageVolUpload",
     )?;
     let upload = ctx
         .registry
-        .upload(&args.vol.pool, &args.vol.name, args.offset, args.length)
+        .upload(
+            &args.vol.pool,
+            &args.vol.name,
+            args.offset,
+            args.length,
+            when_in_use(args.flags),
+        )
         .map_err(driver)?;
     Ok(Outcome::Upload {
         upload,

@@ -403,3 +403,53 @@ fn encryption_reports_like_libvirt_and_hides_the_cipher_without_a_secret() {
     let back = VolumeDef::parse(&xml).unwrap().target.encryption.unwrap();
     assert_eq!(back.cipher, LuksCipher::default());
 }
+
+#[test]
+fn a_definition_prints_back_as_libvirt_formats_it() {
+    let def = VolumeDef::parse(
+        "<volume><name>a&lt;b</name><key>/k</key><capacity unit='KiB'>1</capacity>
+         <target><path>/p/a</path><format type='qcow2'/>
+         <permissions><mode>0</mode><owner>4294967295</owner><label>t</label></permissions>
+         <features/></target>
+         <backingStore><path>/b</path><permissions><mode>0644</mode></permissions></backingStore></volume>",
+    )
+    .unwrap();
+    assert_eq!(
+        def.to_xml(),
+        "<volume type='file'>
+  <name>a&lt;b</name>
+  <key>/k</key>
+  <capacity unit='bytes'>1024</capacity>
+  <allocation unit='bytes'>1024</allocation>
+  <target>
+    <path>/p/a</path>
+    <format type='qcow2'/>
+    <permissions>
+      <mode>00</mode>
+      <label>t</label>
+    </permissions>
+    <compat>1.1</compat>
+    <features/>
+  </target>
+  <backingStore>
+    <path>/b</path>
+    <format type='raw'/>
+    <permissions>
+      <mode>0644</mode>
+    </permissions>
+  </backingStore>
+</volume>
+"
+    );
+}
+
+#[test]
+fn a_create_from_may_leave_the_capacity_out_and_other_types_are_refused() {
+    let doc = "<volume><name>c</name><target><format type='raw'/></target></volume>";
+    assert!(VolumeDef::parse(doc).is_err());
+    let def = VolumeDef::parse_with(doc, CapacityRule::FromSource).unwrap();
+    assert_eq!(def.capacity, None);
+    let e = VolumeDef::parse("<volume type='block'><name>b</name><capacity>1</capacity></volume>")
+        .unwrap_err();
+    assert!(e.to_string().contains("volume type 'block'"), "{e}");
+}
