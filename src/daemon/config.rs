@@ -44,6 +44,8 @@ pub struct FileConfig {
     pub socket_ro: Option<PathBuf>,
     /// `pools = "/etc/qpool/storage"`.
     pub pools: Option<PathBuf>,
+    /// `secrets = "/etc/qpool/secrets"`.
+    pub secrets: Option<PathBuf>,
     /// `timeout = 120`.
     pub timeout: Option<u64>,
     /// `default_pool_dir = "/var/lib/qpool/images"`.
@@ -86,6 +88,7 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
             "socket" => config.socket = Some(PathBuf::from(string()?)),
             "socket_ro" => config.socket_ro = Some(PathBuf::from(string()?)),
             "pools" => config.pools = Some(PathBuf::from(string()?)),
+            "secrets" => config.secrets = Some(PathBuf::from(string()?)),
             "default_pool_dir" => config.default_pool_dir = Some(PathBuf::from(string()?)),
             "fallocate" => {
                 config.fallocate = Some(

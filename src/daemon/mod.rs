@@ -53,6 +53,9 @@ pub struct Args {
     /// Directory of libvirt pool XML definitions.
     #[arg(long, value_name = "DIR")]
     pub pools: Option<PathBuf>,
+    /// Directory of the secrets (libvirt secret XML and base64 values, kept mode 0700).
+    #[arg(long, value_name = "DIR")]
+    pub secrets: Option<PathBuf>,
     /// Configuration file (`key = value` lines).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -74,6 +77,8 @@ pub struct Settings {
     pub socket_ro: PathBuf,
     /// Pool definitions.
     pub pools: PathBuf,
+    /// The secrets' directory.
+    pub secrets: PathBuf,
     /// Idle timeout in seconds (0: never).
     pub timeout: u64,
     /// Target of the default pool.
@@ -108,6 +113,11 @@ pub fn settings(args: &Args) -> Result<Settings, config::ConfigError> {
             .clone()
             .or(file.pools)
             .unwrap_or_else(|| PathBuf::from(paths::POOL_DEFINITIONS)),
+        secrets: args
+            .secrets
+            .clone()
+            .or(file.secrets)
+            .unwrap_or_else(|| PathBuf::from(paths::SECRETS)),
         timeout: args.timeout.or(file.timeout).unwrap_or(0),
         default_pool_dir: args
             .default_pool_dir
@@ -125,6 +135,9 @@ pub fn settings(args: &Args) -> Result<Settings, config::ConfigError> {
 /// Why qpoold cannot start.
 #[derive(Debug, Error)]
 pub enum DaemonError {
+    /// The secret store cannot be read.
+    #[error("cannot open the secret store")]
+    Secrets(#[source] crate::pool::SecretStoreError),
     /// `qpoold.conf` is unreadable or wrong.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
@@ -257,11 +270,13 @@ fn serve(args: &Args) -> Result<(), DaemonError> {
     signals.add(Signal::SIGHUP);
     signals.thread_block().map_err(DaemonError::Signals)?;
     let inherited = activation::take()?;
+    let secrets =
+        crate::pool::SecretStore::open(&settings.secrets).map_err(DaemonError::Secrets)?;
     let registry = Arc::new(Registry::load_with(
         &settings.pools,
         &settings.default_pool_dir,
         settings.fallocate,
-        None,
+        Some(Arc::new(secrets)),
     )?);
     if let Some(bridge) = settings.libvirt.clone() {
         // Before the sockets: a client that gets an answer finds the mirrors in place.

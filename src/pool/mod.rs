@@ -28,7 +28,7 @@ pub use create::Created;
 pub use plan::{Backing, Plan};
 pub use report::PoolInfo;
 pub use secrets::{
-    Passphrase, PassphraseFile, SecretError, SecretStore, SecretStoreError, Secrets,
+    Passphrase, PassphraseFile, SecretError, SecretFilter, SecretStore, SecretStoreError, Secrets,
 };
 pub use volumes::{Download, ResizeRequest, Upload, VolumeInfo, WhenInUse};
 

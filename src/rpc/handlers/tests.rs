@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use super::*;
 use crate::pool::registry::Registry;
 use crate::rpc::messages::*;
-use crate::rpc::proto::{NonnullStoragePool, NonnullStorageVol, codes};
+use crate::rpc::proto::{NonnullSecret, NonnullStoragePool, NonnullStorageVol, codes};
 use crate::rpc::xdr::Decoder;
 
 /// A connection with no socket behind it.
@@ -58,8 +58,14 @@ struct Fixture {
 impl Fixture {
     fn new() -> Fixture {
         let root = tempfile::tempdir().unwrap();
-        let registry =
-            Registry::load(&root.path().join("defs"), &root.path().join("images")).unwrap();
+        let secrets = crate::pool::SecretStore::open(&root.path().join("secrets")).unwrap();
+        let registry = Registry::load_with(
+            &root.path().join("defs"),
+            &root.path().join("images"),
+            crate::model::FallocateMode::default(),
+            Some(std::sync::Arc::new(secrets)),
+        )
+        .unwrap();
         let conn = FakeConn::default();
         conn.open.set(true);
         Fixture {
@@ -626,6 +632,176 @@ fn create_flags_are_checked_as_libvirt_checks_them() {
     assert_eq!(e.code, codes::XML_ERROR);
 }
 
+/// A private volume secret.
+const SECRET: &str = "<secret ephemeral='no' private='yes'>
+  <uuid>07070707-0707-0707-0707-070707070707</uuid>
+  <usage type='volume'><volume>/p/e.img</volume></usage>
+</secret>";
+
+fn secret_handle() -> NonnullSecret {
+    NonnullSecret {
+        uuid: [7; 16],
+        usage_type: 1,
+        usage_id: "/p/e.img".into(),
+    }
+}
+
+#[test]
+fn secrets_are_defined_listed_looked_up_and_their_private_values_kept() {
+    let f = Fixture::new();
+    let defined: SecretRet = f
+        .call(
+            142,
+            &SecretDefineXmlArgs {
+                xml: SECRET.into(),
+                flags: 0,
+            },
+        )
+        .unwrap();
+    assert_eq!(defined.secret, secret_handle());
+    let n: ConnectNumOfSecretsRet = f.call(139, &()).unwrap();
+    assert_eq!(n.num, 1);
+    let uuids: ConnectListSecretsRet = f
+        .call(140, &ConnectListSecretsArgs { maxuuids: 5 })
+        .unwrap();
+    assert_eq!(uuids.uuids.0, ["07070707-0707-0707-0707-070707070707"]);
+    for (flags, expected) in [(0, 1), (1, 0), (2, 1), (4, 1), (8, 0), (3, 1)] {
+        let all: ConnectListAllSecretsRet = f
+            .call(
+                287,
+                &ConnectListAllSecretsArgs {
+                    need_results: 1,
+                    flags,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            (all.ret, all.secrets.0.len()),
+            (expected, expected as usize),
+            "{flags}"
+        );
+    }
+    let by_usage: SecretRet = f
+        .call(
+            147,
+            &SecretLookupByUsageArgs {
+                usage_type: 1,
+                usage_id: "/p/e.img".into(),
+            },
+        )
+        .unwrap();
+    assert_eq!(by_usage.secret, secret_handle());
+    let e = f
+        .call::<_, SecretRet>(
+            147,
+            &SecretLookupByUsageArgs {
+                usage_type: 2,
+                usage_id: "/p/e.img".into(),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.domain, e.message.as_str()),
+        (
+            codes::NO_SECRET,
+            crate::rpc::proto::domains::SECRET,
+            "Secret not found: no secret with matching usage '/p/e.img'"
+        )
+    );
+    let xml: XmlRet = f
+        .call(
+            143,
+            &SecretFlagsArgs {
+                secret: secret_handle(),
+                flags: 0,
+            },
+        )
+        .unwrap();
+    assert!(
+        xml.xml
+            .starts_with("<secret ephemeral='no' private='yes'>\n  <uuid>07070707-")
+    );
+    let get = |f: &Fixture| {
+        f.call::<_, SecretGetValueRet>(
+            145,
+            &SecretFlagsArgs {
+                secret: secret_handle(),
+                flags: 0,
+            },
+        )
+    };
+    // Private before any value, as libvirt checks.
+    let e = get(&f).unwrap_err();
+    assert_eq!(e.code, codes::INVALID_SECRET, "{}", e.message);
+    f.call::<_, ()>(
+        144,
+        &SecretSetValueArgs {
+            secret: secret_handle(),
+            value: SecretValue(zeroize::Zeroizing::new(b"hunter2".to_vec())),
+            flags: 0,
+        },
+    )
+    .unwrap();
+    let e = get(&f).unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (codes::INVALID_SECRET, "Invalid secret: secret is private")
+    );
+    // A public secret's value is given back.
+    f.call::<_, SecretRet>(
+        142,
+        &SecretDefineXmlArgs {
+            xml: "<secret><uuid>08080808-0808-0808-0808-080808080808</uuid></secret>".into(),
+            flags: 1,
+        },
+    )
+    .unwrap();
+    let public = NonnullSecret {
+        uuid: [8; 16],
+        usage_type: 0,
+        usage_id: String::new(),
+    };
+    f.call::<_, ()>(
+        144,
+        &SecretSetValueArgs {
+            secret: public.clone(),
+            value: SecretValue(zeroize::Zeroizing::new(b"open".to_vec())),
+            flags: 0,
+        },
+    )
+    .unwrap();
+    let got: SecretGetValueRet = f
+        .call(
+            145,
+            &SecretFlagsArgs {
+                secret: public.clone(),
+                flags: 0,
+            },
+        )
+        .unwrap();
+    assert_eq!(got.value.0.as_slice(), b"open");
+    assert_eq!(format!("{:?}", got.value), "SecretValue(<4 bytes>)");
+    f.call::<_, ()>(146, &SecretUndefineArgs { secret: public })
+        .unwrap();
+    let e = f
+        .call::<_, XmlRet>(
+            143,
+            &SecretFlagsArgs {
+                secret: NonnullSecret {
+                    uuid: [8; 16],
+                    usage_type: 0,
+                    usage_id: String::new(),
+                },
+                flags: 0,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.message,
+        "Secret not found: no secret with matching uuid '08080808-0808-0808-0808-080808080808'"
+    );
+}
+
 /// Every procedure of the table is exercised by one of the tests above; this walk calls each
 /// once more and checks none is left out.
 #[test]
@@ -704,6 +880,33 @@ fn every_procedure_answers_in_process() {
                 need_results: 1,
                 flags: 0,
             }),
+            139 => Vec::new(),
+            140 => to_bytes(&ConnectListSecretsArgs { maxuuids: 9 }),
+            141 => to_bytes(&SecretLookupByUuidArgs { uuid: [7; 16] }),
+            142 => to_bytes(&SecretDefineXmlArgs {
+                xml: SECRET.into(),
+                flags: 0,
+            }),
+            143 | 145 => to_bytes(&SecretFlagsArgs {
+                secret: secret_handle(),
+                flags: 0,
+            }),
+            144 => to_bytes(&SecretSetValueArgs {
+                secret: secret_handle(),
+                value: SecretValue(zeroize::Zeroizing::new(b"v".to_vec())),
+                flags: 0,
+            }),
+            146 => to_bytes(&SecretUndefineArgs {
+                secret: secret_handle(),
+            }),
+            147 => to_bytes(&SecretLookupByUsageArgs {
+                usage_type: 1,
+                usage_id: "/p/e.img".into(),
+            }),
+            287 => to_bytes(&ConnectListAllSecretsArgs {
+                need_results: 1,
+                flags: 0,
+            }),
             419 => to_bytes(&ConnectSetIdentityArgs {
                 params: crate::rpc::xdr::BoundedVec(Vec::new()),
                 flags: 0,
@@ -712,7 +915,7 @@ fn every_procedure_answers_in_process() {
         }
     };
     // The calls that end the connection or the pool go last.
-    let last = [94, 80, 81, 82, 2];
+    let last = [146, 94, 80, 81, 82, 2];
     let mut order: Vec<i32> = PROCEDURES
         .iter()
         .map(|p| p.number)
