@@ -2,7 +2,8 @@
 //! [`crate::rpc::server`].
 //!
 //! Owns: the command line and `qpoold.conf` (command line wins, then the file, then the
-//! defaults of design.md); attaching the libvirt bridge when `libvirt_uri` is set (before any
+//! defaults of design.md); opening the secret store (`--secrets`, read once at start-up; a
+//! changed `secrets` needs a restart); attaching the libvirt bridge when `libvirt_uri` is set (before any
 //! socket is served; a reload does not re-attach it, a changed `libvirt_uri` needs a restart);
 //! the sockets ([`listeners`]: bound here, or passed by systemd's
 //! socket activation, [`activation`]); telling systemd about start-up, reloads and shutdown

@@ -2,7 +2,8 @@
 //!
 //! Owns: the one table from [`ErrorKind`] to libvirt's virErrorNumber and message format
 //! ([`KINDS`]), the few details libvirt words differently from the engine's message (a missing
-//! volume, an existing volume, a refused resize), and the errno of system errors.
+//! volume, an existing volume, a refused resize), the errno of system errors, and the secret
+//! driver's codes and words for the secret store's failures ([`secret`]).
 //! Must not: decide whether something fails; it only translates failures.
 
 use super::proto::{RemoteError, codes, domains};
