@@ -118,6 +118,15 @@ pub enum SecretError {
     /// The store of secrets cannot be read.
     #[error("cannot read the secret store")]
     Store(#[source] std::io::Error),
+    /// libvirt's secret driver could not be asked (qpoold.conf `secrets_uri`).
+    #[error("cannot read the secret from libvirt at {uri}")]
+    Libvirt {
+        /// The URI.
+        uri: String,
+        /// libvirt's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Engine errors. Each names the operation and the volume or path it concerned.

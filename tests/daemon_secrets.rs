@@ -5,8 +5,11 @@
 //! whose passphrase comes from the store, opened by `qemu-img` and `qemu-io` with the
 //! passphrase and refused with a wrong one.
 //!
-//! A missing virsh, qemu-img, qemu-io or xmllint skips the test, except under CI=true where it
-//! fails.
+//! With qpoold.conf `secrets_uri`, the passphrase of a secret qpoold does not keep comes from
+//! libvirt's secret driver: a real libvirtd (tests/common/libvirtd.rs) holds it.
+//!
+//! A missing virsh, qemu-img, qemu-io or xmllint (or libvirtd, for the second test) skips the
+//! test, except under CI=true where it fails.
 
 mod common;
 
@@ -15,6 +18,7 @@ use std::path::Path;
 
 use common::crypt::{Driver, qemu_io, qemu_io_ok};
 use common::daemon::Daemon;
+use common::libvirtd::{self, Libvirtd};
 use common::{have, qemu_info, xmllint_relaxng};
 
 /// libvirt's secret schema.
@@ -299,4 +303,108 @@ fn run_ro(d: &Daemon, args: &[&str]) -> String {
     let (status, out, err) = d.virsh_ro(args);
     assert!(status == 0 && err.is_empty(), "{args:?}: {status} {err}");
     out
+}
+
+#[test]
+fn with_secrets_uri_passphrases_come_from_libvirts_secret_driver() {
+    if !oracles() || !libvirtd::available() {
+        return;
+    }
+    assert!(
+        Libvirtd::has_secrets() || !common::in_ci(),
+        "libvirt's secret driver is required in CI"
+    );
+    if !Libvirtd::has_secrets() {
+        eprintln!("SKIPPED: no libvirt secret driver here");
+        return;
+    }
+    let l = Libvirtd::start();
+    let mut d = Daemon::unstarted(&[]);
+    d.set_env("QPOOL_LOG", "trace");
+    std::fs::write(d.config_file(), format!("secrets_uri = \"{}\"\n", l.uri)).unwrap();
+    std::fs::create_dir_all(d.pools.join("autostart")).unwrap();
+    d.spawn();
+
+    // The secrets live in libvirt only, volume secrets with the passphrase as their value.
+    let libvirt_secret = |name: &str, path: &Path, private: bool| -> String {
+        let file = d.write_file(&format!("{name}.xml"), &secret_xml(path, private));
+        let out = l.virsh_ok(&["secret-define", file.to_str().unwrap()]);
+        let uuid = out
+            .trim()
+            .strip_prefix("Secret ")
+            .and_then(|s| s.strip_suffix(" created"))
+            .unwrap_or_else(|| panic!("secret-define printed {out:?}"))
+            .to_string();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(PASSPHRASE);
+        let value = d.write_file(&format!("{name}.b64"), &b64);
+        l.virsh_ok(&["secret-set-value", &uuid, "--file", value.to_str().unwrap()]);
+        uuid
+    };
+    let raw = d.vol("l.img");
+    let uuid = libvirt_secret("public", &raw, false);
+    assert!(
+        !d.virsh_ok(&["secret-list"]).contains(&uuid),
+        "qpoold lists its own secrets only"
+    );
+    let pass = d.write_file("pass", PASSPHRASE);
+
+    // By UUID (qcow2) and by usage (raw LUKS).
+    let vol = d.write_file(
+        "l.xml",
+        &encrypted_volume("l.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+    );
+    d.virsh_ok(&["vol-create", "default", vol.to_str().unwrap()]);
+    qemu_io_ok(
+        Driver::Qcow2,
+        &d.vol("l.qcow2"),
+        &pass,
+        &["write -P 0x33 0 64k", "read -P 0x33 0 64k"],
+    );
+    let vol = d.write_file(
+        "lr.xml",
+        &encrypted_volume("l.img", "raw", &format!("usage='{}'", raw.display())),
+    );
+    d.virsh_ok(&["vol-create", "default", vol.to_str().unwrap()]);
+    qemu_io_ok(Driver::Luks, &raw, &pass, &["read 0 4k"]);
+
+    // libvirt gives a private secret's value only to its own daemons (the ones that hold
+    // its system token), so qpoold is refused it: one error, nothing left behind.
+    let before = pool_files(&d);
+    let private = libvirt_secret("private", &d.vol("p.qcow2"), true);
+    let vol = d.write_file(
+        "lp.xml",
+        &encrypted_volume("p.qcow2", "qcow2", &format!("uuid='{private}'")),
+    );
+    assert_fails(
+        d.virsh(&["vol-create", "default", vol.to_str().unwrap()]),
+        &[
+            &format!("Failed to create vol from {}", vol.display()),
+            &format!(
+                "invalid argument: cannot encrypt volume 'p.qcow2': cannot read the secret from libvirt at {}: Invalid secret: secret is private",
+                l.uri
+            ),
+        ],
+    );
+
+    // A secret neither has: libvirt's answer, one error, nothing left behind.
+    let missing = "11111111-2222-3333-4444-555555555555";
+    let vol = d.write_file(
+        "lm.xml",
+        &encrypted_volume("lm.qcow2", "qcow2", &format!("uuid='{missing}'")),
+    );
+    assert_fails(
+        d.virsh(&["vol-create", "default", vol.to_str().unwrap()]),
+        &[
+            &format!("Failed to create vol from {}", vol.display()),
+            &format!(
+                "Secret not found: cannot encrypt volume 'lm.qcow2': no secret with uuid '{missing}'"
+            ),
+        ],
+    );
+    assert_eq!(pool_files(&d), before);
+    assert!(
+        !d.log().contains(PASSPHRASE),
+        "the passphrase reached the log"
+    );
 }

@@ -169,6 +169,8 @@ type SecretMap = BTreeMap<Uuid, StoredSecret>;
 pub struct SecretStore {
     dir: PathBuf,
     secrets: Mutex<SecretMap>,
+    /// Where a passphrase the store does not have is looked up next.
+    fallback: Option<std::sync::Arc<dyn Secrets>>,
 }
 
 impl std::fmt::Debug for SecretStore {
@@ -257,7 +259,15 @@ impl SecretStore {
         Ok(SecretStore {
             dir: dir.to_path_buf(),
             secrets: Mutex::new(secrets),
+            fallback: None,
         })
+    }
+
+    /// The store, asking `fallback` for the passphrase of a secret it does not have (libvirt's
+    /// secret driver, qpoold.conf `secrets_uri`).
+    pub fn with_fallback(mut self, fallback: std::sync::Arc<dyn Secrets>) -> SecretStore {
+        self.fallback = Some(fallback);
+        self
     }
 
     fn read_value(dir: &Path, uuid: &Uuid) -> Result<Option<Zeroizing<Vec<u8>>>, SecretStoreError> {
@@ -459,6 +469,29 @@ impl SecretStore {
 
 impl Secrets for SecretStore {
     fn passphrase(&self, secret: Option<&SecretRef>) -> Result<Passphrase, SecretError> {
+        match (self.own_passphrase(secret), &self.fallback) {
+            (Err(SecretError::NotFound(_)), Some(fallback)) => fallback.passphrase(secret),
+            (got, _) => got,
+        }
+    }
+
+    fn volume_secret(&self, path: &Path) -> Option<SecretRef> {
+        let path = path.to_str()?;
+        self.lock()
+            .iter()
+            .find(|(_, s)| {
+                s.def
+                    .usage
+                    .as_ref()
+                    .is_some_and(|u| u.kind == SecretUsageType::Volume && u.id == path)
+            })
+            .map(|(u, _)| SecretRef::Uuid(u.to_string()))
+    }
+}
+
+impl SecretStore {
+    /// The passphrase of a secret of the store itself.
+    fn own_passphrase(&self, secret: Option<&SecretRef>) -> Result<Passphrase, SecretError> {
         let secret = secret.ok_or(SecretError::NoSecret)?;
         let not_found = || SecretError::NotFound(describe(secret));
         let secrets = self.lock();
@@ -482,19 +515,6 @@ impl Secrets for SecretStore {
             .as_ref()
             .ok_or_else(|| SecretError::NoValue(uuid.to_string()))?;
         Ok(Passphrase::new(value.to_vec()))
-    }
-
-    fn volume_secret(&self, path: &Path) -> Option<SecretRef> {
-        let path = path.to_str()?;
-        self.lock()
-            .iter()
-            .find(|(_, s)| {
-                s.def
-                    .usage
-                    .as_ref()
-                    .is_some_and(|u| u.kind == SecretUsageType::Volume && u.id == path)
-            })
-            .map(|(u, _)| SecretRef::Uuid(u.to_string()))
     }
 }
 

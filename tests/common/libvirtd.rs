@@ -1,5 +1,5 @@
-//! A real monolithic libvirtd with its qemu and storage drivers (libvirtd-peer.md), for the
-//! libvirt bridge's tests: `qemu:///system` on a private socket. Its writes stay out of the
+//! A real monolithic libvirtd with its qemu and storage drivers, and its secret driver where
+//! installed (libvirtd-peer.md), for the libvirt bridge's and qpoold's `secrets_uri` tests: `qemu:///system` on a private socket. Its writes stay out of the
 //! host: a private mount namespace with a tmpfs on /run, its own /etc/libvirt, and an
 //! overlay on /var (the qemu driver makes /var/lib/libvirt/qemu, /var/cache/libvirt, …).
 //! Waited for by polling `connect()`, stopped with SIGTERM on drop.
@@ -76,7 +76,15 @@ impl Libvirtd {
         for sub in ["run", "etc", "drivers", "var-upper", "var-work"] {
             std::fs::create_dir(d.join(sub)).expect("libvirtd subdirectory");
         }
-        for driver in ["libvirt_driver_qemu.so", "libvirt_driver_storage.so"] {
+        // The secret driver too where it is installed (qpoold's secrets_uri tests use it).
+        for driver in [
+            "libvirt_driver_qemu.so",
+            "libvirt_driver_storage.so",
+            "libvirt_driver_secret.so",
+        ]
+        .into_iter()
+        .filter(|d| Path::new(DRIVERS).join(d).exists())
+        {
             std::os::unix::fs::symlink(
                 Path::new(DRIVERS).join(driver),
                 d.join("drivers").join(driver),
@@ -131,6 +139,11 @@ impl Libvirtd {
             std::thread::yield_now();
         }
         l
+    }
+
+    /// Whether this libvirtd has the secret driver.
+    pub fn has_secrets() -> bool {
+        Path::new(DRIVERS).join("libvirt_driver_secret.so").exists()
     }
 
     /// Runs virsh on this libvirtd: (exit status, stdout, stderr).
