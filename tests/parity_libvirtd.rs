@@ -93,13 +93,6 @@ const DELIBERATE: &[Deliberate] = &[
               temporary names",
     },
     Deliberate {
-        title: "Encrypted volumes",
-        steps: &["encryption: *"],
-        lines: &[],
-        why: "an <encryption> without a <secret> is refused before anything is written, with \
-              qpool's error code",
-    },
-    Deliberate {
         title: "`<compat>` checked when read",
         steps: &["compat check: *"],
         lines: &[],
