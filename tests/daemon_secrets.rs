@@ -265,6 +265,39 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
         "dmlzaWJsZQ=="
     );
 
+    // The CLI takes a secret over a URI too, here qpoold's own (a public secret).
+    let xml = d.write_file(
+        "cli.xml",
+        &encrypted_volume("cli.qcow2", "qcow2", &format!("uuid='{empty}'")),
+    );
+    let out = qpool_create(&d, &xml, &d.uri());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let visible = d.write_file("visible", "visible");
+    qemu_io_ok(
+        Driver::Qcow2,
+        &d.vol("cli.qcow2"),
+        &visible,
+        &["read 0 512"],
+    );
+    // A private one is not handed over the URI: one error, nothing made.
+    let xml = d.write_file(
+        "cli-private.xml",
+        &encrypted_volume("cli-p.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+    );
+    let out = qpool_create(&d, &xml, &d.uri());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: cannot encrypt volume 'cli-p.qcow2': cannot read the secret from libvirt at {}: Invalid secret: secret is private\n",
+            d.uri()
+        )
+    );
+    assert!(!d.vol("cli-p.qcow2").exists());
+
     // The store outlives the daemon: after a restart the secret still encrypts.
     d.restart();
     let vol = d.write_file(
@@ -296,6 +329,20 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
         let b64 = base64::engine::general_purpose::STANDARD.encode(PASSPHRASE);
         assert!(!log.contains(&b64), "the base64 passphrase reached the log");
     }
+}
+
+/// `qpool vol-create XML --secret-uri URI` on the daemon's default pool directory.
+fn qpool_create(d: &Daemon, xml: &Path, uri: &str) -> std::process::Output {
+    std::process::Command::new(common::QPOOL)
+        .arg("--pool-dir")
+        .arg(d.pool_dir())
+        .arg("vol-create")
+        .arg(xml)
+        .arg("--secret-uri")
+        .arg(uri)
+        .env_remove("QPOOL_LOG")
+        .output()
+        .expect("run qpool")
 }
 
 /// virsh on the read-only socket, which must succeed.
@@ -403,6 +450,20 @@ fn with_secrets_uri_passphrases_come_from_libvirts_secret_driver() {
         ],
     );
     assert_eq!(pool_files(&d), before);
+
+    // The CLI reads libvirt's (public) secret over the same URI.
+    let xml = d.write_file(
+        "lc.xml",
+        &encrypted_volume("lc.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+    );
+    let out = qpool_create(&d, &xml, &l.uri);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(PASSPHRASE));
+    qemu_io_ok(Driver::Qcow2, &d.vol("lc.qcow2"), &pass, &["read 0 512"]);
     assert!(
         !d.log().contains(PASSPHRASE),
         "the passphrase reached the log"

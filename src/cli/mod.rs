@@ -88,6 +88,11 @@ pub enum Command {
         /// environment.
         #[arg(long, value_name = "PATH")]
         secret_file: Option<PathBuf>,
+        /// The passphrase from the libvirt secret the XML's `<secret>` names, asked of the
+        /// libvirt daemon at this URI (`secret:///system`, qpoold's socket, …); only secrets
+        /// that are not private can be read.
+        #[arg(long, value_name = "URI", conflicts_with = "secret_file")]
+        secret_uri: Option<String>,
     },
     /// Create a volume from a set of arguments.
     #[command(name = "vol-create-as")]
@@ -591,6 +596,13 @@ pub fn run(args: &Args) -> Result<String, Error> {
         let secret = crate::pool::PassphraseFile::read(path).map_err(Error::Secret)?;
         pool.set_secrets(std::sync::Arc::new(secret));
     }
+    if let Command::VolCreate {
+        secret_uri: Some(uri),
+        ..
+    } = &args.command
+    {
+        pool.set_secrets(std::sync::Arc::new(qpoold::LibvirtSecret::new(uri)));
+    }
     let text = run_verb(args, &pool, autostart)?;
     if let Some(settings) = &bridge {
         mirror_change(settings, &pool, autostart);
@@ -604,8 +616,10 @@ fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> 
             file,
             prealloc_metadata,
             secret_file,
+            secret_uri,
         } => {
-            let _ = secret_file; // read into the pool's secrets before the verb runs
+            // Both were made the pool's secrets before the verb runs.
+            let _ = (secret_file, secret_uri);
             let def = read_volume_xml(file)?;
             let created = pool.create_volume(&def, flags(*prealloc_metadata), None)?;
             match args.output {
