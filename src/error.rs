@@ -99,10 +99,10 @@ pub enum SecretError {
     NoSecret,
     /// No secret with this UUID or usage exists.
     #[error("no secret with {0}")]
-    NotFound(String),
+    NotFound(crate::xml::SecretRef),
     /// The secret exists but has no value yet (`secret-set-value` was not run).
     #[error("secret {0} has no value")]
-    NoValue(String),
+    NoValue(uuid::Uuid),
     /// The passphrase file cannot be read.
     #[error("cannot read the passphrase file {path}")]
     ReadingFile {

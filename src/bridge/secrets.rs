@@ -11,7 +11,6 @@ use virt::error::ErrorNumber;
 use virt::secret::Secret;
 
 use super::LibvirtError;
-use crate::pool::secrets::describe;
 use crate::pool::{Passphrase, SecretError, Secrets};
 use crate::xml::{SecretRef, SecretUsageType};
 
@@ -47,13 +46,18 @@ impl LibvirtSecrets {
             }
         };
         let found = found.map_err(|e| match e.code() {
-            ErrorNumber::NoSecret => SecretError::NotFound(describe(secret)),
+            ErrorNumber::NoSecret => SecretError::NotFound(secret.clone()),
             _ => self.failed(&e),
         })?;
         let value = found.get_value(0).map_err(|e| match e.code() {
-            ErrorNumber::NoSecret => {
-                SecretError::NoValue(found.get_uuid_string().unwrap_or_else(|_| describe(secret)))
-            }
+            ErrorNumber::NoSecret => match found
+                .get_uuid_string()
+                .ok()
+                .and_then(|u| uuid::Uuid::parse_str(&u).ok())
+            {
+                Some(uuid) => SecretError::NoValue(uuid),
+                None => self.failed(&e),
+            },
             _ => self.failed(&e),
         })?;
         // The virt crate hands the value over in a plain Vec: it is moved into the

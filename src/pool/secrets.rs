@@ -21,14 +21,6 @@ pub use crate::error::SecretError;
 pub use crate::image::luks::Passphrase;
 use crate::xml::{SecretDef, SecretRef, SecretUsageType};
 
-/// How a secret is named in messages.
-pub fn describe(secret: &SecretRef) -> String {
-    match secret {
-        SecretRef::Uuid(uuid) => format!("uuid '{uuid}'"),
-        SecretRef::Usage(usage) => format!("usage '{usage}'"),
-    }
-}
-
 /// Gives the passphrase of an encrypted volume's secret.
 pub trait Secrets: Send + Sync {
     /// The passphrase of `secret` (the XML's `<secret>`, when it has one).
@@ -493,7 +485,7 @@ impl SecretStore {
     /// The passphrase of a secret of the store itself.
     fn own_passphrase(&self, secret: Option<&SecretRef>) -> Result<Passphrase, SecretError> {
         let secret = secret.ok_or(SecretError::NoSecret)?;
-        let not_found = || SecretError::NotFound(describe(secret));
+        let not_found = || SecretError::NotFound(secret.clone());
         let secrets = self.lock();
         let (uuid, stored) = match secret {
             SecretRef::Uuid(text) => {
@@ -510,10 +502,7 @@ impl SecretStore {
                 })
                 .ok_or_else(not_found)?,
         };
-        let value = stored
-            .value
-            .as_ref()
-            .ok_or_else(|| SecretError::NoValue(uuid.to_string()))?;
+        let value = stored.value.as_ref().ok_or(SecretError::NoValue(*uuid))?;
         Ok(Passphrase::new(value.to_vec()))
     }
 }

@@ -69,6 +69,16 @@ pub enum SecretRef {
     Usage(String),
 }
 
+impl std::fmt::Display for SecretRef {
+    /// How a secret is named in messages: `uuid '…'` or `usage '…'`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretRef::Uuid(uuid) => write!(f, "uuid '{uuid}'"),
+            SecretRef::Usage(usage) => write!(f, "usage '{usage}'"),
+        }
+    }
+}
+
 /// The longest iteration time `qpool:iter-time` takes, in milliseconds (an hour).
 pub const MAX_ITER_TIME_MS: u32 = 3_600_000;
 
