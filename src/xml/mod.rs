@@ -505,6 +505,8 @@ pub fn escape(text: &str) -> String {
             '&' => out.push_str("&amp;"),
             '\'' => out.push_str("&apos;"),
             '"' => out.push_str("&quot;"),
+            // A parser turns a raw CR into a line feed: as a reference it reads back as CR.
+            '\r' => out.push_str("&#13;"),
             _ => out.push(c),
         }
     }
