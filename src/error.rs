@@ -261,6 +261,17 @@ pub enum Error {
         #[source]
         source: SecretError,
     },
+    /// A copy of an encrypted volume names a secret that does not open the source: the copy
+    /// keeps the source's key (qpool does not re-encrypt), so it would not open with it.
+    #[error(
+        "cannot copy '{from}' to '{name}': the secret named for the copy does not open the source, and a copy keeps the source's key (re-encrypting with a new key is not supported; name the source's secret, or none)"
+    )]
+    CopyKeepsSourceKey {
+        /// The new volume.
+        name: String,
+        /// The encrypted source.
+        from: String,
+    },
     /// An operation qpool cannot do on an encrypted volume.
     #[error("volume '{name}' is encrypted: {what}")]
     Encrypted {
@@ -468,7 +479,7 @@ impl Error {
             Self::NoSpace { .. } => ErrorKind::NoSpace,
             Self::OpeningPool { .. } => ErrorKind::NoPool,
             Self::Secret { .. } => ErrorKind::InvalidArg,
-            Self::Encrypted { .. } => ErrorKind::Unsupported,
+            Self::Encrypted { .. } | Self::CopyKeepsSourceKey { .. } => ErrorKind::Unsupported,
             Self::InvalidResize { refusal, .. } => refusal.kind(),
             Self::ReflinkNeedsExactCopy { .. } => ErrorKind::InvalidArg,
             Self::ResizingVolume { source, .. }

@@ -226,6 +226,50 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
         &["write -P 0x11 0 64k", "read -P 0x11 0 64k"],
     );
 
+    // A copy keeps its source's key: another secret is refused before anything is made,
+    // the source's own secret copies.
+    let other = define(&d, "other.xml", &secret_xml(&d.vol("c.qcow2"), true));
+    set_value(&d, &other, "another passphrase");
+    let before = pool_files(&d);
+    let copy = d.write_file(
+        "c.xml",
+        &encrypted_volume("c.qcow2", "qcow2", &format!("uuid='{other}'")),
+    );
+    let (status, _, err) = d.virsh(&[
+        "vol-create-from",
+        "default",
+        copy.to_str().unwrap(),
+        "e.qcow2",
+        "--inputpool",
+        "default",
+    ]);
+    assert!(
+        status == 1
+            && err.contains(
+                "unsupported configuration: cannot copy 'e.qcow2' to 'c.qcow2': the secret named for the copy does not open the source"
+            ),
+        "{err}"
+    );
+    assert_eq!(pool_files(&d), before);
+    let copy = d.write_file(
+        "c2.xml",
+        &encrypted_volume("c.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+    );
+    d.virsh_ok(&[
+        "vol-create-from",
+        "default",
+        copy.to_str().unwrap(),
+        "e.qcow2",
+        "--inputpool",
+        "default",
+    ]);
+    qemu_io_ok(
+        Driver::Qcow2,
+        &d.vol("c.qcow2"),
+        &pass,
+        &["read -P 0x5a 0 1M"],
+    );
+
     // A missing secret, or one without a value: one error, and the pool as it was.
     let before = pool_files(&d);
     let missing = "11111111-2222-3333-4444-555555555555";

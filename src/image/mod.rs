@@ -378,6 +378,30 @@ pub fn probe(file: &File, file_len: u64) -> Result<ImageInfo, Error> {
     }
 }
 
+/// Whether `passphrase` opens the LUKS header of an encrypted image (`Ok(false)`: it opens
+/// no key slot). An image without a readable LUKS header is an error. Costs one key
+/// derivation per enabled slot, as long as the header's iteration counts make it.
+pub fn opens_with(
+    file: &File,
+    info: &ImageInfo,
+    passphrase: &luks::Passphrase,
+) -> Result<bool, Error> {
+    let header = info.luks.as_ref().ok_or(Error::LuksHeaderMismatch)?;
+    let start = match &info.qcow2 {
+        Some(q) => q.luks_area.ok_or(Error::LuksHeaderMismatch)?.0,
+        None => 0,
+    };
+    let read = |offset: u64, len: usize| {
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, start + offset).map(|()| buf)
+    };
+    match luks::unlock(header, passphrase, read) {
+        Ok(_) => Ok(true),
+        Err(luks::Error::WrongPassphrase) => Ok(false),
+        Err(e) => Err(Error::BadLuksHeader(e)),
+    }
+}
+
 /// The LUKS header at `offset` of a qcow2 image, when it reads and decodes.
 fn read_luks_at(file: &File, offset: u64) -> Option<luks::LuksInfo> {
     let mut buf = vec![0u8; luks::spec::PHDR_LEN];

@@ -276,6 +276,25 @@ impl Pool {
             def.allocation = Some(0);
         }
         let plan = self.plan(&def, flags)?;
+        // A copy of an encrypted volume keeps the source's key: a secret named for it must
+        // open the source, or the copy would not open with it. Checked before anything is
+        // made; without secrets (the CLI without --secret-file) there is nothing to check.
+        if src.image.luks.is_some() && plan.secret.is_some() && self.secrets.is_some() {
+            let passphrase = self.passphrase(&plan)?;
+            let opens =
+                image::opens_with(&src_file, &src.image, &passphrase).map_err(|source| {
+                    Error::InspectingVolume {
+                        name: src.name.clone(),
+                        source,
+                    }
+                })?;
+            if !opens {
+                return Err(Error::CopyKeepsSourceKey {
+                    name: plan.name.clone(),
+                    from: src.name.clone(),
+                });
+            }
+        }
         let source = Source {
             file: src_file,
             path: &src.path,
