@@ -89,6 +89,46 @@ impl ResizeRefusal {
     }
 }
 
+/// Why no passphrase could be had.
+#[derive(Debug, Error)]
+pub enum SecretError {
+    /// The XML names no secret and no passphrase was given otherwise.
+    #[error(
+        "no secret provided for luks encryption (name one with <secret type='passphrase' uuid='…'/>, or give a passphrase file)"
+    )]
+    NoSecret,
+    /// No secret with this UUID or usage exists.
+    #[error("no secret with {0}")]
+    NotFound(crate::xml::SecretRef),
+    /// The secret exists but has no value yet (`secret-set-value` was not run).
+    #[error("secret {0} has no value")]
+    NoValue(uuid::Uuid),
+    /// The passphrase file cannot be read.
+    #[error("cannot read the passphrase file {path}")]
+    ReadingFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The passphrase file is empty.
+    #[error("the passphrase file {0} is empty")]
+    Empty(PathBuf),
+    /// The store of secrets cannot be read.
+    #[error("cannot read the secret store")]
+    Store(#[source] std::io::Error),
+    /// libvirt's secret driver could not be asked (qpoold.conf `secrets_uri`).
+    #[error("cannot read the secret from libvirt at {uri}")]
+    Libvirt {
+        /// The URI.
+        uri: String,
+        /// libvirt's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
 /// Engine errors. Each names the operation and the volume or path it concerned.
 #[derive(Debug, Error)]
 pub enum Error {
@@ -211,6 +251,34 @@ pub enum Error {
         needed: u64,
         /// Bytes available.
         available: u64,
+    },
+    /// An encrypted volume's passphrase could not be had.
+    #[error("cannot encrypt volume '{name}'")]
+    Secret {
+        /// The volume.
+        name: String,
+        /// Why.
+        #[source]
+        source: SecretError,
+    },
+    /// A copy of an encrypted volume names a secret that does not open the source: the copy
+    /// keeps the source's key (qpool does not re-encrypt), so it would not open with it.
+    #[error(
+        "cannot copy '{from}' to '{name}': the secret named for the copy does not open the source, and a copy keeps the source's key (re-encrypting with a new key is not supported; name the source's secret, or none)"
+    )]
+    CopyKeepsSourceKey {
+        /// The new volume.
+        name: String,
+        /// The encrypted source.
+        from: String,
+    },
+    /// An operation qpool cannot do on an encrypted volume.
+    #[error("volume '{name}' is encrypted: {what}")]
+    Encrypted {
+        /// The volume.
+        name: String,
+        /// What is refused and why.
+        what: &'static str,
     },
     /// The pool directory cannot be opened or created.
     #[error("cannot open pool directory {}", path.display())]
@@ -391,6 +459,7 @@ fn image_kind(e: &image::Error) -> ErrorKind {
         | image::Error::UnsupportedWipe(_)
         | image::Error::ReflinkConverts => ErrorKind::InvalidArg,
         image::Error::Unsupported(_) => ErrorKind::Unsupported,
+        image::Error::Luks(image::luks::Error::TooManyIterations { .. }) => ErrorKind::InvalidArg,
         image::Error::Refused(_) => ErrorKind::InvalidState,
         _ => io_kind(e.io_error()),
     }
@@ -409,6 +478,8 @@ impl Error {
             Self::NoVolume { .. } | Self::NotAVolume { .. } => ErrorKind::NoVolume,
             Self::NoSpace { .. } => ErrorKind::NoSpace,
             Self::OpeningPool { .. } => ErrorKind::NoPool,
+            Self::Secret { .. } => ErrorKind::InvalidArg,
+            Self::Encrypted { .. } | Self::CopyKeepsSourceKey { .. } => ErrorKind::Unsupported,
             Self::InvalidResize { refusal, .. } => refusal.kind(),
             Self::ReflinkNeedsExactCopy { .. } => ErrorKind::InvalidArg,
             Self::ResizingVolume { source, .. }

@@ -2,8 +2,9 @@
 //!
 //! Owns: the one definition each of a volume format ([`VolFormat`]), a preallocation mode
 //! ([`Preallocation`]), a qcow2 compatibility level ([`Compat`]), a qcow2 compression type
-//! ([`Compression`]), a wipe algorithm ([`WipeAlgorithm`]) and a pool's `fallocate` setting
-//! ([`FallocateMode`]), with their names as libvirt,
+//! ([`Compression`]), a wipe algorithm ([`WipeAlgorithm`]), a pool's `fallocate` setting
+//! ([`FallocateMode`]), and a volume's encryption ([`EncryptionFormat`], and the LUKS choices
+//! of [`LuksCipher`]: [`CipherMode`], [`IvGen`], [`HashAlg`]), with their names as libvirt,
 //! qemu-img and the XML write them, parsing those names, libvirt's numbers for the wipe
 //! algorithms, and the qcow2 header version each compat level stands for.
 //! Must not: import anything from the crate but `units`, do I/O, or know any policy. xml,
@@ -35,6 +36,24 @@ pub enum UnknownName {
     /// A pool `fallocate` setting other than auto, native and zero.
     #[error("unknown fallocate setting '{0}' (expected auto, native or zero)")]
     FallocateMode(String),
+    /// An encryption format other than LUKS.
+    #[error("unsupported encryption format '{0}' (qpool supports: luks)")]
+    EncryptionFormat(String),
+    /// A cipher other than AES.
+    #[error("unsupported cipher '{0}' (qpool supports: aes)")]
+    Cipher(String),
+    /// A cipher key size AES does not have.
+    #[error("unsupported cipher size '{0}' (qpool supports: 128, 192, 256)")]
+    CipherSize(String),
+    /// A cipher mode other than XTS.
+    #[error("unsupported cipher mode '{0}' (qpool supports: xts)")]
+    CipherMode(String),
+    /// An IV generator other than plain and plain64.
+    #[error("unsupported IV generator '{0}' (qpool supports: plain64, plain)")]
+    IvGen(String),
+    /// A hash other than SHA-1, SHA-256 and SHA-512.
+    #[error("unsupported hash '{0}' (qpool supports: sha256, sha1, sha512)")]
+    Hash(String),
 }
 
 /// Volume formats qpool reads and writes.
@@ -330,6 +349,191 @@ impl fmt::Display for FallocateMode {
     }
 }
 
+/// libvirt's `<encryption format=…>` values that qpool writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EncryptionFormat {
+    /// LUKS version 1, as qemu's `encrypt.format=luks` (qcow2) and `-f luks` (raw) write it.
+    Luks,
+}
+
+impl EncryptionFormat {
+    /// The name in libvirt's XML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Luks => "luks",
+        }
+    }
+}
+
+impl FromStr for EncryptionFormat {
+    type Err = UnknownName;
+    fn from_str(name: &str) -> Result<Self, UnknownName> {
+        match name {
+            "luks" => Ok(Self::Luks),
+            other => Err(UnknownName::EncryptionFormat(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for EncryptionFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Block cipher modes (libvirt's `<cipher mode=…>`, the first half of LUKS's cipher mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CipherMode {
+    /// XEX-based tweaked codebook with ciphertext stealing: two keys of the cipher's size.
+    Xts,
+}
+
+impl CipherMode {
+    /// The name libvirt, qemu and the LUKS header use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Xts => "xts",
+        }
+    }
+}
+
+impl FromStr for CipherMode {
+    type Err = UnknownName;
+    fn from_str(name: &str) -> Result<Self, UnknownName> {
+        match name {
+            "xts" => Ok(Self::Xts),
+            other => Err(UnknownName::CipherMode(other.to_string())),
+        }
+    }
+}
+
+/// IV generators (libvirt's `<ivgen name=…>`): the IV of a sector from its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IvGen {
+    /// The sector number as a 64-bit little-endian integer (qemu's default).
+    Plain64,
+    /// The sector number truncated to 32 bits, little-endian.
+    Plain,
+}
+
+impl IvGen {
+    /// The name libvirt, qemu and the LUKS header use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain64 => "plain64",
+            Self::Plain => "plain",
+        }
+    }
+}
+
+impl FromStr for IvGen {
+    type Err = UnknownName;
+    fn from_str(name: &str) -> Result<Self, UnknownName> {
+        match name {
+            "plain64" => Ok(Self::Plain64),
+            "plain" => Ok(Self::Plain),
+            other => Err(UnknownName::IvGen(other.to_string())),
+        }
+    }
+}
+
+/// Hash algorithms for key derivation and the anti-forensic splitter (libvirt's
+/// `<cipher hash=…>`, LUKS's hash spec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashAlg {
+    /// SHA-256 (qemu's default).
+    Sha256,
+    /// SHA-1.
+    Sha1,
+    /// SHA-512.
+    Sha512,
+}
+
+impl HashAlg {
+    /// The name libvirt, qemu and the LUKS header use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha256 => "sha256",
+            Self::Sha1 => "sha1",
+            Self::Sha512 => "sha512",
+        }
+    }
+
+    /// Digest length in bytes.
+    pub fn digest_len(self) -> usize {
+        match self {
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+            Self::Sha512 => 64,
+        }
+    }
+}
+
+impl FromStr for HashAlg {
+    type Err = UnknownName;
+    fn from_str(name: &str) -> Result<Self, UnknownName> {
+        match name {
+            "sha256" => Ok(Self::Sha256),
+            "sha1" => Ok(Self::Sha1),
+            "sha512" => Ok(Self::Sha512),
+            other => Err(UnknownName::Hash(other.to_string())),
+        }
+    }
+}
+
+/// The cipher of a LUKS volume: libvirt's `<cipher name size mode hash/>` and
+/// `<ivgen name hash/>`, with qemu-img's defaults (aes-256-xts-plain64, sha256).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LuksCipher {
+    /// AES key size in bits: 128, 192 or 256 (XTS uses two keys of this size).
+    pub bits: u32,
+    /// The block cipher mode.
+    pub mode: CipherMode,
+    /// The IV generator.
+    pub ivgen: IvGen,
+    /// The IV generator's hash (`<ivgen hash>`), recorded in the header; plain IVs ignore
+    /// it, as qemu and dm-crypt do.
+    pub ivgen_hash: Option<HashAlg>,
+    /// Key derivation and anti-forensic splitter hash.
+    pub hash: HashAlg,
+}
+
+impl Default for LuksCipher {
+    fn default() -> Self {
+        Self {
+            bits: 256,
+            mode: CipherMode::Xts,
+            ivgen: IvGen::Plain64,
+            ivgen_hash: None,
+            hash: HashAlg::Sha256,
+        }
+    }
+}
+
+impl LuksCipher {
+    /// The cipher name (libvirt's `<cipher name>`, LUKS's cipher name).
+    pub const NAME: &'static str = "aes";
+
+    /// Checks a cipher name and size in bits, as libvirt's `<cipher name size>` give them.
+    pub fn check_cipher(name: &str, bits: &str) -> Result<u32, UnknownName> {
+        if name != Self::NAME {
+            return Err(UnknownName::Cipher(name.to_string()));
+        }
+        match bits.trim().parse::<u32>() {
+            Ok(b @ (128 | 192 | 256)) => Ok(b),
+            _ => Err(UnknownName::CipherSize(bits.to_string())),
+        }
+    }
+
+    /// Bytes of the master key: the AES key, twice for XTS.
+    pub fn key_bytes(&self) -> usize {
+        let one = usize::try_from(self.bits / 8).unwrap_or(32);
+        match self.mode {
+            CipherMode::Xts => one * 2,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,6 +583,34 @@ mod tests {
         assert_eq!(
             "posix".parse::<FallocateMode>().unwrap_err().to_string(),
             "unknown fallocate setting 'posix' (expected auto, native or zero)"
+        );
+        assert_eq!(
+            "qcow".parse::<EncryptionFormat>().unwrap_err().to_string(),
+            "unsupported encryption format 'qcow' (qpool supports: luks)"
+        );
+        assert!("cbc".parse::<CipherMode>().is_err());
+        assert!("essiv".parse::<IvGen>().is_err());
+        assert!("md5".parse::<HashAlg>().is_err());
+        assert!(LuksCipher::check_cipher("serpent", "256").is_err());
+        assert!(LuksCipher::check_cipher("aes", "512").is_err());
+    }
+
+    #[test]
+    fn luks_defaults_are_qemu_imgs() {
+        let c = LuksCipher::default();
+        assert_eq!((c.bits, c.key_bytes()), (256, 64));
+        assert_eq!(
+            (c.mode.as_str(), c.ivgen.as_str(), c.hash.as_str()),
+            ("xts", "plain64", "sha256")
+        );
+        assert_eq!(LuksCipher::check_cipher("aes", "128"), Ok(128));
+        for h in [HashAlg::Sha1, HashAlg::Sha256, HashAlg::Sha512] {
+            assert_eq!(h.as_str().parse::<HashAlg>(), Ok(h));
+        }
+        assert_eq!("plain".parse::<IvGen>(), Ok(IvGen::Plain));
+        assert_eq!(
+            "luks".parse::<EncryptionFormat>(),
+            Ok(EncryptionFormat::Luks)
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Where qpool keeps things by default (design.md, "Names and paths").
 //!
 //! Owns: every default path: the default pool directory (root and per user), the daemon's
-//! sockets, its pool definitions and its configuration file.
+//! sockets, its pool definitions, its secrets and its configuration file.
 //! Must not: create, open or check any of them; callers do that.
 
 use std::path::PathBuf;
@@ -12,6 +12,9 @@ pub const SOCKET: &str = "/run/qpool/qpoold-sock";
 pub const READ_ONLY_SUFFIX: &str = "-ro";
 /// Default directory of qpoold's pool definitions (libvirt pool XML files).
 pub const POOL_DEFINITIONS: &str = "/etc/qpool/storage";
+/// Default directory of qpoold's secrets (`UUID.xml` and `UUID.base64`, root only), as
+/// libvirt keeps them in `/etc/libvirt/secrets`.
+pub const SECRETS: &str = "/etc/qpool/secrets";
 /// Default configuration file of qpoold.
 pub const CONFIG: &str = "/etc/qpool/qpoold.conf";
 /// The default pool's directory when running as root.

@@ -1195,8 +1195,10 @@ const XML_REFUSALS: &[(&str, &str, &[&str])] = &[
     ),
     (
         "encryption",
-        "<volume>\n  <name>x</name>\n  <capacity>1</capacity>\n  <target>\n    <encryption format='luks'/>\n  </target>\n</volume>\n",
-        &["/volume/target/encryption (line 5): encrypted volumes are not supported"],
+        "<volume>\n  <name>x</name>\n  <capacity>1</capacity>\n  <target>\n    <encryption format='luks2'/>\n  </target>\n</volume>\n",
+        &[
+            "/volume/target/encryption/@format (line 5): unsupported encryption format 'luks2' (qpool supports: luks)",
+        ],
     ),
     (
         "unknown-volume-type",

@@ -12,7 +12,7 @@
 //! - [`Expect::Accepted`]: accepted; libvirt's own xml2xml test does not use it (its twin,
 //!   where there is one, is stale), so there is nothing to compare;
 //! - [`Expect::Refused`]: refused, with an error that names what qpool does not support
-//!   (other pool types, volume types and formats, encryption).
+//!   (other pool types, volume types and formats, encryption formats and ciphers).
 //!
 //! Both tables must name every fixture, and only those. Without the source (no root, or no
 //! package registry), the test fails under CI=true and is skipped loudly elsewhere.
@@ -60,17 +60,23 @@ const VOLUMES: &[(&str, Expect)] = &[
     ("vol-gluster-dir.xml", Refused("volume type 'netdir'")),
     ("vol-logical-backing.xml", Refused("volume type 'block'")),
     ("vol-logical.xml", Refused("volume type 'block'")),
-    ("vol-luks-cipher.xml", Refused("encrypted volumes")),
-    ("vol-luks-convert.xml", Refused("encrypted volumes")),
-    ("vol-luks.xml", Refused("encrypted volumes")),
+    (
+        "vol-luks-cipher.xml",
+        Refused("unsupported cipher 'serpent'"),
+    ),
+    ("vol-luks-convert.xml", Accepted),
+    ("vol-luks.xml", Same),
     ("vol-partition.xml", Refused("volume type 'block'")),
     ("vol-qcow2-0.10-lazy.xml", Same),
     ("vol-qcow2-1.1.xml", Same),
     ("vol-qcow2-clusterSize.xml", Same),
-    ("vol-qcow2-encryption.xml", Refused("encrypted volumes")),
+    (
+        "vol-qcow2-encryption.xml",
+        Refused("unsupported encryption format 'qcow'"),
+    ),
     ("vol-qcow2-lazy.xml", Same),
-    ("vol-qcow2-luks-convert.xml", Refused("encrypted volumes")),
-    ("vol-qcow2-luks.xml", Refused("encrypted volumes")),
+    ("vol-qcow2-luks-convert.xml", Accepted),
+    ("vol-qcow2-luks.xml", Same),
     ("vol-qcow2-nobacking.xml", Same),
     ("vol-qcow2-nocapacity-backing.xml", Accepted),
     ("vol-qcow2-nocapacity.xml", SameWithoutCapacity),

@@ -194,7 +194,7 @@ fn the_default_qpoold_conf_parses_with_and_without_its_comments() {
                 .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
         })
         .collect();
-    assert_eq!(settings.len(), 8, "{settings:?}");
+    assert_eq!(settings.len(), 10, "{settings:?}");
     let uncommented = qpool::daemon::config::parse(&path, &settings.join("\n")).unwrap();
     assert_eq!(uncommented.libvirt_uri.as_deref(), Some("qemu:///system"));
     assert_eq!(uncommented.timeout, Some(0));

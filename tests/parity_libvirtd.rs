@@ -93,12 +93,6 @@ const DELIBERATE: &[Deliberate] = &[
               temporary names",
     },
     Deliberate {
-        title: "No encryption",
-        steps: &["encryption: *"],
-        lines: &[],
-        why: "encrypted volumes are refused as unsupported, whatever the <encryption> says",
-    },
-    Deliberate {
         title: "`<compat>` checked when read",
         steps: &["compat check: *"],
         lines: &[],

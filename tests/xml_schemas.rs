@@ -258,6 +258,16 @@ const EXPLAIN_TABLE: &[(&str, &str, &str)] = &[
         "off",
         "qcow2 without <allocation>: the pool default, off",
     ),
+    (
+        "qcow2-encrypted-luks.xml",
+        "off",
+        "qcow2 without <allocation>: the pool default, off",
+    ),
+    (
+        "raw-encrypted-luks.xml",
+        "off",
+        "raw with allocation 0: sparse file",
+    ),
 ];
 
 #[test]
@@ -484,9 +494,14 @@ const SCHEMA_REFUSALS: &[(&str, &str, &str)] = &[
         "unsupported feature 'bogus'",
     ),
     (
-        "encryption",
-        "<volume><name>v</name><capacity>1</capacity><target><encryption format='luks'/></target></volume>",
-        "encrypted volumes are not supported",
+        "encryption-qcow",
+        "<volume><name>v</name><capacity>1</capacity><target><encryption format='qcow'/></target></volume>",
+        "unsupported encryption format 'qcow' (qpool supports: luks)",
+    ),
+    (
+        "encryption-serpent",
+        "<volume><name>v</name><capacity>1</capacity><target><encryption format='luks'><secret type='passphrase' usage='u'/><cipher name='serpent' size='256' mode='xts' hash='sha256'/><ivgen name='plain64'/></encryption></target></volume>",
+        "unsupported cipher 'serpent' (qpool supports: aes)",
     ),
     (
         "root-is-pool",

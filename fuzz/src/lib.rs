@@ -17,6 +17,7 @@ pub type Harness = fn(&[u8]);
 pub const TARGETS: &[(&str, Harness)] = &[
     ("volume_xml", volume_xml),
     ("pool_xml", pool_xml),
+    ("secret_xml", secret_xml),
     ("scaled_integer", scaled_integer),
     ("qcow2_read", qcow2_read),
     ("qcow2_gate", qcow2_gate),
@@ -51,6 +52,26 @@ pub fn pool_xml(data: &[u8]) {
         assert!(
             qpool::xml::PoolDef::parse(&again).is_ok(),
             "a definition qpool prints parses again: {again}"
+        );
+    }
+}
+
+/// libvirt secret XML (`secret-define`), and the definition it prints back, which must read
+/// as the same definition.
+pub fn secret_xml(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(def) = qpool::xml::SecretDef::parse(text)
+    {
+        let uuid = def.uuid.unwrap_or_default();
+        let again = def.to_xml(&uuid);
+        let back = qpool::xml::SecretDef::parse(&again)
+            .unwrap_or_else(|e| panic!("a secret qpool prints parses again: {e}: {again}"));
+        assert_eq!(back.uuid, Some(uuid), "{again}");
+        assert_eq!(back.usage, def.usage, "{again}");
+        assert_eq!(
+            (back.ephemeral, back.private),
+            (def.ephemeral, def.private),
+            "{again}"
         );
     }
 }

@@ -1,7 +1,7 @@
 //! The one-shot bridge jobs that `qpool` hands to `qpoold`, so that the `qpool` binary never
 //! links libvirt (loading libvirt and the libraries it needs costs every process ~20 ms at
-//! start): a whole sync (`qpool libvirt-sync`), or the refresh of one pool's mirror after a
-//! change.
+//! start): a whole sync (`qpool libvirt-sync`), the refresh of one pool's mirror after a
+//! change, or the value of a libvirt secret for `qpool vol-create --secret-uri`.
 //!
 //! Owns: both sides of the contract between the two binaries: what a [`Job`] carries, its
 //! command line as qpoold reads it (clap subcommands, `qpoold libvirt-sync …`, which qpoold
@@ -17,11 +17,14 @@ use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 use super::{Mirrored, Settings};
+use crate::xml::SecretRef;
 
 /// qpoold's subcommand for [`Job::Sync`].
 pub const SYNC: &str = "libvirt-sync";
 /// qpoold's subcommand for [`Job::Changed`].
 pub const CHANGED: &str = "libvirt-changed";
+/// qpoold's subcommand for [`Job::Secret`].
+pub const SECRET: &str = "libvirt-secret";
 /// The exit status of a job that failed and said why on stderr (its `error:` line, or for
 /// [`Job::Changed`] its `warning:` line); 0 is success, anything else is qpoold's own failure.
 pub const FAILED: u8 = 1;
@@ -38,6 +41,34 @@ pub enum Job {
     /// After a `qpool` change: refresh one pool's mirror, defining it when missing.
     #[command(name = CHANGED)]
     Changed(ChangedJob),
+    /// `qpool vol-create --secret-uri`: write a libvirt secret's value on stdout (a pipe to
+    /// `qpool`), nothing else.
+    #[command(name = SECRET)]
+    Secret(SecretJob),
+}
+
+/// The arguments of [`Job::Secret`]: the URI and the secret, by UUID or by usage.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct SecretJob {
+    /// libvirt URI.
+    #[arg(long)]
+    pub uri: String,
+    /// The secret's UUID.
+    #[arg(long, conflicts_with = "usage", required_unless_present = "usage")]
+    pub uuid: Option<String>,
+    /// The usage id of a volume secret.
+    #[arg(long)]
+    pub usage: Option<String>,
+}
+
+impl SecretJob {
+    /// The secret, as a volume's `<secret>` names it.
+    pub fn secret(&self) -> SecretRef {
+        match (&self.uuid, &self.usage) {
+            (Some(uuid), _) => SecretRef::Uuid(uuid.clone()),
+            (None, usage) => SecretRef::Usage(usage.clone().unwrap_or_default()),
+        }
+    }
 }
 
 /// The arguments of [`Job::Sync`].
@@ -139,6 +170,19 @@ impl Job {
         })
     }
 
+    /// The value of `secret` from libvirt's secret driver at `uri`.
+    pub fn secret(uri: &str, secret: &SecretRef) -> Job {
+        let (uuid, usage) = match secret {
+            SecretRef::Uuid(u) => (Some(u.clone()), None),
+            SecretRef::Usage(u) => (None, Some(u.clone())),
+        };
+        Job::Secret(SecretJob {
+            uri: uri.to_string(),
+            uuid,
+            usage,
+        })
+    }
+
     /// qpoold's arguments for this job (after the program name). Every value is joined to
     /// its option with `=`, so that one starting with `-` stays a value.
     pub fn to_args(&self) -> Vec<OsString> {
@@ -165,6 +209,16 @@ impl Job {
                 }
                 if j.active {
                     args.push(OsString::from("--active"));
+                }
+            }
+            Job::Secret(j) => {
+                args.push(OsString::from(SECRET));
+                args.push(option("uri", j.uri.as_ref()));
+                if let Some(uuid) = &j.uuid {
+                    args.push(option("uuid", uuid.as_ref()));
+                }
+                if let Some(usage) = &j.usage {
+                    args.push(option("usage", usage.as_ref()));
                 }
             }
         }

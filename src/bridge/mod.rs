@@ -11,8 +11,9 @@
 //! Owns: the mirror's XML and mark, the reconciliation of one pool or of a whole set
 //! ([`Bridge`]: define, redefine on a new target, start, stop, autostart, refresh, undefine),
 //! the one-shot jobs that `qpool` hands to `qpoold` ([`job`]: `qpool libvirt-sync`, and the
-//! refresh after a `qpool` change), and a daemon's mirror ([`attach`]: a full sync at start,
-//! then the registry's change hook).
+//! refresh after a `qpool` change), a daemon's mirror ([`attach`]: a full sync at start,
+//! then the registry's change hook), and the passphrases qpoold may read from libvirt's
+//! secret driver ([`LibvirtSecrets`], qpoold.conf `secrets_uri`).
 //! Must not: change qpool's pools or volumes, or touch any libvirt pool without the mark. The
 //! libvirt calls themselves live in `libvirt.rs`, built with the cargo feature `libvirt`;
 //! without it every entry point answers [`BridgeError::NotBuilt`]. Only qpoold calls them
@@ -22,6 +23,8 @@
 pub mod job;
 #[cfg(feature = "libvirt")]
 mod libvirt;
+#[cfg(feature = "libvirt")]
+mod secrets;
 #[cfg(not(feature = "libvirt"))]
 mod unbuilt;
 
@@ -36,8 +39,10 @@ use crate::xml::escape;
 
 #[cfg(feature = "libvirt")]
 pub use libvirt::{Bridge, attach};
+#[cfg(feature = "libvirt")]
+pub use secrets::LibvirtSecrets;
 #[cfg(not(feature = "libvirt"))]
-pub use unbuilt::{Bridge, attach};
+pub use unbuilt::{Bridge, LibvirtSecrets, attach};
 
 /// `<source><vendor name='…'/>` of every libvirt pool the bridge made.
 pub const VENDOR: &str = "qpool";

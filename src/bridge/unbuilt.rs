@@ -52,3 +52,25 @@ impl Bridge {
 pub fn attach(_registry: &Arc<Registry>, _settings: Settings) -> Result<(), BridgeError> {
     Err(BridgeError::NotBuilt)
 }
+
+/// libvirt's secrets; none can be read in this build.
+#[derive(Debug)]
+pub struct LibvirtSecrets {
+    never: Infallible,
+}
+
+impl LibvirtSecrets {
+    /// Always [`BridgeError::NotBuilt`].
+    pub fn new(_uri: &str) -> Result<LibvirtSecrets, BridgeError> {
+        Err(BridgeError::NotBuilt)
+    }
+}
+
+impl crate::pool::Secrets for LibvirtSecrets {
+    fn passphrase(
+        &self,
+        _secret: Option<&crate::xml::SecretRef>,
+    ) -> Result<crate::pool::Passphrase, crate::pool::SecretError> {
+        match self.never {}
+    }
+}

@@ -67,6 +67,16 @@ pub enum Command {
         /// libvirt's VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA.
         #[arg(long)]
         prealloc_metadata: bool,
+        /// The passphrase of an encrypted volume (`<encryption format='luks'>`): the file's
+        /// bytes, less one final newline. Never taken from the command line or the
+        /// environment.
+        #[arg(long, value_name = "PATH")]
+        secret_file: Option<PathBuf>,
+        /// The passphrase from the libvirt secret the XML's `<secret>` names, asked of the
+        /// libvirt daemon at this URI (`secret:///system`, qpoold's socket, …); only secrets
+        /// that are not private can be read.
+        #[arg(long, value_name = "URI", conflicts_with = "secret_file")]
+        secret_uri: Option<String>,
     },
     /// Create a volume from a set of arguments.
     #[command(name = "vol-create-as")]

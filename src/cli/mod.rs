@@ -38,6 +38,9 @@ pub enum Error {
     /// The engine refused or failed.
     #[error(transparent)]
     Engine(#[from] crate::Error),
+    /// The passphrase of an encrypted volume could not be had.
+    #[error(transparent)]
+    Secret(crate::pool::SecretError),
     /// A volume XML file could not be read.
     #[error("cannot read {}", path.display())]
     ReadingFile {
@@ -293,6 +296,20 @@ pub fn run(args: &Args) -> Result<String, Error> {
     let (mut pool, autostart) = open_pool(args.pool_dir.as_deref())?;
     if let Some(bar) = progress::Bar::for_stderr(args.quiet) {
         pool.set_progress(Box::new(bar));
+    }
+    if let Command::VolCreate {
+        secret_file,
+        secret_uri,
+        ..
+    } = &args.command
+    {
+        if let Some(path) = secret_file {
+            let secret = crate::pool::PassphraseFile::read(path).map_err(Error::Secret)?;
+            pool.set_secrets(std::sync::Arc::new(secret));
+        }
+        if let Some(uri) = secret_uri {
+            pool.set_secrets(std::sync::Arc::new(qpoold::LibvirtSecret::new(uri)));
+        }
     }
     let text = verbs::run_verb(args, &pool, autostart)?;
     if let Some(settings) = &bridge {

@@ -5,7 +5,9 @@
 //! Owns: finding qpoold ([`find`]: beside the running `qpool`, then `../sbin/qpoold` from its
 //! directory, as the packages install `/usr/bin/qpool` and `/usr/sbin/qpoold`, then `PATH`),
 //! running it once with a bridge [`Job`] on the inherited stdout and stderr ([`run`]), and
-//! what its exit status means ([`Outcome`]). The only place the CLI starts a process.
+//! what its exit status means ([`Outcome`]); and a libvirt secret's value read from such a
+//! job through a pipe ([`LibvirtSecret`], `vol-create --secret-uri`). The only place the CLI
+//! starts a process.
 //! Must not: call the bridge's libvirt entry points (`Bridge`, `attach`): tests/architecture.rs
 //! checks the source and tests/libvirt_bridge.rs the binary's libraries. Nor print what the
 //! job prints: qpoold does (`daemon::oneshot`).
@@ -14,8 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 use crate::bridge::job::{FAILED, Job};
+use crate::pool::{Passphrase, SecretError, Secrets};
+use crate::xml::SecretRef;
 
 /// The daemon's file name.
 pub const QPOOLD: &str = "qpoold";
@@ -111,5 +116,65 @@ pub fn run(job: &Job) -> Result<Outcome, QpooldError> {
         Some(0) => Ok(Outcome::Done),
         Some(code) if code == i32::from(FAILED) => Ok(Outcome::Failed),
         _ => Err(QpooldError::Status { path, status }),
+    }
+}
+
+/// A libvirt secret's value, asked of libvirt's secret driver at a URI by a qpoold job
+/// ([`Job::Secret`]) and read from its stdout through a pipe: `qpool vol-create
+/// --secret-uri`. The value never passes through a command line, the environment or a file.
+#[derive(Debug, Clone)]
+pub struct LibvirtSecret {
+    uri: String,
+}
+
+impl LibvirtSecret {
+    /// The secrets of the libvirt daemon at `uri`.
+    pub fn new(uri: &str) -> LibvirtSecret {
+        LibvirtSecret {
+            uri: uri.to_string(),
+        }
+    }
+
+    fn failed(&self, source: Box<dyn std::error::Error + Send + Sync>) -> SecretError {
+        SecretError::Libvirt {
+            uri: self.uri.clone(),
+            source,
+        }
+    }
+}
+
+impl Secrets for LibvirtSecret {
+    fn passphrase(&self, secret: Option<&SecretRef>) -> Result<Passphrase, SecretError> {
+        let secret = secret.ok_or(SecretError::NoSecret)?;
+        let job = Job::secret(&self.uri, secret);
+        let path = find().map_err(|e| self.failed(Box::new(e)))?;
+        let out = Command::new(&path)
+            .args(job.to_args())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| {
+                self.failed(Box::new(QpooldError::Spawn {
+                    path: path.clone(),
+                    source,
+                }))
+            })?;
+        let value = Zeroizing::new(out.stdout);
+        match out.status.code() {
+            Some(0) => Ok(Passphrase::new(value.to_vec())),
+            Some(code) if code == i32::from(FAILED) => {
+                let said = String::from_utf8_lossy(&out.stderr);
+                let message = said
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("error: "))
+                    .next_back()
+                    .unwrap_or(said.trim())
+                    .to_string();
+                Err(self.failed(Box::new(crate::bridge::LibvirtError { message })))
+            }
+            _ => Err(self.failed(Box::new(QpooldError::Status {
+                path,
+                status: out.status,
+            }))),
+        }
     }
 }

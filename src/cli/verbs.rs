@@ -62,9 +62,11 @@ fn flags(prealloc_metadata: bool) -> CreateFlags {
 
 pub(super) fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<String, Error> {
     Ok(match &args.command {
+        // The passphrase flags were made the pool's secrets before the verb runs.
         Command::VolCreate {
             file,
             prealloc_metadata,
+            ..
         } => {
             let def = read_volume_xml(file)?;
             let created = pool.create_volume(&def, flags(*prealloc_metadata), None)?;

@@ -44,6 +44,11 @@ pub struct FileConfig {
     pub socket_ro: Option<PathBuf>,
     /// `pools = "/etc/qpool/storage"`.
     pub pools: Option<PathBuf>,
+    /// `secrets = "/etc/qpool/secrets"`.
+    pub secrets: Option<PathBuf>,
+    /// `secrets_uri = "secret:///system"`: passphrases qpoold's store does not have are read
+    /// from libvirt's secret driver there.
+    pub secrets_uri: Option<String>,
     /// `timeout = 120`.
     pub timeout: Option<u64>,
     /// `default_pool_dir = "/var/lib/qpool/images"`.
@@ -86,6 +91,8 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
             "socket" => config.socket = Some(PathBuf::from(string()?)),
             "socket_ro" => config.socket_ro = Some(PathBuf::from(string()?)),
             "pools" => config.pools = Some(PathBuf::from(string()?)),
+            "secrets" => config.secrets = Some(PathBuf::from(string()?)),
+            "secrets_uri" => config.secrets_uri = Some(string()?),
             "default_pool_dir" => config.default_pool_dir = Some(PathBuf::from(string()?)),
             "fallocate" => {
                 config.fallocate = Some(

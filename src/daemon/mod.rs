@@ -2,7 +2,9 @@
 //! [`crate::rpc::server`].
 //!
 //! Owns: the command line and `qpoold.conf` (command line wins, then the file, then the
-//! defaults of design.md); attaching the libvirt bridge when `libvirt_uri` is set (before any
+//! defaults of design.md); opening the secret store (`--secrets`, read once at start-up, with
+//! libvirt's secret driver behind it when `secrets_uri` is set; a changed `secrets` or
+//! `secrets_uri` needs a restart); attaching the libvirt bridge when `libvirt_uri` is set (before any
 //! socket is served; a reload does not re-attach it, a changed `libvirt_uri` needs a restart);
 //! the sockets ([`listeners`]: bound here, or passed by systemd's
 //! socket activation, [`activation`]); telling systemd about start-up, reloads and shutdown
@@ -53,6 +55,9 @@ pub struct Args {
     /// Directory of libvirt pool XML definitions.
     #[arg(long, value_name = "DIR")]
     pub pools: Option<PathBuf>,
+    /// Directory of the secrets (libvirt secret XML and base64 values, kept mode 0700).
+    #[arg(long, value_name = "DIR")]
+    pub secrets: Option<PathBuf>,
     /// Configuration file (`key = value` lines).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -74,6 +79,10 @@ pub struct Settings {
     pub socket_ro: PathBuf,
     /// Pool definitions.
     pub pools: PathBuf,
+    /// The secrets' directory.
+    pub secrets: PathBuf,
+    /// libvirt's secret driver, asked for the passphrases the store does not have.
+    pub secrets_uri: Option<String>,
     /// Idle timeout in seconds (0: never).
     pub timeout: u64,
     /// Target of the default pool.
@@ -108,6 +117,12 @@ pub fn settings(args: &Args) -> Result<Settings, config::ConfigError> {
             .clone()
             .or(file.pools)
             .unwrap_or_else(|| PathBuf::from(paths::POOL_DEFINITIONS)),
+        secrets: args
+            .secrets
+            .clone()
+            .or(file.secrets)
+            .unwrap_or_else(|| PathBuf::from(paths::SECRETS)),
+        secrets_uri: file.secrets_uri,
         timeout: args.timeout.or(file.timeout).unwrap_or(0),
         default_pool_dir: args
             .default_pool_dir
@@ -125,6 +140,12 @@ pub fn settings(args: &Args) -> Result<Settings, config::ConfigError> {
 /// Why qpoold cannot start.
 #[derive(Debug, Error)]
 pub enum DaemonError {
+    /// The secret store cannot be read.
+    #[error("cannot open the secret store")]
+    Secrets(#[source] crate::pool::SecretStoreError),
+    /// `secrets_uri` cannot be used.
+    #[error("secrets_uri")]
+    SecretsUri(#[source] Box<crate::bridge::BridgeError>),
     /// `qpoold.conf` is unreadable or wrong.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
@@ -257,10 +278,18 @@ fn serve(args: &Args) -> Result<(), DaemonError> {
     signals.add(Signal::SIGHUP);
     signals.thread_block().map_err(DaemonError::Signals)?;
     let inherited = activation::take()?;
+    let mut secrets =
+        crate::pool::SecretStore::open(&settings.secrets).map_err(DaemonError::Secrets)?;
+    if let Some(uri) = &settings.secrets_uri {
+        let libvirt = crate::bridge::LibvirtSecrets::new(uri)
+            .map_err(|e| DaemonError::SecretsUri(Box::new(e)))?;
+        secrets = secrets.with_fallback(Arc::new(libvirt));
+    }
     let registry = Arc::new(Registry::load_with(
         &settings.pools,
         &settings.default_pool_dir,
         settings.fallocate,
+        Some(Arc::new(secrets)),
     )?);
     if let Some(bridge) = settings.libvirt.clone() {
         // Before the sockets: a client that gets an answer finds the mirrors in place.

@@ -7,6 +7,8 @@
 //! itself: for a sync, the lines of what was done (`Pool … defined`) on stdout, then a
 //! `warning: pool '…': …` line for each pool that failed and one `error: …` line; after a
 //! change, what was done in the log, or one `warning: libvirt pool not refreshed: …` line;
+//! for a secret, its value on stdout (a pipe to `qpool`) and nothing else, or one `error: …`
+//! line;
 //! and the exit status (0, or [`job::FAILED`] once the failure is said).
 //! Must not: read qpoold.conf (`qpool` passes the settings it resolved), serve any socket,
 //! or change qpool's pools or volumes.
@@ -17,9 +19,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::bridge::job::{self, ChangedJob, Job, SyncJob};
+use crate::bridge::job::{self, ChangedJob, Job, SecretJob, SyncJob};
 use crate::bridge::{Bridge, BridgeError, stored_pools};
 use crate::error::one_line;
+use crate::pool::Secrets as _;
 
 /// qpoold's command line when it runs a job.
 #[derive(Debug, Parser)]
@@ -37,7 +40,7 @@ pub fn requested() -> Option<Job> {
 
 fn parse(args: Vec<OsString>) -> Option<Result<Job, clap::Error>> {
     let first = args.get(1)?;
-    if first != job::SYNC && first != job::CHANGED {
+    if first != job::SYNC && first != job::CHANGED && first != job::SECRET {
         return None;
     }
     Some(JobArgs::try_parse_from(args).map(|a| a.job))
@@ -60,6 +63,35 @@ pub fn run(job: &Job) -> ExitCode {
                 ExitCode::from(job::FAILED)
             }
         },
+        Job::Secret(secret_job) => secret(secret_job),
+    }
+}
+
+/// A libvirt secret's value, written on stdout and nowhere else; a failure is one `error:`
+/// line on stderr without the value.
+fn secret(job: &SecretJob) -> ExitCode {
+    let failed = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::from(job::FAILED)
+    };
+    let secrets = match crate::bridge::LibvirtSecrets::new(&job.uri) {
+        Ok(s) => s,
+        Err(e) => return failed(one_line(&e)),
+    };
+    match secrets.passphrase(Some(&job.secret())) {
+        Ok(passphrase) => {
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(passphrase.bytes())
+                .and_then(|()| stdout.flush())
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => failed(format!("cannot hand the secret over: {e}")),
+            }
+        }
+        // libvirt's own words for a failed call: `qpool` names the URI around them.
+        Err(crate::pool::SecretError::Libvirt { source, .. }) => failed(source.to_string()),
+        Err(e) => failed(one_line(&e)),
     }
 }
 
@@ -128,6 +160,11 @@ mod tests {
             Job::sync(&settings("-q-"), Path::new("-defs"), Path::new("/var/x y")),
             Job::changed(&settings(""), &pool(None, false, true)),
             Job::changed(&settings("qpool-"), &pool(Some(uuid), true, false)),
+            Job::secret(
+                "secret:///system",
+                &crate::xml::SecretRef::Uuid(uuid.to_string()),
+            ),
+            Job::secret("-u", &crate::xml::SecretRef::Usage("/v/--x y".into())),
         ];
         for job in jobs {
             let parsed = parse(argv(&["qpoold"], &job))

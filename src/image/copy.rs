@@ -18,7 +18,7 @@ use super::file::{WriteReport, Writing, with_target};
 use super::guest::{BlockStatus, GuestImage, open_guest_file};
 use super::plan::{ImagePlan, create};
 use super::qcow2::{self, Layout, Options};
-use super::{Corruption, Error, ImageInfo, raw};
+use super::{Corruption, Error, ImageInfo, Unsupported, raw};
 use crate::model::{Preallocation, VolFormat};
 
 /// The volume a copy reads, opened and inspected by the caller.
@@ -103,6 +103,28 @@ pub fn plan_copy(
         }
         _ => false,
     };
+    // An encrypted volume is copied byte for byte (the copy keeps its key), never through
+    // its guest data: qpool does not decrypt, and encrypts only empty images.
+    let encrypted = match (src.info.luks.is_some(), plan.encryption().is_some()) {
+        (false, false) => false,
+        (true, true) => {
+            let same_image = match (plan.qcow2_options(), &src.info.qcow2) {
+                (Some(o), Some(q)) => same_image_options(o, &q.options()),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same_image || plan.capacity() != src.info.capacity {
+                return Err(Unsupported::ConvertingEncrypted.into());
+            }
+            true
+        }
+        (true, false) => {
+            return Err(Unsupported::DecryptingCopy.into());
+        }
+        (false, true) => return Err(Unsupported::EncryptingCopy.into()),
+    };
+    let same_format = same_format || encrypted;
+    let exact = exact || encrypted;
     if reflink && !(same_format && plan.capacity() == src.info.capacity) {
         return Err(Error::ReflinkConverts);
     }

@@ -12,6 +12,7 @@
 pub mod copy;
 pub mod file;
 pub mod guest;
+pub mod luks;
 pub mod plan;
 pub mod prealloc;
 pub mod qcow2;
@@ -23,7 +24,7 @@ pub mod wipe;
 pub use copy::{CopyPlan, Source, plan_copy};
 pub use file::{WriteReport, Writing};
 pub use guest::{BlockStatus, GuestImage, backing_path, open_guest_file, open_guest_image};
-pub use plan::{ImagePlan, create};
+pub use plan::{Encryption, ImagePlan, create, create_encrypted};
 pub use qcow2::Options as Qcow2Options;
 pub use qcow2::Qcow2Info;
 pub use resize::{fills_with_zeros, resize, undo_resize};
@@ -47,6 +48,9 @@ pub struct ImageInfo {
     pub capacity: u64,
     /// qcow2 details.
     pub qcow2: Option<qcow2::Qcow2Info>,
+    /// The LUKS header of an encrypted volume (a raw LUKS file, or the header clusters of
+    /// a qcow2 image with crypt_method 2).
+    pub luks: Option<luks::LuksInfo>,
 }
 
 /// Failures of the image layer, one variant per failing operation.
@@ -143,6 +147,19 @@ pub enum Error {
         /// The end.
         size: u64,
     },
+    /// An encrypted image was planned without its LUKS header, or a header was given for
+    /// a plain one.
+    #[error("the image's encryption and its LUKS header do not match")]
+    LuksHeaderMismatch,
+    /// Building the LUKS header of a new encrypted image.
+    #[error("failed to set up LUKS encryption")]
+    Luks(#[from] luks::Error),
+    /// The LUKS header of an existing volume cannot be read.
+    #[error("cannot read the LUKS header")]
+    BadLuksHeader(#[source] luks::Error),
+    /// A LUKS payload so large the file's length overflows.
+    #[error("an encrypted volume of {0} bytes is too large")]
+    EncryptedTooLarge(u64),
     /// A backing chain that is too deep or loops.
     #[error("backing chain deeper than {0} images")]
     BackingChainTooDeep(usize),
@@ -243,6 +260,24 @@ pub enum Unsupported {
         "growing an overlay whose size is not a multiple of the cluster size over a larger backing image"
     )]
     UnalignedOverlayGrowth,
+    /// Guest data copied into a new encrypted image (qpool encrypts only empty images).
+    #[error("copying guest data into a new encrypted image")]
+    EncryptingData,
+    /// A copy of an encrypted volume in another format, with other options or another size.
+    #[error(
+        "an encrypted volume is copied only as it is (same format, options and size, with the same key); converting or resizing it in the copy is not supported"
+    )]
+    ConvertingEncrypted,
+    /// A plain copy of an encrypted volume.
+    #[error(
+        "a copy of an encrypted volume must be encrypted too (qpool copies its bytes with the same key; it does not decrypt)"
+    )]
+    DecryptingCopy,
+    /// An encrypted copy of a plain volume.
+    #[error(
+        "encrypting a copy of a plain volume is not supported (create the encrypted volume, then write its data through qemu)"
+    )]
+    EncryptingCopy,
     /// A backing format other than raw or qcow2.
     #[error("backing format '{format}' of {image}")]
     BackingFormat {
@@ -304,27 +339,74 @@ pub fn probe_path(path: &std::path::Path) -> Result<ImageInfo, Error> {
 pub fn probe(file: &File, file_len: u64) -> Result<ImageInfo, Error> {
     let prefix = read_prefix(file, PROBE_BYTES).map_err(Error::ReadingHeader)?;
     let Some(size_field) = qcow2::spec::sniff(&prefix) else {
+        // libvirt reports a raw LUKS volume's payload: the file less the header.
+        let luks = luks::sniff(&prefix)
+            .then(|| luks::LuksInfo::decode(&prefix).ok())
+            .flatten();
+        let capacity = luks
+            .as_ref()
+            .map_or(file_len, |l| file_len.saturating_sub(l.payload_offset()));
         return Ok(ImageInfo {
             format: VolFormat::Raw,
-            capacity: file_len,
+            capacity,
             qcow2: None,
+            luks,
         });
     };
     match qcow2::Qcow2Info::read(file, &prefix) {
-        Ok(info) => Ok(ImageInfo {
-            format: VolFormat::Qcow2,
-            capacity: info.header.size,
-            qcow2: Some(info),
-        }),
+        Ok(info) => {
+            let luks = match (info.header.crypt_method, info.luks_area) {
+                (qcow2::spec::CRYPT_LUKS, Some((offset, _))) => read_luks_at(file, offset),
+                _ => None,
+            };
+            Ok(ImageInfo {
+                format: VolFormat::Qcow2,
+                capacity: info.header.size,
+                qcow2: Some(info),
+                luks,
+            })
+        }
         Err(e) => {
             log::debug!("qcow2 with an unreadable header ({e}): reported, never written");
             Ok(ImageInfo {
                 format: VolFormat::Qcow2,
                 capacity: size_field.unwrap_or(file_len),
                 qcow2: None,
+                luks: None,
             })
         }
     }
+}
+
+/// Whether `passphrase` opens the LUKS header of an encrypted image (`Ok(false)`: it opens
+/// no key slot). An image without a readable LUKS header is an error. Costs one key
+/// derivation per enabled slot, as long as the header's iteration counts make it.
+pub fn opens_with(
+    file: &File,
+    info: &ImageInfo,
+    passphrase: &luks::Passphrase,
+) -> Result<bool, Error> {
+    let header = info.luks.as_ref().ok_or(Error::LuksHeaderMismatch)?;
+    let start = match &info.qcow2 {
+        Some(q) => q.luks_area.ok_or(Error::LuksHeaderMismatch)?.0,
+        None => 0,
+    };
+    let read = |offset: u64, len: usize| {
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, start + offset).map(|()| buf)
+    };
+    match luks::unlock(header, passphrase, read) {
+        Ok(_) => Ok(true),
+        Err(luks::Error::WrongPassphrase) => Ok(false),
+        Err(e) => Err(Error::BadLuksHeader(e)),
+    }
+}
+
+/// The LUKS header at `offset` of a qcow2 image, when it reads and decodes.
+fn read_luks_at(file: &File, offset: u64) -> Option<luks::LuksInfo> {
+    let mut buf = vec![0u8; luks::spec::PHDR_LEN];
+    file.read_exact_at(&mut buf, offset).ok()?;
+    luks::LuksInfo::decode(&buf).ok()
 }
 
 /// Checks that an image may be written in place (resize, wipe, upload): a qcow2 image must

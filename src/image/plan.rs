@@ -1,7 +1,7 @@
 //! A new image decided before any byte is written, and writing it.
 //!
 //! Owns: [`ImagePlan`] (format, capacity, preallocation, the bytes reserved on top, the qcow2
-//! layout) and the one formula for the allocation and file length a new image will have
+//! layout, the LUKS encryption of an encrypted image: [`Encryption`]) and the one formula for the allocation and file length a new image will have
 //! (what `explain` prints and what the pool checks against free space), and [`create`].
 //! Must not: choose the preallocation or the options (the pool and the policy do), or name
 //! and place files.
@@ -10,10 +10,21 @@ use std::fs::File;
 use std::ops::Range;
 
 use super::file::{WriteReport, Writing, with_target};
+use super::luks::{self, LuksHeader, spec as luks_spec};
 use super::qcow2::{self, Layout, Options};
-use super::{Error, raw};
-use crate::model::{Preallocation, VolFormat};
+use super::{Error, Unsupported, raw};
+use crate::model::{LuksCipher, Preallocation, VolFormat};
 use crate::units::round_up;
+
+/// A new image's LUKS encryption: the cipher, and the time its key derivation is calibrated
+/// to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encryption {
+    /// The cipher.
+    pub cipher: LuksCipher,
+    /// PBKDF2 time of key slot 0, in milliseconds (qemu-img's `iter-time`).
+    pub iter_time_ms: u32,
+}
 
 /// Everything about a new image before it is written.
 #[derive(Debug, Clone)]
@@ -25,6 +36,9 @@ pub struct ImagePlan {
     qcow2: Option<(Options, Layout)>,
     block: u64,
     data_bytes: u64,
+    encryption: Option<Encryption>,
+    /// The LUKS header's length (0 when not encrypted).
+    luks_length: u64,
 }
 
 impl ImagePlan {
@@ -48,6 +62,8 @@ impl ImagePlan {
             qcow2: None,
             block: block.max(1),
             data_bytes: 0,
+            encryption: None,
+            luks_length: 0,
         })
     }
 
@@ -67,6 +83,8 @@ impl ImagePlan {
             qcow2: Some((options, layout)),
             block: block.max(1),
             data_bytes: 0,
+            encryption: None,
+            luks_length: 0,
         })
     }
 
@@ -81,6 +99,31 @@ impl ImagePlan {
             *layout = Layout::plan_with_data(options, self.preallocation, &clusters)?;
         }
         Ok(self)
+    }
+
+    /// The same image encrypted with LUKS: a raw image gets the header in front of its
+    /// payload; a qcow2 image gets the header's clusters and crypt_method 2.
+    pub fn with_encryption(mut self, encryption: Encryption) -> Result<ImagePlan, Error> {
+        if self.data_bytes > 0 {
+            return Err(Unsupported::EncryptingData.into());
+        }
+        let length = luks::header_length(&encryption.cipher);
+        if let Some((options, layout)) = &mut self.qcow2 {
+            options.luks_length = Some(length);
+            *layout = Layout::plan(options, self.preallocation)?;
+        } else {
+            length
+                .checked_add(self.capacity)
+                .ok_or(Error::EncryptedTooLarge(self.capacity))?;
+        }
+        self.encryption = Some(encryption);
+        self.luks_length = length;
+        Ok(self)
+    }
+
+    /// The encryption of an encrypted image.
+    pub fn encryption(&self) -> Option<&Encryption> {
+        self.encryption.as_ref()
     }
 
     /// The format.
@@ -122,6 +165,22 @@ impl ImagePlan {
             Preallocation::Falloc | Preallocation::Full
         );
         match &self.qcow2 {
+            None if self.encryption.is_some() => {
+                if preallocated {
+                    return round(self.luks_length.saturating_add(self.capacity));
+                }
+                // The phdr's block and key slot 0's material are written.
+                let key_material = self.luks_length.min(
+                    luks_spec::Placement::for_key(
+                        self.encryption.map_or(64, |e| e.cipher.key_bytes()),
+                    )
+                    .area_sectors
+                        * luks_spec::SECTOR,
+                );
+                round(luks_spec::PHDR_LEN as u64)
+                    + round(key_material)
+                    + round(self.reserve.min(self.capacity))
+            }
             None => {
                 let reserved = if preallocated {
                     self.capacity
@@ -145,7 +204,7 @@ impl ImagePlan {
     /// The expected `st_size` of the finished file.
     pub fn expected_physical(&self) -> u64 {
         match &self.qcow2 {
-            None => self.capacity,
+            None => self.capacity.saturating_add(self.luks_length),
             Some((_, layout)) => layout.file_length,
         }
     }
@@ -156,7 +215,7 @@ impl ImagePlan {
     pub fn bytes_to_write(&self, fallocate: bool) -> u64 {
         let data = match &self.qcow2 {
             Some((_, layout)) => layout.data_bytes(),
-            None => self.capacity,
+            None => self.capacity.saturating_add(self.luks_length),
         };
         match self.preallocation {
             Preallocation::Full => data,
@@ -174,11 +233,46 @@ impl ImagePlan {
 
 /// Writes the planned image into the empty `file`: the qcow2 metadata (and its
 /// preallocation), or the raw file. Without `fallocate`, reservations are written as zeros;
-/// zeros written are reported to `writing`'s progress.
+/// zeros written are reported to `writing`'s progress. An encrypted plan needs
+/// [`create_encrypted`].
 pub fn create(plan: &ImagePlan, file: &File, writing: Writing<'_>) -> Result<WriteReport, Error> {
+    if plan.encryption.is_some() {
+        return Err(Error::LuksHeaderMismatch);
+    }
     with_target(file, writing, |target| match plan.layout() {
-        Some(layout) => qcow2::write::write(layout, target, plan.reserve),
+        Some(layout) => qcow2::write::write(layout, target, plan.reserve, None),
         None => raw::create(target, plan.capacity, plan.preallocation, plan.reserve),
+    })
+}
+
+/// Builds the LUKS header of an encrypted plan under `passphrase` (this takes the
+/// plan's iteration time, twice over an eighth) and writes the image with it into the empty
+/// `file`.
+pub fn create_encrypted(
+    plan: &ImagePlan,
+    passphrase: &luks::Passphrase,
+    file: &File,
+    writing: Writing<'_>,
+) -> Result<WriteReport, Error> {
+    let encryption = plan.encryption.ok_or(Error::LuksHeaderMismatch)?;
+    let header = LuksHeader::new(passphrase, &encryption.cipher, encryption.iter_time_ms)?;
+    if header.length != plan.luks_length {
+        return Err(Error::LuksHeaderMismatch);
+    }
+    with_target(file, writing, |target| match plan.layout() {
+        Some(layout) => qcow2::write::write(
+            layout,
+            target,
+            plan.reserve,
+            Some(qcow2::write::LuksArea::New(&header)),
+        ),
+        None => raw::create_luks(
+            target,
+            &header,
+            plan.capacity,
+            plan.preallocation,
+            plan.reserve,
+        ),
     })
 }
 
@@ -238,6 +332,38 @@ mod tests {
             .with_data(&[0..10_000])
             .unwrap();
         assert_eq!(raw.expected_allocation(), 12288);
+    }
+
+    #[test]
+    fn an_encrypted_raw_image_is_its_header_then_its_payload() {
+        let enc = Encryption {
+            cipher: LuksCipher::default(),
+            iter_time_ms: 1,
+        };
+        let sparse = ImagePlan::raw(GIB, Preallocation::Off, 0, 4096)
+            .unwrap()
+            .with_encryption(enc)
+            .unwrap();
+        // qemu-img's raw LUKS file: 2,068,480 header bytes before the payload; only the
+        // header's first block and key slot 0's 256,000 bytes are written.
+        assert_eq!(sparse.expected_physical(), GIB + 2_068_480);
+        assert_eq!(sparse.expected_allocation(), 4096 + 258_048);
+        let falloc = ImagePlan::raw(GIB, Preallocation::Falloc, 0, 4096)
+            .unwrap()
+            .with_encryption(enc)
+            .unwrap();
+        assert_eq!(falloc.expected_allocation(), GIB + 2_068_480);
+        let qcow2 = qcow2_plan(GIB, Preallocation::Off, 0)
+            .with_encryption(enc)
+            .unwrap();
+        assert_eq!(qcow2.expected_physical(), 2_359_296);
+        let copy = qcow2_plan(GIB, Preallocation::Off, 0)
+            .with_data(&[0..1])
+            .unwrap();
+        assert!(matches!(
+            copy.with_encryption(enc),
+            Err(Error::Unsupported(Unsupported::EncryptingData))
+        ));
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Raw volumes: a plain file of `capacity` bytes.
 //!
 //! Owns: the raw preallocation modes — sparse (`off`), the first `reserve` bytes fallocated
-//! (libvirt's partial allocation), fully fallocated (`falloc`) or zero-filled (`full`).
+//! (libvirt's partial allocation), fully fallocated (`falloc`) or zero-filled (`full`) — and
+//! the raw LUKS volume (qemu's `-f luks`): the header at 0, the payload after it, the file
+//! sized and preallocated first and the header written into it, as qemu-img does.
 //! Must not: name or place the file.
 
 use super::Error;
 use super::file::{ImageFile, WriteReport};
+use super::luks::LuksHeader;
 use super::prealloc::{allocate_or_zero, reserve as reserve_space, write_zeroes, zero_holes};
 use crate::model::Preallocation;
 
@@ -31,6 +34,42 @@ pub fn create<F: ImageFile + ?Sized>(
     }
     set_len(file, capacity)?;
     finish(file, capacity, prealloc, reserve)
+}
+
+/// Writes a raw LUKS volume with a payload of `capacity` bytes into an empty `file`: the
+/// whole file (header and payload) gets its length and preallocation, the payload's first
+/// `reserve` bytes are reserved on top of `Off`, then the header is written at 0.
+pub fn create_luks<F: ImageFile + ?Sized>(
+    file: &F,
+    header: &LuksHeader,
+    capacity: u64,
+    prealloc: Preallocation,
+    reserve: u64,
+) -> Result<WriteReport, Error> {
+    let total = header
+        .length
+        .checked_add(capacity)
+        .ok_or(Error::EncryptedTooLarge(capacity))?;
+    let mut report = WriteReport::default();
+    match prealloc {
+        Preallocation::Metadata => return Err(Error::RawMetadata),
+        Preallocation::Full => {
+            reserve_space(file, 0, total)?;
+            write_zeroes(file, 0, total)?;
+            set_len(file, total)?;
+        }
+        Preallocation::Falloc => {
+            set_len(file, total)?;
+            allocate_or_zero(file, 0, total, &mut report)?;
+        }
+        Preallocation::Off => {
+            set_len(file, total)?;
+            allocate_or_zero(file, header.length, reserve.min(capacity), &mut report)?;
+        }
+    }
+    super::qcow2::write::write_luks(file, 0, header)?;
+    file.sync().map_err(Error::Syncing)?;
+    Ok(report)
 }
 
 /// Resizes a raw volume to `new_len` bytes: grows sparse, or with `allocate` reserves the

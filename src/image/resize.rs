@@ -4,7 +4,9 @@
 //! preallocation it was made with (falloc when asked to allocate), reading through to its
 //! backing image's size so the new area reads as zeros, and shrinks only when no cluster
 //! past the new end holds data; a raw file grows sparse or reserved and shrinks by
-//! truncation.
+//! truncation (a raw LUKS file to its header plus the new payload). No key is needed: the
+//! new area of an encrypted volume reads as qemu's resize leaves it (unallocated qcow2
+//! clusters read as zeros, a raw LUKS payload as the decryption of what the file holds).
 //! Every resize first passes the write gate (`qcow2::gate`).
 //! Must not: apply libvirt's request rules (delta, shrink flag) or check free space; the
 //! pool does that before calling.
@@ -70,6 +72,16 @@ pub fn resize(
             qcow2::resize::shrink(file, new)?;
             Ok(WriteReport::default())
         }
-        (VolFormat::Raw, _) => with_target(file, writing, |fill| raw::resize(fill, new, allocate)),
+        (VolFormat::Raw, _) => {
+            // A raw LUKS volume's capacity is its payload, after the header.
+            let len = match &info.luks {
+                Some(l) => l
+                    .payload_offset()
+                    .checked_add(new)
+                    .ok_or(Error::EncryptedTooLarge(new))?,
+                None => new,
+            };
+            with_target(file, writing, |fill| raw::resize(fill, len, allocate))
+        }
     }
 }

@@ -5,13 +5,19 @@
 //! `trim` punches holes — and, for qcow2, leaving behind a valid empty image of the same
 //! size, options, backing file and preallocation (libvirt 9.0 zeroes the header too and
 //! leaves a raw file of zeros). The old bytes are overwritten and synced before the qcow2
-//! metadata is rebuilt, so they are gone from the disk blocks, not only from the file.
+//! metadata is rebuilt, so they are gone from the disk blocks, not only from the file. An
+//! encrypted volume keeps its LUKS header (and so its passphrase): a raw LUKS volume has its
+//! payload wiped, an encrypted qcow2 image is rebuilt with the header put back in its new
+//! clusters.
 //! Must not: choose which volume, or follow anything out of the pool (the caller opens it).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
+use zeroize::Zeroizing;
+
 use super::file::Writing;
+use super::luks;
 use super::qcow2::{self, Layout, Qcow2Info};
 use super::{Error, read_prefix};
 use crate::model::{VolFormat, WipeAlgorithm};
@@ -86,14 +92,16 @@ fn destroy(
     file: &File,
     algorithm: WipeAlgorithm,
     whole_file: bool,
+    from: u64,
     writing: Writing<'_>,
 ) -> Result<(), Error> {
-    let len = file.metadata().map_err(Error::ReadingImage)?.len();
+    let end = file.metadata().map_err(Error::ReadingImage)?.len();
+    let len = end.saturating_sub(from);
     match algorithm {
         WipeAlgorithm::Trim => {
             if len > 0 {
-                crate::sys::punch_hole(file, 0, len).map_err(|source| Error::Allocating {
-                    offset: 0,
+                crate::sys::punch_hole(file, from, len).map_err(|source| Error::Allocating {
+                    offset: from,
                     len,
                     source,
                 })?;
@@ -102,9 +110,9 @@ fn destroy(
         WipeAlgorithm::Zero | WipeAlgorithm::Random => {
             let mut rng = (algorithm == WipeAlgorithm::Random).then(Random::new);
             if whole_file {
-                overwrite(file, 0, len, rng.as_mut(), writing)?;
+                overwrite(file, from, end, rng.as_mut(), writing)?;
             } else {
-                for data in crate::sys::data_ranges(file, 0, len).map_err(Error::ReadingImage)? {
+                for data in crate::sys::data_ranges(file, from, len).map_err(Error::ReadingImage)? {
                     overwrite(file, data.start, data.end, rng.as_mut(), writing)?;
                 }
             }
@@ -140,7 +148,23 @@ pub fn wipe(
         return Err(Error::UnsupportedWipe(algorithm));
     }
     match format {
-        VolFormat::Raw => destroy(file, algorithm, algorithm == WipeAlgorithm::Random, writing),
+        VolFormat::Raw => {
+            // A raw LUKS volume keeps its header: only the payload is wiped.
+            let prefix = read_prefix(file, luks::spec::PHDR_LEN).map_err(Error::ReadingHeader)?;
+            let from = match luks::sniff(&prefix) {
+                true => luks::LuksInfo::decode(&prefix)
+                    .map_err(Error::BadLuksHeader)?
+                    .payload_offset(),
+                false => 0,
+            };
+            destroy(
+                file,
+                algorithm,
+                algorithm == WipeAlgorithm::Random,
+                from,
+                writing,
+            )
+        }
         VolFormat::Qcow2 => {
             super::qcow2::gate::check(file)?;
             let prefix = read_prefix(file, 4096).map_err(Error::ReadingHeader)?;
@@ -149,10 +173,24 @@ pub fn wipe(
             let opts = info.options();
             // Plan first: a refusal must come before any byte is destroyed.
             let layout = Layout::plan(&opts, prealloc)?;
-            destroy(file, algorithm, false, writing)?;
+            let luks_area = match (info.luks_area, &layout.luks) {
+                (Some((offset, length)), Some(_)) => {
+                    let len = usize::try_from(length).map_err(|_| Error::LuksHeaderMismatch)?;
+                    let mut bytes = Zeroizing::new(vec![0u8; len]);
+                    file.read_exact_at(&mut bytes, offset)
+                        .map_err(Error::ReadingImage)?;
+                    Some(bytes)
+                }
+                (None, None) => None,
+                _ => return Err(Error::LuksHeaderMismatch),
+            };
+            destroy(file, algorithm, false, 0, writing)?;
             file.set_len(0)
                 .map_err(|source| Error::SettingLength { len: 0, source })?;
-            qcow2::write::write(&layout, &file, 0)?;
+            let header = luks_area
+                .as_deref()
+                .map(|b| qcow2::write::LuksArea::Copy(b));
+            qcow2::write::write(&layout, &file, 0, header)?;
             Ok(())
         }
     }

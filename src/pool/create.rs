@@ -13,10 +13,10 @@ use std::os::fd::AsFd;
 use super::dir::TempVolume;
 use super::{BuildObserver, Error, Plan, Pool, VolumeInfo};
 use crate::image::{self, Source, WriteReport};
-use crate::model::{Compression, VolFormat};
+use crate::model::{Compression, EncryptionFormat, VolFormat};
 use crate::policy::CreateFlags;
 use crate::xml::volume::DEFAULT_VOLUME_MODE;
-use crate::xml::{BackingStoreDef, Features, Permissions, VolumeDef};
+use crate::xml::{BackingStoreDef, EncryptionDef, Features, Permissions, VolumeDef};
 
 /// A volume just made, with the plan it was made from and what the writer reported.
 #[derive(Debug)]
@@ -40,13 +40,37 @@ impl Pool {
         observer: Option<BuildObserver<'_>>,
     ) -> Result<Created, Error> {
         let plan = self.plan(def, flags)?;
+        // The passphrase is had before anything is made: a missing secret leaves nothing.
+        let passphrase = match plan.image.encryption() {
+            Some(_) => Some(self.passphrase(&plan)?),
+            None => None,
+        };
         let writing = self.writing();
         let total = plan.image.bytes_to_write(!plan.zero_fill_fallback);
         let _watch = self.watch(&format!("creating {}", plan.name), total);
         let expected_allocation = plan.expected_allocation();
-        self.publish(plan, expected_allocation, observer, |plan, file| {
-            image::create(&plan.image, file, writing)
-        })
+        self.publish(
+            plan,
+            expected_allocation,
+            observer,
+            |plan, file| match &passphrase {
+                Some(p) => image::create_encrypted(&plan.image, p, file, writing),
+                None => image::create(&plan.image, file, writing),
+            },
+        )
+    }
+
+    /// The passphrase of an encrypted plan, from the pool's [`Secrets`](super::Secrets).
+    fn passphrase(&self, plan: &Plan) -> Result<super::Passphrase, Error> {
+        let secret = |source| Error::Secret {
+            name: plan.name.clone(),
+            source,
+        };
+        let secrets = self
+            .secrets
+            .as_ref()
+            .ok_or_else(|| secret(super::SecretError::NoSecret))?;
+        secrets.passphrase(plan.secret.as_ref()).map_err(secret)
     }
 
     /// Checks space, builds the volume in a hidden locked file (attributes first, then
@@ -165,6 +189,14 @@ impl Pool {
             owner: Some(source.uid),
             group: Some(source.gid),
         };
+        // An encrypted source is copied with its key: the definition says it is encrypted
+        // (its cipher as the header names it), no secret needed.
+        def.target.encryption = source.image.luks.as_ref().map(|l| EncryptionDef {
+            format: EncryptionFormat::Luks,
+            secret: None,
+            cipher: l.cipher.unwrap_or_default(),
+            iter_time_ms: None,
+        });
         match &source.image.qcow2 {
             None => def.target.format = Some(VolFormat::Raw),
             Some(q) => {
@@ -248,6 +280,25 @@ impl Pool {
             def.allocation = Some(0);
         }
         let plan = self.plan(&def, flags)?;
+        // A copy of an encrypted volume keeps the source's key: a secret named for it must
+        // open the source, or the copy would not open with it. Checked before anything is
+        // made; without secrets (the CLI without --secret-file) there is nothing to check.
+        if src.image.luks.is_some() && plan.secret.is_some() && self.secrets.is_some() {
+            let passphrase = self.passphrase(&plan)?;
+            let opens =
+                image::opens_with(&src_file, &src.image, &passphrase).map_err(|source| {
+                    Error::InspectingVolume {
+                        name: src.name.clone(),
+                        source,
+                    }
+                })?;
+            if !opens {
+                return Err(Error::CopyKeepsSourceKey {
+                    name: plan.name.clone(),
+                    from: src.name.clone(),
+                });
+            }
+        }
         let source = Source {
             file: src_file,
             path: &src.path,

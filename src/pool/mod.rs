@@ -17,6 +17,7 @@ pub mod names;
 pub mod plan;
 pub mod registry;
 pub mod report;
+pub mod secrets;
 pub mod volumes;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,9 @@ pub use crate::image::Chunk;
 pub use create::Created;
 pub use plan::{Backing, Plan};
 pub use report::PoolInfo;
+pub use secrets::{
+    Passphrase, PassphraseFile, SecretError, SecretFilter, SecretStore, SecretStoreError, Secrets,
+};
 pub use volumes::{Download, ResizeRequest, Upload, VolumeInfo, WhenInUse};
 
 use crate::image::Writing;
@@ -48,6 +52,7 @@ pub struct Pool {
     /// The type of the mount the directory lies on (`/proc/self/mountinfo`), when known.
     filesystem: Option<String>,
     progress: Option<Box<dyn Progress>>,
+    secrets: Option<std::sync::Arc<dyn Secrets>>,
 }
 
 /// Filesystems whose `fallocate` answers success but reserves nothing, so that a `falloc`
@@ -101,6 +106,7 @@ impl Pool {
             fallocate: FallocateMode::Auto,
             filesystem,
             progress: None,
+            secrets: None,
         };
         pool.log_fallocate();
         pool.refresh()?;
@@ -209,6 +215,11 @@ impl Pool {
     /// uploads and downloads) to `progress`.
     pub fn set_progress(&mut self, progress: Box<dyn Progress>) {
         self.progress = Some(progress);
+    }
+
+    /// Where encrypted creates get their passphrase.
+    pub fn set_secrets(&mut self, secrets: std::sync::Arc<dyn Secrets>) {
+        self.secrets = Some(secrets);
     }
 
     /// How this pool's writers write: `fallocate` unless disabled, and to its progress.

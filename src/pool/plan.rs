@@ -2,15 +2,16 @@
 //!
 //! Owns: the only mapping from a [`VolumeDef`] to image options (format, capacity — from the
 //! backing image when the XML has none —, qcow2 options over the qcow2 defaults, the
-//! policy's mode and reservation), the overlay's backing store, and whether the filesystem
+//! policy's mode and reservation, the LUKS cipher and iteration time of an encrypted
+//! volume), the overlay's backing store, and whether the filesystem
 //! will make a reservation a zero fill ([`Plan`], which `qpool explain` prints).
 //! Must not: write anything.
 
 use super::{Error, Pool, names};
-use crate::image::{self, ImagePlan, Qcow2Options};
+use crate::image::{self, Encryption, ImagePlan, Qcow2Options};
 use crate::model::{Compression, Preallocation, VolFormat};
 use crate::policy::{self, CreateFlags, Decision};
-use crate::xml::{Permissions, VolumeDef};
+use crate::xml::{Permissions, SecretRef, VolumeDef};
 
 /// A backing store resolved for an overlay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +42,8 @@ pub struct Plan {
     pub permissions: Permissions,
     /// Set the btrfs no-copy-on-write attribute.
     pub nocow: bool,
+    /// The secret an encrypted volume's passphrase comes from, as the XML names it.
+    pub secret: Option<SecretRef>,
 }
 
 impl Plan {
@@ -88,6 +91,7 @@ fn qcow2_options(def: &VolumeDef, capacity: u64, backing: Option<&Backing>) -> Q
         extended_l2: features.extended_l2,
         compression_zstd: def.target.ext.compression == Some(Compression::Zstd),
         backing: backing.map(|b| (b.path.clone(), Some(b.format.as_str().to_string()))),
+        luks_length: None,
     }
 }
 
@@ -156,6 +160,17 @@ impl Pool {
             ),
         }
         .map_err(options)?;
+        let image = match &def.target.encryption {
+            Some(enc) => image
+                .with_encryption(Encryption {
+                    cipher: enc.cipher,
+                    iter_time_ms: enc
+                        .iter_time_ms
+                        .unwrap_or(image::luks::DEFAULT_ITER_TIME_MS),
+                })
+                .map_err(options)?,
+            None => image,
+        };
         let zero_fill_fallback = image.needs_fallocate() && !self.fallocate_works()?;
         log::debug!(
             "volume '{name}': preallocation {} ({decision})",
@@ -169,6 +184,11 @@ impl Pool {
             zero_fill_fallback,
             permissions: def.target.permissions,
             nocow: def.target.nocow,
+            secret: def
+                .target
+                .encryption
+                .as_ref()
+                .and_then(|e| e.secret.clone()),
         })
     }
 }

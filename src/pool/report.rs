@@ -9,8 +9,11 @@ use std::path::Path;
 
 use super::{Error, Pool, VolumeInfo};
 use crate::image::{self, Qcow2Info};
+use crate::model::EncryptionFormat;
 use crate::xml::volume::{Qcow2Report, Timestamp};
-use crate::xml::{BackingReport, Features, FileAttributes, PoolReport, VolumeReport};
+use crate::xml::{
+    BackingReport, EncryptionReport, Features, FileAttributes, PoolReport, VolumeReport,
+};
 
 /// The numbers `pool-info` shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +104,18 @@ fn file_attributes(path: &Path) -> Option<FileAttributes> {
     })
 }
 
+impl Pool {
+    /// A volume of this pool as `vol-dumpxml` prints it: [`VolumeInfo::report`], with the
+    /// secret of an encrypted volume when the pool's secrets know one for its path.
+    pub fn volume_report(&self, info: &VolumeInfo) -> VolumeReport {
+        let mut report = info.report();
+        if let (Some(enc), Some(secrets)) = (&mut report.encryption, &self.secrets) {
+            enc.secret = secrets.volume_secret(&info.path);
+        }
+        report
+    }
+}
+
 impl VolumeInfo {
     /// The volume as `vol-dumpxml` prints it; the backing path is resolved where qemu
     /// resolves it ([`image::backing_path`]).
@@ -129,6 +144,11 @@ impl VolumeInfo {
             times: self.times,
             qcow2,
             backing,
+            encryption: self.image.luks.as_ref().map(|l| EncryptionReport {
+                format: EncryptionFormat::Luks,
+                secret: None,
+                cipher: l.cipher,
+            }),
         }
     }
 }

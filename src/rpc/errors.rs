@@ -2,11 +2,13 @@
 //!
 //! Owns: the one table from [`ErrorKind`] to libvirt's virErrorNumber and message format
 //! ([`KINDS`]), the few details libvirt words differently from the engine's message (a missing
-//! volume, an existing volume, a refused resize), and the errno of system errors.
+//! volume, an existing volume, a refused resize), the errno of system errors, and the secret
+//! driver's codes and words for the secret store's failures ([`secret`]).
 //! Must not: decide whether something fails; it only translates failures.
 
 use super::proto::{RemoteError, codes, domains};
 use crate::error::{ErrorKind, errno, one_line};
+use crate::pool::SecretStoreError;
 use crate::pool::registry::RegistryError;
 
 /// libvirt's error code, error domain and message format for each kind of failure.
@@ -136,6 +138,17 @@ pub fn engine(e: &crate::Error) -> RemoteError {
             by_kind(ErrorKind::VolumeExists, format!("'{name}'"), None)
         }
         crate::Error::NoVolume { name, .. } => no_volume("name", name),
+        // The secret an encrypted create names is missing or has no value: libvirt's
+        // secret lookup error, with the volume named.
+        crate::Error::Secret {
+            source: crate::error::SecretError::NotFound(_) | crate::error::SecretError::NoValue(_),
+            ..
+        } => RemoteError::new(
+            codes::NO_SECRET,
+            domains::SECRET,
+            "Secret not found: %s",
+            one_line(e),
+        ),
         // The reason alone, as libvirt words it.
         crate::Error::InvalidResize { refusal, .. } => {
             by_kind(refusal.kind(), refusal.to_string(), None)
@@ -146,6 +159,37 @@ pub fn engine(e: &crate::Error) -> RemoteError {
         }
         _ => by_kind(e.kind(), one_line(e), errno(e)),
     }
+}
+
+/// libvirt's error for a failure of qpoold's secret store, in the secret driver's codes and
+/// words.
+pub fn secret(e: &SecretStoreError) -> RemoteError {
+    use SecretStoreError as S;
+    let (code, format) = match e {
+        S::NoUuid(_) | S::NoUsage(_) | S::NoValue(_) => (codes::NO_SECRET, "Secret not found: %s"),
+        S::Private => (codes::INVALID_SECRET, "Invalid secret: %s"),
+        S::Xml(_) => (codes::XML_ERROR, "XML error: %s"),
+        S::ValueTooLarge(_) => (codes::INVALID_ARG, "invalid argument: %s"),
+        S::UsageTaken { .. } | S::UsageChanged { .. } | S::PrivateFlag => {
+            (codes::INTERNAL_ERROR, "internal error: %s")
+        }
+        S::Io { .. } => (codes::SYSTEM_ERROR, "%s"),
+    };
+    let mut err = RemoteError::new(code, domains::SECRET, format, one_line(e));
+    if let S::Io { source, .. } = e {
+        err.int1 = source.raw_os_error().unwrap_or(-1);
+    }
+    err
+}
+
+/// The answer to a secret call when the daemon keeps no secrets.
+pub fn no_secret_driver() -> RemoteError {
+    RemoteError::new(
+        codes::NO_SUPPORT,
+        domains::SECRET,
+        "this function is not supported by the connection driver: %s",
+        "no secret driver",
+    )
 }
 
 /// libvirt's error for a driver failure.

@@ -5,7 +5,7 @@
 //! Owns: the wire shape of every call's arguments and reply, and of the event messages.
 //! Must not: interpret them; handlers do.
 
-use super::proto::{NonnullStoragePool, NonnullStorageVol};
+use super::proto::{NonnullSecret, NonnullStoragePool, NonnullStorageVol};
 use super::xdr::{BoundedVec, Decoder, Encoder, Xdr, XdrError};
 
 /// Defines a struct of `remote_protocol.x` whose XDR encoding is its fields in order.
@@ -304,6 +304,62 @@ impl Xdr for TypedParamValue {
     }
 }
 
+/// `REMOTE_SECRET_VALUE_MAX`.
+pub const SECRET_VALUE_MAX: usize = 65536;
+/// `REMOTE_SECRET_LIST_MAX`.
+pub const SECRET_LIST_MAX: usize = 16384;
+
+/// `opaque value<REMOTE_SECRET_VALUE_MAX>`: a secret's value, wiped when dropped and never
+/// shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(pub zeroize::Zeroizing<Vec<u8>>);
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretValue(<{} bytes>)", self.0.len())
+    }
+}
+
+impl Xdr for SecretValue {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError> {
+        Ok(SecretValue(zeroize::Zeroizing::new(
+            d.opaque(SECRET_VALUE_MAX)?.to_vec(),
+        )))
+    }
+    fn encode(&self, e: &mut Encoder) {
+        e.opaque(&self.0);
+    }
+}
+
+xdr_struct! {
+    /// `remote_connect_num_of_secrets_ret`.
+    ConnectNumOfSecretsRet { num: i32 }
+    /// `remote_connect_list_secrets_args`.
+    ConnectListSecretsArgs { maxuuids: i32 }
+    /// `remote_connect_list_secrets_ret`.
+    ConnectListSecretsRet { uuids: BoundedVec<String, SECRET_LIST_MAX> }
+    /// `remote_secret_lookup_by_uuid_args`.
+    SecretLookupByUuidArgs { uuid: [u8; 16] }
+    /// `remote_secret_lookup_by_uuid_ret` (and every reply that is one secret).
+    SecretRet { secret: NonnullSecret }
+    /// `remote_secret_define_xml_args`.
+    SecretDefineXmlArgs { xml: String, flags: u32 }
+    /// `remote_secret_get_xml_desc_args` (and `remote_secret_get_value_args`).
+    SecretFlagsArgs { secret: NonnullSecret, flags: u32 }
+    /// `remote_secret_set_value_args`.
+    SecretSetValueArgs { secret: NonnullSecret, value: SecretValue, flags: u32 }
+    /// `remote_secret_get_value_ret`.
+    SecretGetValueRet { value: SecretValue }
+    /// `remote_secret_undefine_args`.
+    SecretUndefineArgs { secret: NonnullSecret }
+    /// `remote_secret_lookup_by_usage_args`.
+    SecretLookupByUsageArgs { usage_type: i32, usage_id: String }
+    /// `remote_connect_list_all_secrets_args`.
+    ConnectListAllSecretsArgs { need_results: i32, flags: u32 }
+    /// `remote_connect_list_all_secrets_ret`.
+    ConnectListAllSecretsRet { secrets: BoundedVec<NonnullSecret, SECRET_LIST_MAX>, ret: u32 }
+}
+
 /// Names of `remote_protocol.x` whose layout another struct here already has.
 macro_rules! xdr_alias {
     ($($alias:ident = $name:ident, $x:literal;)*) => {$(
@@ -313,6 +369,12 @@ macro_rules! xdr_alias {
 }
 
 xdr_alias! {
+    SecretLookupByUuidRet = SecretRet, "remote_secret_lookup_by_uuid_ret";
+    SecretLookupByUsageRet = SecretRet, "remote_secret_lookup_by_usage_ret";
+    SecretDefineXmlRet = SecretRet, "remote_secret_define_xml_ret";
+    SecretGetXmlDescArgs = SecretFlagsArgs, "remote_secret_get_xml_desc_args";
+    SecretGetValueArgs = SecretFlagsArgs, "remote_secret_get_value_args";
+    SecretGetXmlDescRet = XmlRet, "remote_secret_get_xml_desc_ret";
     ConnectNumOfDefinedStoragePoolsRet = ConnectNumOfStoragePoolsRet, "remote_connect_num_of_defined_storage_pools_ret";
     ConnectListDefinedStoragePoolsArgs = ConnectListStoragePoolsArgs, "remote_connect_list_defined_storage_pools_args";
     ConnectListDefinedStoragePoolsRet = ConnectListStoragePoolsRet, "remote_connect_list_defined_storage_pools_ret";

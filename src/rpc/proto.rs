@@ -37,6 +37,8 @@ pub mod codes {
     pub const ARGUMENT_UNSUPPORTED: i32 = 74;
     pub const STORAGE_VOL_EXIST: i32 = 90;
     pub const XML_INVALID_SCHEMA: i32 = 92;
+    pub const INVALID_SECRET: i32 = 65;
+    pub const NO_SECRET: i32 = 66;
 }
 
 /// virErrorDomain values qpoold sends, with libvirt's names (`VIR_FROM_*`).
@@ -46,6 +48,7 @@ pub mod domains {
     pub const XML: i32 = 5;
     pub const RPC: i32 = 7;
     pub const STORAGE: i32 = 18;
+    pub const SECRET: i32 = 30;
     pub const DOMAIN: i32 = 20;
 }
 
@@ -112,6 +115,13 @@ pub mod flags {
     pub const STORAGE_POOL_INACTIVE: u32 = 0;
     /// virStoragePoolState VIR_STORAGE_POOL_RUNNING.
     pub const STORAGE_POOL_RUNNING: u32 = 2;
+    /// virConnectListAllSecretsFlags.
+    pub const CONNECT_LIST_SECRETS_EPHEMERAL: u32 = 1;
+    pub const CONNECT_LIST_SECRETS_NO_EPHEMERAL: u32 = 2;
+    pub const CONNECT_LIST_SECRETS_PRIVATE: u32 = 4;
+    pub const CONNECT_LIST_SECRETS_NO_PRIVATE: u32 = 8;
+    /// virSecretDefineFlags.
+    pub const SECRET_DEFINE_VALIDATE: u32 = 1;
     /// remote_auth_type REMOTE_AUTH_NONE.
     pub const AUTH_NONE: u32 = 0;
 }
@@ -303,6 +313,32 @@ impl Xdr for NonnullStorageVol {
     }
     fn encode(&self, e: &mut Encoder) {
         e.string(&self.pool).string(&self.name).string(&self.key);
+    }
+}
+
+/// `remote_nonnull_secret`: a secret by UUID, with its usage type and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonnullSecret {
+    /// Secret UUID.
+    pub uuid: [u8; 16],
+    /// `virSecretUsageType` (0: none).
+    pub usage_type: i32,
+    /// The usage id ("" without a usage).
+    pub usage_id: String,
+}
+
+impl Xdr for NonnullSecret {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, XdrError> {
+        Ok(NonnullSecret {
+            uuid: d.uuid()?,
+            usage_type: d.i32()?,
+            usage_id: d.string()?,
+        })
+    }
+    fn encode(&self, e: &mut Encoder) {
+        e.fixed(&self.uuid)
+            .i32(self.usage_type)
+            .string(&self.usage_id);
     }
 }
 

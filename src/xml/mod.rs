@@ -1,8 +1,9 @@
-//! libvirt XML in and out: a small namespace-aware element tree, the volume and pool models,
-//! and libvirt's output shape.
+//! libvirt XML in and out: a small namespace-aware element tree, the volume, pool and secret
+//! models, and libvirt's output shape.
 //!
-//! Owns: turning XML text into validated models ([`VolumeDef`], [`PoolDef`]) and models into
-//! the XML libvirt prints (`vol-dumpxml`, `pool-dumpxml`), and the qpool extension namespace
+//! Owns: turning XML text into validated models ([`VolumeDef`], [`PoolDef`], [`SecretDef`])
+//! and models into the XML libvirt prints (`vol-dumpxml`, `pool-dumpxml`,
+//! `secret-dumpxml`), and the qpool extension namespace
 //! (`urn:qpool:volume:1`, see [`ext`]).
 //! Must not: do I/O, decide policy, or know anything about image formats beyond their names.
 //!
@@ -13,12 +14,14 @@
 
 pub mod ext;
 pub mod pool;
+pub mod secret;
 pub mod volume;
 
 pub use pool::{PoolDef, PoolOutline, PoolReport};
+pub use secret::{SecretDef, SecretUsage, SecretUsageType};
 pub use volume::{
-    AsWritten, BackingReport, BackingStoreDef, CapacityRule, Features, FileAttributes, Permissions,
-    TargetDef, VolumeDef, VolumeReport,
+    AsWritten, BackingReport, BackingStoreDef, CapacityRule, EncryptionDef, EncryptionReport,
+    Features, FileAttributes, Permissions, SecretRef, TargetDef, VolumeDef, VolumeReport,
 };
 
 use quick_xml::events::Event;
@@ -502,6 +505,8 @@ pub fn escape(text: &str) -> String {
             '&' => out.push_str("&amp;"),
             '\'' => out.push_str("&apos;"),
             '"' => out.push_str("&quot;"),
+            // A parser turns a raw CR into a line feed: as a reference it reads back as CR.
+            '\r' => out.push_str("&#13;"),
             _ => out.push(c),
         }
     }

@@ -1,7 +1,8 @@
 //! Volume XML: libvirt's `<volume>` document in ([`VolumeDef`]) and out ([`VolumeReport`]).
 //!
-//! Owns: which elements are read on create and what each may contain, and the exact shape
-//! libvirt 9.0 prints for a dir-pool file volume.
+//! Owns: which elements are read on create and what each may contain (`<encryption>`
+//! included: [`EncryptionDef`]), and the exact shape libvirt 9.0 prints for a dir-pool file
+//! volume.
 //! Must not: check names against a pool, read files, or pick a preallocation mode.
 //!
 //! Elements that a `vol-dumpxml` carries but a create ignores (`key`, `source`, `physical`,
@@ -13,7 +14,7 @@ use std::fmt::Write as _;
 
 use super::ext::{self, TargetExt};
 use super::{Element, Error, escape};
-use crate::model::{Compat, VolFormat};
+use crate::model::{Compat, EncryptionFormat, HashAlg, IvGen, LuksCipher, UnknownName, VolFormat};
 
 /// `<target><features>`: qcow2 features libvirt knows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,8 +54,47 @@ pub struct TargetDef {
     pub features: Option<Features>,
     /// `<nocow/>`.
     pub nocow: bool,
+    /// `<encryption>`.
+    pub encryption: Option<EncryptionDef>,
     /// qpool extension elements.
     pub ext: TargetExt,
+}
+
+/// `<secret type='passphrase' …/>`: the libvirt secret that holds a volume's passphrase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// `uuid='…'`, in libvirt's canonical lower-case form.
+    Uuid(String),
+    /// `usage='…'`: the secret's usage id (for a volume secret, the volume's path).
+    Usage(String),
+}
+
+impl std::fmt::Display for SecretRef {
+    /// How a secret is named in messages: `uuid '…'` or `usage '…'`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretRef::Uuid(uuid) => write!(f, "uuid '{uuid}'"),
+            SecretRef::Usage(usage) => write!(f, "usage '{usage}'"),
+        }
+    }
+}
+
+/// The longest iteration time `qpool:iter-time` takes, in milliseconds (an hour).
+pub const MAX_ITER_TIME_MS: u32 = 3_600_000;
+
+/// `<target><encryption>`: libvirt's volume encryption.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptionDef {
+    /// `format='…'`.
+    pub format: EncryptionFormat,
+    /// `<secret>`; a document fed back from `vol-dumpxml` may have none (a copy with the
+    /// source's key needs no passphrase).
+    pub secret: Option<SecretRef>,
+    /// `<cipher>` and `<ivgen>`, with qemu-img's defaults for what is left out.
+    pub cipher: LuksCipher,
+    /// `qpool:iter-time='MS'` (namespace `urn:qpool:volume:1`): the key-derivation time to
+    /// calibrate PBKDF2 to, in milliseconds; qemu-img's 2000 when absent.
+    pub iter_time_ms: Option<u32>,
 }
 
 /// `<backingStore>`: the image an overlay reads through to.
@@ -80,6 +120,8 @@ pub struct AsWritten {
     pub backing_permissions: Permissions,
     /// `<backingStore><permissions><label>`.
     pub backing_label: Option<String>,
+    /// `<encryption>` had a `<cipher>` or an `<ivgen>` (libvirt prints them back only then).
+    pub encryption_cipher: bool,
 }
 
 /// Whether a volume document must give a `<capacity>` (libvirt's parse flags).
@@ -184,6 +226,9 @@ impl VolumeDef {
                     .child("permissions")
                     .and_then(|p| p.child("label"))
                     .map(|l| l.trimmed().to_string());
+                written.encryption_cipher = t
+                    .child("encryption")
+                    .is_some_and(|e| e.child("cipher").is_some() || e.child("ivgen").is_some());
                 parse_target(t)?
             }
             None => TargetDef::default(),
@@ -247,6 +292,14 @@ impl VolumeDef {
             &self.target.permissions,
             w.label.as_deref(),
         );
+        if let Some(e) = &self.target.encryption {
+            EncryptionReport {
+                format: e.format,
+                secret: e.secret.clone(),
+                cipher: w.encryption_cipher.then_some(e.cipher),
+            }
+            .write(&mut out, "    ");
+        }
         if let Some(compat) = self.target.compat {
             let _ = writeln!(out, "    <compat>{}</compat>", compat.as_str());
         }
@@ -399,12 +452,161 @@ fn parse_target(target: &Element) -> Result<TargetDef, Error> {
         // libvirt: features without a compat level mean the level that has them.
         def.compat.get_or_insert(Compat::V1_1);
     }
-    if let Some(enc) = target.child("encryption") {
-        return Err(enc.unsupported("encrypted volumes are not supported"));
-    }
+    def.encryption = target
+        .child("encryption")
+        .map(parse_encryption)
+        .transpose()?;
     def.nocow = target.child("nocow").is_some();
     def.ext = ext::parse_target_ext(target)?;
     Ok(def)
+}
+
+fn required<'a>(el: &'a Element, name: &str) -> Result<&'a str, Error> {
+    el.attr(name).ok_or_else(|| Error::Missing {
+        path: el.path.clone(),
+        what: format!("attribute '{name}'"),
+    })
+}
+
+/// libvirt's UUID forms: 32 hex digits, or dashed 8-4-4-4-12.
+fn is_uuid(text: &str) -> bool {
+    let hex = |s: &str| s.chars().all(|c| c.is_ascii_hexdigit());
+    match text.len() {
+        32 => hex(text),
+        36 => text.char_indices().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        }),
+        _ => false,
+    }
+}
+
+/// The canonical form libvirt prints a UUID in (lower case, dashed 8-4-4-4-12).
+fn canonical_uuid(text: &str) -> String {
+    let hex: String = text
+        .chars()
+        .filter(|c| *c != '-')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn parse_secret(el: &Element) -> Result<SecretRef, Error> {
+    let kind = required(el, "type")?;
+    if kind != "passphrase" {
+        return Err(el.bad_attr(
+            "type",
+            format!("unsupported secret type '{kind}' (expected passphrase)"),
+        ));
+    }
+    match (el.attr("uuid"), el.attr("usage")) {
+        (Some(uuid), None) if is_uuid(uuid.trim()) => {
+            Ok(SecretRef::Uuid(canonical_uuid(uuid.trim())))
+        }
+        (Some(uuid), None) => Err(el.bad_attr("uuid", format!("malformed UUID '{uuid}'"))),
+        (None, Some(usage)) if !usage.is_empty() => Ok(SecretRef::Usage(usage.to_string())),
+        (None, Some(_)) => Err(el.bad_attr("usage", "the usage is empty")),
+        (Some(_), Some(_)) => Err(el.bad_value("give the secret's uuid or its usage, not both")),
+        (None, None) => Err(Error::Missing {
+            path: el.path.clone(),
+            what: "attribute 'uuid' or 'usage'".into(),
+        }),
+    }
+}
+
+fn name_error(el: &Element, attr: &str) -> impl FnOnce(UnknownName) -> Error {
+    move |e| el.bad_attr(attr, e.to_string())
+}
+
+fn parse_encryption(el: &Element) -> Result<EncryptionDef, Error> {
+    let format = required(el, "format")?
+        .parse::<EncryptionFormat>()
+        .map_err(name_error(el, "format"))?;
+    if let Some(engine) = el.attr("engine")
+        && engine != "qemu"
+    {
+        return Err(el.bad_attr(
+            "engine",
+            format!("unsupported encryption engine '{engine}' (qpool supports: qemu)"),
+        ));
+    }
+    let mut secret = None;
+    let mut cipher = LuksCipher::default();
+    for child in &el.children {
+        match (child.is_plain(), child.name.as_str()) {
+            (true, "secret") if secret.is_none() => secret = Some(parse_secret(child)?),
+            (true, "secret") => {
+                return Err(child.unsupported("too many secrets for luks encryption"));
+            }
+            (true, "cipher") => {
+                cipher.bits =
+                    LuksCipher::check_cipher(required(child, "name")?, required(child, "size")?)
+                        .map_err(|e| child.bad_value(e.to_string()))?;
+                if let Some(mode) = child.attr("mode") {
+                    cipher.mode = mode.parse().map_err(name_error(child, "mode"))?;
+                }
+                if let Some(hash) = child.attr("hash") {
+                    cipher.hash = hash.parse().map_err(name_error(child, "hash"))?;
+                }
+            }
+            (true, "ivgen") => {
+                cipher.ivgen = required(child, "name")?
+                    .parse::<IvGen>()
+                    .map_err(name_error(child, "name"))?;
+                if let Some(hash) = child.attr("hash") {
+                    cipher.ivgen_hash =
+                        Some(hash.parse::<HashAlg>().map_err(name_error(child, "hash"))?);
+                }
+            }
+            _ => {
+                return Err(child.unsupported(format!(
+                    "unsupported element '{}' (expected secret, cipher or ivgen)",
+                    child.name
+                )));
+            }
+        }
+    }
+    let mut iter_time_ms = None;
+    for attr in el.attrs.iter().filter(|a| a.ns.is_some()) {
+        if attr.ns.as_deref() != Some(ext::NAMESPACE) || attr.name != "iter-time" {
+            return Err(el.unsupported(format!(
+                "unknown attribute '{}' (the qpool extension has iter-time)",
+                attr.name
+            )));
+        }
+        let ms = attr
+            .value
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|ms| (1..=MAX_ITER_TIME_MS).contains(ms))
+            .ok_or_else(|| {
+                el.bad_attr(
+                    "iter-time",
+                    format!(
+                        "iteration time '{}' must be 1 to {MAX_ITER_TIME_MS} milliseconds",
+                        attr.value
+                    ),
+                )
+            })?;
+        iter_time_ms = Some(ms);
+    }
+    Ok(EncryptionDef {
+        format,
+        secret,
+        cipher,
+        iter_time_ms,
+    })
 }
 
 fn parse_backing(el: &Element) -> Result<BackingStoreDef, Error> {
@@ -462,6 +664,7 @@ pub fn check_known_elements(src: &str) -> Result<(), Error> {
                 &["atime", "btime", "ctime", "mtime"]
             }
             "/volume/target/features" => &["lazy_refcounts", "extended_l2"],
+            "/volume/target/encryption" => &["secret", "cipher", "ivgen"],
             _ => &[],
         };
         children.contains(&child)
@@ -564,6 +767,71 @@ pub struct VolumeReport {
     pub qcow2: Option<Qcow2Report>,
     /// Backing store of an overlay.
     pub backing: Option<BackingReport>,
+    /// The volume's encryption, when it is a LUKS volume.
+    pub encryption: Option<EncryptionReport>,
+}
+
+/// An encrypted volume's `<encryption>`, for `vol-dumpxml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptionReport {
+    /// The format.
+    pub format: EncryptionFormat,
+    /// The secret holding the passphrase, when qpool knows it.
+    pub secret: Option<SecretRef>,
+    /// The cipher the LUKS header names, when qpool can name it in libvirt's words.
+    pub cipher: Option<LuksCipher>,
+}
+
+impl EncryptionReport {
+    /// Writes `<encryption>` as libvirt formats it. libvirt's schema allows `<cipher>` and
+    /// `<ivgen>` only beside a `<secret>`, so without a known secret only the format is shown.
+    fn write(&self, out: &mut String, indent: &str) {
+        let Some(secret) = &self.secret else {
+            let _ = writeln!(out, "{indent}<encryption format='{}'/>", self.format);
+            return;
+        };
+        let _ = writeln!(out, "{indent}<encryption format='{}'>", self.format);
+        match secret {
+            SecretRef::Uuid(uuid) => {
+                let _ = writeln!(
+                    out,
+                    "{indent}  <secret type='passphrase' uuid='{}'/>",
+                    escape(uuid)
+                );
+            }
+            SecretRef::Usage(usage) => {
+                let _ = writeln!(
+                    out,
+                    "{indent}  <secret type='passphrase' usage='{}'/>",
+                    escape(usage)
+                );
+            }
+        }
+        if let Some(c) = &self.cipher {
+            let _ = writeln!(
+                out,
+                "{indent}  <cipher name='{}' size='{}' mode='{}' hash='{}'/>",
+                LuksCipher::NAME,
+                c.bits,
+                c.mode.as_str(),
+                c.hash.as_str()
+            );
+            match c.ivgen_hash {
+                Some(h) => {
+                    let _ = writeln!(
+                        out,
+                        "{indent}  <ivgen name='{}' hash='{}'/>",
+                        c.ivgen.as_str(),
+                        h.as_str()
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "{indent}  <ivgen name='{}'/>", c.ivgen.as_str());
+                }
+            }
+        }
+        let _ = writeln!(out, "{indent}</encryption>");
+    }
 }
 
 fn write_timestamp(out: &mut String, indent: &str, name: &str, ts: Timestamp) {
@@ -604,6 +872,9 @@ impl VolumeReport {
                 times: self.times,
             },
         );
+        if let Some(e) = &self.encryption {
+            e.write(&mut out, "    ");
+        }
         if let Some(q) = &self.qcow2 {
             // libvirt leaves <compat> out for a version 2 image (its create default is 0.10);
             // qpool's default is 1.1, so 0.10 is printed too, or feeding this document back

@@ -25,6 +25,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// - `pool_dir()` (`scratch()/pool`): target of the `default` pool (`--default-pool-dir`);
 /// - the sockets, in `scratch()` (or a short directory under /tmp when that path is too long
 ///   for `sun_path`);
+/// - `scratch()/secrets`: the secret store (`--secrets`);
 /// - `scratch()/qpoold.log`: the daemon's stderr, printed when a test fails.
 pub struct Daemon {
     child: Option<Child>,
@@ -143,12 +144,18 @@ impl Daemon {
             ("--pools", self.pools.as_path()),
             ("--default-pool-dir", self.pool_dir()),
             ("--config", &self.dirs.scratch().join("qpoold.conf")),
+            ("--secrets", &self.secrets_dir()),
         ] {
             args.push(k.into());
             args.push(v.as_os_str().to_owned());
         }
         args.extend(self.args.iter().map(Into::into));
         args
+    }
+
+    /// The daemon's secret store (`--secrets`; created at the first `secret-define`).
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.dirs.scratch().join("secrets")
     }
 
     /// The configuration file the daemon reads (empty unless a test writes it).

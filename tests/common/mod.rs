@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod crypt;
 pub mod daemon;
 pub mod namespace;
 pub mod notify;

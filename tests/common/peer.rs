@@ -27,6 +27,10 @@ pub const STORAGE_DRIVER: &str =
 /// Its qemu driver, which the bridge's libvirtd loads too.
 const QEMU_DRIVER: &str =
     "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so";
+/// Its secret driver, loaded beside the qemu driver where it is installed (qpoold's
+/// `secrets_uri` reads passphrases from it).
+const SECRET_DRIVER: &str =
+    "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_secret.so";
 /// How long libvirtd may take to listen, or to exit on SIGTERM.
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -115,9 +119,15 @@ impl Libvirtd {
     }
 
     /// Starts one with its qemu and storage drivers (`qemu:///system`, as the libvirt bridge
-    /// meets it on a host), /var an overlay whose writes vanish with it.
+    /// meets it on a host) and its secret driver where installed, /var an overlay whose
+    /// writes vanish with it.
     pub fn start_with_qemu() -> Libvirtd {
         Self::launch(true)
+    }
+
+    /// Whether [`Libvirtd::start_with_qemu`] has the secret driver.
+    pub fn has_secrets() -> bool {
+        Path::new(SECRET_DRIVER).exists()
     }
 
     fn launch(qemu: bool) -> Libvirtd {
@@ -131,11 +141,11 @@ impl Libvirtd {
             std::fs::create_dir(d.join(sub)).expect("libvirtd subdirectory");
         }
         let drivers: &[&str] = if qemu {
-            &[STORAGE_DRIVER, QEMU_DRIVER]
+            &[STORAGE_DRIVER, QEMU_DRIVER, SECRET_DRIVER]
         } else {
             &[STORAGE_DRIVER]
         };
-        for driver in drivers {
+        for driver in drivers.iter().filter(|d| Path::new(d).exists()) {
             let name = Path::new(driver).file_name().expect("driver file name");
             std::os::unix::fs::symlink(driver, d.join("drivers").join(name)).expect("driver link");
         }

@@ -4,7 +4,8 @@
 //! which qpool's editor cannot keep it consistent, each refused with the field it concerns
 //! and the words qemu-img uses: an unreadable header (magic, version, cluster bits, header
 //! length, refcount order), unknown incompatible feature bits, the corrupt bit, the dirty bit
-//! without lazy refcounts, encryption, an external data file, internal snapshots, and L1 and
+//! without lazy refcounts, encryption other than LUKS (or LUKS without its header
+//! extension), an external data file, internal snapshots, and L1 and
 //! refcount tables that lie outside the file or beyond qemu's limits. Resize, wipe and
 //! upload go through [`check`]; so must any later editor.
 //! Must not: repair anything, or refuse reads (qemu opens such images read-only, and so may a
@@ -39,9 +40,14 @@ pub enum WriteRefusal {
         "incompatible_features has the dirty bit set but the image does not use lazy refcounts; run 'qemu-img check -r all' first"
     )]
     Dirty,
-    /// crypt_method is not 0.
-    #[error("crypt_method is {0}: qpool does not write encrypted images")]
+    /// crypt_method is neither 0 nor LUKS (2).
+    #[error("crypt_method is {0}: qpool writes only LUKS-encrypted images (crypt_method 2)")]
     Encrypted(u32),
+    /// crypt_method 2 without a full disk encryption extension pointing inside the file.
+    #[error(
+        "crypt_method is 2 but the full disk encryption header extension is missing or points outside the file (qemu-img: \"Could not read encryption header\")"
+    )]
+    LuksHeaderMissing,
     /// incompatible_features bit 2.
     #[error(
         "incompatible_features has the external data file bit set: qpool does not write such images"
@@ -116,7 +122,7 @@ pub fn check_header(h: &Header, file_len: u64) -> Result<(), WriteRefusal> {
     {
         return Err(WriteRefusal::Dirty);
     }
-    if h.crypt_method != 0 {
+    if h.crypt_method != 0 && h.crypt_method != spec::CRYPT_LUKS {
         return Err(WriteRefusal::Encrypted(h.crypt_method));
     }
     if h.incompatible_features & spec::INCOMPAT_DATA_FILE != 0 {
@@ -174,7 +180,31 @@ pub fn check(file: &File) -> Result<Header, Error> {
     let header = Header::decode(&prefix).map_err(|e| Error::Refused(WriteRefusal::Header(e)))?;
     let file_len = file.metadata().map_err(Error::ReadingHeader)?.len();
     check_header(&header, file_len)?;
+    if header.crypt_method == spec::CRYPT_LUKS {
+        check_luks_area(file, &header, file_len)?;
+    }
     Ok(header)
+}
+
+/// An encrypted image's LUKS header must be where its extension says, in whole clusters
+/// inside the file (the editor then sees those clusters as in use, by their refcounts).
+fn check_luks_area(file: &File, header: &Header, file_len: u64) -> Result<(), Error> {
+    let want = usize::try_from(header.cluster_size()).unwrap_or(usize::MAX);
+    let cluster0 = read_prefix(file, want).map_err(Error::ReadingHeader)?;
+    let (extensions, _) = spec::decode_extensions(header, &cluster0)
+        .map_err(|e| Error::Refused(WriteRefusal::Header(e)))?;
+    let area = extensions.iter().find_map(|e| match e {
+        spec::Extension::FullDiskEncryption { offset, length } => Some((*offset, *length)),
+        _ => None,
+    });
+    match area {
+        Some((offset, length))
+            if length > 0 && in_file(offset, length, header.cluster_size(), file_len) =>
+        {
+            Ok(())
+        }
+        _ => Err(Error::Refused(WriteRefusal::LuksHeaderMissing)),
+    }
 }
 
 #[cfg(test)]
@@ -218,7 +248,7 @@ mod tests {
                 Box::new(|h| h.incompatible_features |= spec::INCOMPAT_DIRTY),
                 "dirty bit",
             ),
-            (Box::new(|h| h.crypt_method = 2), "crypt_method is 2"),
+            (Box::new(|h| h.crypt_method = 1), "crypt_method is 1"),
             (
                 Box::new(|h| h.incompatible_features |= spec::INCOMPAT_DATA_FILE),
                 "external data file",

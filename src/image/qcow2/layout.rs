@@ -49,6 +49,9 @@ pub enum Piece {
     L2(usize),
     /// Zeros after the end of a partial last data cluster (metadata mode).
     TailZeroes,
+    /// The clusters of the LUKS header: reserved whole, the header written into them by the
+    /// encryption writer (never rendered here).
+    LuksArea,
 }
 
 /// Where everything of a fresh image goes. Cluster numbers are host cluster indices.
@@ -96,6 +99,9 @@ pub struct Layout {
     /// Byte range of the last data cluster beyond the virtual size that metadata
     /// preallocation fills with zeros (qemu's copy-on-write of a partial last cluster).
     pub tail_zeroes: Option<Range<u64>>,
+    /// The host clusters holding the LUKS header of an encrypted image: allocated after
+    /// everything else, at the first free cluster, as qemu sets up encryption last.
+    pub luks: Option<Range<u64>>,
 }
 
 /// qemu's first-free-cluster allocator, reduced to what a fresh image needs: a bump pointer
@@ -151,6 +157,7 @@ impl Allocator {
 
 /// Result of placing the clusters, before the header is filled in.
 struct Placement {
+    luks: Option<Range<u64>>,
     refcount_table: Range<u64>,
     refblocks: Vec<Option<u64>>,
     l1_cluster: u64,
@@ -211,9 +218,14 @@ fn place_sequential(g: &Geometry, prealloc: Preallocation, data: &[Range<u64>]) 
                 guest += count;
             }
         }
+        let luks = (g.luks_clusters > 0).then(|| {
+            let start = a.alloc(g.luks_clusters);
+            start..start + g.luks_clusters
+        });
         let needed = rt_clusters_for(g, a.refblocks.len());
         if needed <= rt_clusters {
             return Placement {
+                luks,
                 refcount_table: 1..1 + rt_clusters,
                 refblocks: a.refblocks,
                 l1_cluster,
@@ -231,6 +243,18 @@ fn place_sequential(g: &Geometry, prealloc: Preallocation, data: &[Range<u64>]) 
 /// blocks and a new refcount table sized once for everything, the old table freed, one
 /// contiguous data area, then the L2 tables at the lowest free clusters.
 fn place_preallocated(g: &Geometry) -> Placement {
+    let p = place_preallocated_with(g, 0);
+    if p.refblocks.len() as u64
+        <= (p.refcount_table.end - p.refcount_table.start) * (g.cluster_size / spec::ENTRY_SIZE)
+    {
+        return p;
+    }
+    // The LUKS clusters, allocated after the table was sized, need a refcount block the
+    // table has no room for (qemu would grow the table): size it for them up front.
+    place_preallocated_with(g, g.luks_clusters)
+}
+
+fn place_preallocated_with(g: &Geometry, extra: u64) -> Placement {
     let mut base_rt = 1;
     let (mut a, l1_cluster) = loop {
         let (a, l1) = base(g, base_rt);
@@ -247,7 +271,7 @@ fn place_preallocated(g: &Geometry) -> Placement {
     let pointers_per_cluster = g.cluster_size / spec::ENTRY_SIZE;
     let (mut blocks, mut rt) = (0u64, 0u64);
     loop {
-        let nb = div_ceil(area_start + n + tables + rt + blocks, rb_entries);
+        let nb = div_ceil(area_start + n + tables + rt + blocks + extra, rb_entries);
         let nt = div_ceil(nb, pointers_per_cluster);
         if (nb, nt) == (blocks, rt) {
             break;
@@ -283,7 +307,12 @@ fn place_preallocated(g: &Geometry) -> Placement {
     }
     free.reverse();
     let free = free.into_iter().map(|c| c..c + 1).collect();
+    let luks = (g.luks_clusters > 0).then(|| {
+        let start = a.alloc(g.luks_clusters);
+        start..start + g.luks_clusters
+    });
     Placement {
+        luks,
         refcount_table: rt_start..rt_start + rt,
         refblocks: a.refblocks,
         l1_cluster,
@@ -360,6 +389,7 @@ impl Layout {
                 .max()
                 .unwrap_or(0),
             if g.l1_size > 0 { l1_end } else { 0 },
+            p.luks.as_ref().map_or(0, |r| r.end * cs),
         ]
         .into_iter()
         .max()
@@ -425,7 +455,11 @@ impl Layout {
                 .map_or(0, |n| u32::try_from(n.len()).unwrap_or(u32::MAX)),
             cluster_bits: g.cluster_bits,
             size: g.size,
-            crypt_method: 0,
+            crypt_method: if p.luks.is_some() {
+                spec::CRYPT_LUKS
+            } else {
+                0
+            },
             l1_size: u32::try_from(g.l1_size).unwrap_or(u32::MAX),
             l1_table_offset: if g.l1_size > 0 { p.l1_cluster * cs } else { 0 },
             refcount_table_offset: p.refcount_table.start * cs,
@@ -439,9 +473,15 @@ impl Layout {
             header_length,
             compression_type: u8::from(opts.compression_zstd),
         };
+        let mut extensions = g.extensions.clone();
+        for ext in &mut extensions {
+            if let (Extension::FullDiskEncryption { offset, .. }, Some(r)) = (ext, &p.luks) {
+                *offset = r.start * cs;
+            }
+        }
         Ok(Layout {
             header,
-            extensions: g.extensions.clone(),
+            extensions,
             backing_name,
             cluster_bits: g.cluster_bits,
             l2_entries: g.l2_entries,
@@ -460,6 +500,7 @@ impl Layout {
             end_cluster: p.end_cluster,
             file_length,
             tail_zeroes,
+            luks: p.luks,
         })
     }
 
@@ -548,6 +589,9 @@ impl Layout {
         );
         if let Some(r) = &self.tail_zeroes {
             out.push((r.start, r.end - r.start, Piece::TailZeroes));
+        }
+        if let Some(r) = &self.luks {
+            out.push((r.start * cs, (r.end - r.start) * cs, Piece::LuksArea));
         }
         out.sort_unstable();
         out

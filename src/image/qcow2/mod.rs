@@ -36,6 +36,9 @@ pub struct Qcow2Info {
     pub backing_file: Option<String>,
     /// Backing format from the header extension.
     pub backing_format: Option<String>,
+    /// Where the LUKS header lies (byte offset and length), from the full disk encryption
+    /// extension of an encrypted image (crypt_method 2).
+    pub luks_area: Option<(u64, u64)>,
 }
 
 impl Qcow2Info {
@@ -70,6 +73,7 @@ impl Qcow2Info {
                 .backing_file
                 .clone()
                 .map(|name| (name, self.backing_format.clone())),
+            luks_length: self.luks_area.map(|(_, length)| length),
         }
     }
 
@@ -93,11 +97,16 @@ impl Qcow2Info {
             spec::Extension::BackingFormat(f) => Some(f.clone()),
             _ => None,
         });
+        let luks_area = extensions.iter().find_map(|e| match e {
+            spec::Extension::FullDiskEncryption { offset, length } => Some((*offset, *length)),
+            _ => None,
+        });
         let backing_file = spec::decode_backing_name(&header, cluster0)?;
         Ok(Qcow2Info {
             header,
             backing_file,
             backing_format,
+            luks_area,
         })
     }
 }

@@ -32,6 +32,9 @@ pub struct Options {
     /// Backing file name (stored as given) and format name (the backing-format header
     /// extension; qemu-img always writes it, older images may lack it).
     pub backing: Option<(String, Option<String>)>,
+    /// `encrypt.format=luks`: the LUKS header's length in bytes (its payload offset), for
+    /// the clusters that hold it and the full disk encryption extension (crypt_method 2).
+    pub luks_length: Option<u64>,
 }
 
 impl Default for Options {
@@ -45,6 +48,7 @@ impl Default for Options {
             extended_l2: false,
             compression_zstd: false,
             backing: None,
+            luks_length: None,
         }
     }
 }
@@ -127,6 +131,7 @@ pub(super) struct Geometry {
     pub(super) l1_size: u64,
     pub(super) l1_clusters: u64,
     pub(super) extensions: Vec<Extension>,
+    pub(super) luks_clusters: u64,
 }
 
 pub(super) fn check(opts: &Options, prealloc: Preallocation) -> Result<Geometry, Error> {
@@ -182,6 +187,11 @@ pub(super) fn check(opts: &Options, prealloc: Preallocation) -> Result<Geometry,
     if let Some((_, Some(format))) = &opts.backing {
         extensions.push(Extension::BackingFormat(format.clone()));
     }
+    // qemu's order: backing format, full disk encryption, feature table. The encryption
+    // extension's offset is known once the layout places the header's clusters.
+    if let Some(length) = opts.luks_length {
+        extensions.push(Extension::FullDiskEncryption { offset: 0, length });
+    }
     if opts.version == Compat::V1_1 && cs > 4096 {
         extensions.push(Extension::FeatureNameTable);
     }
@@ -210,5 +220,6 @@ pub(super) fn check(opts: &Options, prealloc: Preallocation) -> Result<Geometry,
         l1_size,
         l1_clusters: div_ceil(l1_size * spec::ENTRY_SIZE, cs),
         extensions,
+        luks_clusters: opts.luks_length.map_or(0, |len| div_ceil(len, cs)),
     })
 }

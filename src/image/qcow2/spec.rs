@@ -69,8 +69,13 @@ pub const SUBCLUSTERS_ZERO: u64 = 0xffff_ffff << 32;
 pub const EXT_BACKING_FORMAT: u32 = 0xe279_2aca;
 /// Header extension: feature name table.
 pub const EXT_FEATURE_TABLE: u32 = 0x6803_f857;
+/// Header extension: full disk encryption header pointer (LUKS).
+pub const EXT_FULL_DISK_ENCRYPTION: u32 = 0x0537_be77;
 /// Header extension: end of the extension area.
 pub const EXT_END: u32 = 0;
+/// crypt_method 2: LUKS, its header in the clusters the full disk encryption extension
+/// points at; guest data encrypted by guest offset.
+pub const CRYPT_LUKS: u32 = 2;
 
 /// Incompatible feature bit 0: refcounts may be stale.
 pub const INCOMPAT_DIRTY: u64 = 1 << 0;
@@ -388,6 +393,13 @@ pub enum Extension {
     BackingFormat(String),
     /// The feature name table ([`FEATURE_NAMES`]).
     FeatureNameTable,
+    /// Full disk encryption header pointer: where the LUKS header lies in the file.
+    FullDiskEncryption {
+        /// Byte offset of the LUKS header (cluster aligned).
+        offset: u64,
+        /// Its length in bytes (the LUKS payload offset).
+        length: u64,
+    },
     /// Any other extension, kept as type and length.
     Other {
         /// Extension type.
@@ -413,6 +425,12 @@ pub fn encode_extensions(extensions: &[Extension]) -> Vec<u8> {
         match ext {
             Extension::BackingFormat(name) => {
                 push_extension(&mut out, EXT_BACKING_FORMAT, name.as_bytes());
+            }
+            Extension::FullDiskEncryption { offset, length } => {
+                let mut data = [0u8; 16];
+                data[..8].copy_from_slice(&offset.to_be_bytes());
+                data[8..].copy_from_slice(&length.to_be_bytes());
+                push_extension(&mut out, EXT_FULL_DISK_ENCRYPTION, &data);
             }
             Extension::FeatureNameTable => {
                 let mut table = Vec::with_capacity(FEATURE_NAMES.len() * FEATURE_ENTRY_SIZE);
@@ -467,6 +485,10 @@ pub fn decode_extensions(
                 Extension::BackingFormat(String::from_utf8_lossy(data).into_owned())
             }
             EXT_FEATURE_TABLE => Extension::FeatureNameTable,
+            EXT_FULL_DISK_ENCRYPTION if data.len() == 16 => Extension::FullDiskEncryption {
+                offset: u64::from_be_bytes(data[..8].try_into().unwrap_or([0; 8])),
+                length: u64::from_be_bytes(data[8..].try_into().unwrap_or([0; 8])),
+            },
             kind => Extension::Other { kind, len },
         });
         pos = end.next_multiple_of(8);

@@ -13,6 +13,7 @@ use super::layout::{Layout, Piece};
 use super::spec;
 use crate::image::Error;
 use crate::image::file::{ImageFile, WriteReport};
+use crate::image::luks::LuksHeader;
 use crate::image::prealloc::{self, allocate_or_zero, write_zeroes};
 use crate::model::Preallocation;
 
@@ -175,18 +176,30 @@ impl Renderer<'_> {
                     }
                 }
             }
-            Piece::TailZeroes => {}
+            Piece::TailZeroes | Piece::LuksArea => {}
         }
     }
 }
 
+/// What goes into the LUKS clusters of an encrypted layout.
+pub enum LuksArea<'a> {
+    /// A new header: its phdr and key slot 0's material.
+    New(&'a LuksHeader),
+    /// An existing header's bytes, put back as they were (a wiped image keeps its key).
+    Copy(&'a [u8]),
+}
+
 /// Writes `layout` into an empty `file`, reserves the first `reserve` bytes of guest data,
-/// and syncs once.
+/// writes the LUKS header of an encrypted layout into its clusters, and syncs once.
 pub fn write<F: ImageFile + ?Sized>(
     layout: &Layout,
     file: &F,
     reserve: u64,
+    luks: Option<LuksArea<'_>>,
 ) -> Result<WriteReport, Error> {
+    if layout.luks.is_some() != luks.is_some() {
+        return Err(Error::LuksHeaderMismatch);
+    }
     let cs = layout.cluster_size();
     let mut report = WriteReport::default();
     let renderer = Renderer::new(layout);
@@ -215,6 +228,9 @@ pub fn write<F: ImageFile + ?Sized>(
     };
     let mut data_done = data.is_none();
     for (offset, len, piece) in layout.pieces() {
+        if piece == Piece::LuksArea {
+            continue;
+        }
         // Fill the data area in file order, so full preallocation writes sequentially.
         if !data_done
             && let Some(area) = &data
@@ -246,8 +262,42 @@ pub fn write<F: ImageFile + ?Sized>(
             allocate_or_zero(file, range.start, range.end - range.start, &mut report)?;
         }
     }
+    if let (Some(area), Some(header)) = (&layout.luks, luks) {
+        // qemu zeroes the header's clusters whole (unwritten extents), then writes the phdr
+        // and key slot 0's material into them.
+        let start = area.start * cs;
+        allocate_or_zero(file, start, (area.end - area.start) * cs, &mut report)?;
+        match header {
+            LuksArea::New(header) => write_luks(file, start, header)?,
+            LuksArea::Copy(bytes) => {
+                file.write_all_at(bytes, start)
+                    .map_err(|source| Error::WritingMetadata {
+                        offset: start,
+                        source,
+                    })?
+            }
+        }
+    }
     file.sync().map_err(Error::Syncing)?;
     Ok(report)
+}
+
+/// Writes a LUKS header's phdr and key material at `start` (the LUKS area of a qcow2 image,
+/// or 0 in a raw one).
+pub(crate) fn write_luks<F: ImageFile + ?Sized>(
+    file: &F,
+    start: u64,
+    header: &LuksHeader,
+) -> Result<(), Error> {
+    let at = |offset: u64| start + offset;
+    file.write_all_at(&header.phdr, start)
+        .map_err(|source| Error::WritingMetadata {
+            offset: start,
+            source,
+        })?;
+    let km = at(header.key_material_offset);
+    file.write_all_at(&header.key_material, km)
+        .map_err(|source| Error::WritingMetadata { offset: km, source })
 }
 
 fn fill_data<F: ImageFile + ?Sized>(

@@ -109,6 +109,9 @@ impl Registry {
                 }
             })?;
         pool.set_fallocate_mode(self.fallocate);
+        if let Some(secrets) = &self.secrets {
+            pool.set_secrets(secrets.clone());
+        }
         let mut pools = self.lock();
         if let Some(entry) = pools.get_mut(name) {
             entry.pool = Some(Arc::new(pool));

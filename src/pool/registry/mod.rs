@@ -207,6 +207,7 @@ pub struct Registry {
     /// How every pool reserves space (qpoold.conf's `fallocate`).
     fallocate: FallocateMode,
     change_hook: Mutex<Option<ChangeHook>>,
+    secrets: Option<Arc<crate::pool::SecretStore>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -227,18 +228,26 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Reg
 }
 
 impl Registry {
+    /// The daemon's secrets, when it keeps any.
+    pub fn secrets(&self) -> Option<&Arc<crate::pool::SecretStore>> {
+        self.secrets.as_ref()
+    }
+
     /// Loads the definitions in `dir` (created if missing). When there are none, a
     /// `default` pool on `default_target` is defined, marked autostart. Autostart pools are
     /// started; a pool that fails to start is logged and left inactive.
     pub fn load(dir: &Path, default_target: &Path) -> Result<Registry, RegistryError> {
-        Self::load_with(dir, default_target, FallocateMode::default())
+        Self::load_with(dir, default_target, FallocateMode::default(), None)
     }
 
-    /// [`Registry::load`], with the `fallocate` setting every pool starts with.
+    /// [`Registry::load`], with the `fallocate` setting every pool starts with and the
+    /// daemon's secrets: encrypted creates in every pool take their passphrase from
+    /// `secrets`, and the secret procedures use it.
     pub fn load_with(
         dir: &Path,
         default_target: &Path,
         fallocate: FallocateMode,
+        secrets: Option<Arc<crate::pool::SecretStore>>,
     ) -> Result<Registry, RegistryError> {
         std::fs::create_dir_all(dir.join("autostart")).map_err(io_err("cannot create", dir))?;
         let registry = Registry {
@@ -248,6 +257,7 @@ impl Registry {
             listener: Mutex::new(None),
             fallocate,
             change_hook: Mutex::new(None),
+            secrets,
         };
         for stored in Self::stored(dir)? {
             let uuid = stored.def.uuid.unwrap_or_else(Uuid::new_v4);

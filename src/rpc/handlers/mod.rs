@@ -6,13 +6,14 @@
 //! whether it may come before `CONNECT_OPEN`, whether it is answered inline in the
 //! connection's reader thread, and its handler; [`dispatch`], which applies those facts to
 //! a call; and the [`Connection`] the handlers of connection-level procedures act on.
-//! Handlers live in [`connect`], [`pools`] and [`volumes`]; each takes its typed arguments
+//! Handlers live in [`connect`], [`pools`], [`volumes`] and [`secrets`]; each takes its typed arguments
 //! from `messages` and returns its typed reply.
 //! Must not: read or write sockets (that is `server`), or implement engine or driver rules
 //! (the registry does).
 
 pub mod connect;
 pub mod pools;
+pub mod secrets;
 pub mod volumes;
 
 use super::errors;
@@ -217,6 +218,15 @@ pub static PROCEDURES: &[Procedure] = &[
     procedure!(100, STORAGE_VOL_GET_PATH, "virStorageVolGetPath", Query, Inline, volumes::storage_vol_get_path),
     procedure!(110, CONNECT_GET_URI, "virConnectGetURI", Query, Inline, connect::connect_get_uri),
     procedure!(125, STORAGE_VOL_CREATE_XML_FROM, "virStorageVolCreateXMLFrom", Change, Worker, volumes::storage_vol_create_xml_from),
+    procedure!(139, CONNECT_NUM_OF_SECRETS, "virConnectNumOfSecrets", Query, Inline, secrets::connect_num_of_secrets),
+    procedure!(140, CONNECT_LIST_SECRETS, "virConnectListSecrets", Query, Inline, secrets::connect_list_secrets),
+    procedure!(141, SECRET_LOOKUP_BY_UUID, "virSecretLookupByUUID", Query, Inline, secrets::secret_lookup_by_uuid),
+    procedure!(142, SECRET_DEFINE_XML, "virSecretDefineXML", Change, Worker, secrets::secret_define_xml),
+    procedure!(143, SECRET_GET_XML_DESC, "virSecretGetXMLDesc", Query, Inline, secrets::secret_get_xml_desc),
+    procedure!(144, SECRET_SET_VALUE, "virSecretSetValue", Change, Worker, secrets::secret_set_value),
+    procedure!(145, SECRET_GET_VALUE, "virSecretGetValue", Change, Inline, secrets::secret_get_value),
+    procedure!(146, SECRET_UNDEFINE, "virSecretUndefine", Change, Worker, secrets::secret_undefine),
+    procedure!(147, SECRET_LOOKUP_BY_USAGE, "virSecretLookupByUsage", Query, Inline, secrets::secret_lookup_by_usage),
     procedure!(149, CONNECT_IS_SECURE, "virConnectIsSecure", Query, Inline, connect::connect_is_secure),
     procedure!(154, STORAGE_POOL_IS_ACTIVE, "virStoragePoolIsActive", Query, Inline, pools::storage_pool_is_active),
     procedure!(155, STORAGE_POOL_IS_PERSISTENT, "virStoragePoolIsPersistent", Query, Inline, pools::storage_pool_is_persistent),
@@ -230,6 +240,7 @@ pub static PROCEDURES: &[Procedure] = &[
     procedure!(273, CONNECT_LIST_ALL_DOMAINS, "virConnectListAllDomains", Query, Inline, connect::connect_list_all_domains),
     procedure!(281, CONNECT_LIST_ALL_STORAGE_POOLS, "virConnectListAllStoragePools", Query, Worker, pools::connect_list_all_storage_pools),
     procedure!(282, STORAGE_POOL_LIST_ALL_VOLUMES, "virStoragePoolListAllVolumes", Query, Worker, volumes::storage_pool_list_all_volumes),
+    procedure!(287, CONNECT_LIST_ALL_SECRETS, "virConnectListAllSecrets", Query, Inline, secrets::connect_list_all_secrets),
     procedure!(360, CONNECT_REGISTER_CLOSE_CALLBACK, "virConnectRegisterCloseCallback", Query, Inline, connect::connect_register_close_callback),
     procedure!(361, CONNECT_UNREGISTER_CLOSE_CALLBACK, "virConnectUnregisterCloseCallback", Query, Inline, connect::connect_unregister_close_callback),
     procedure!(368, CONNECT_STORAGE_POOL_EVENT_REGISTER_ANY, "virConnectStoragePoolEventRegisterAny", Query, Inline, connect::connect_storage_pool_event_register_any),

@@ -199,11 +199,11 @@ pub fn storage_vol_get_xml_desc(
     args: StorageVolFlagsArgs,
 ) -> Result<XmlRet, RemoteError> {
     allow_flags(args.flags, 0, "storageVolGetXMLDesc")?;
-    let (_, info) = ctx
+    let (pool, info) = ctx
         .registry
         .ready_volume(&args.vol.pool, &args.vol.name)
         .map_err(driver)?;
-    Ok(xml(info.report().to_xml()))
+    Ok(xml(pool.volume_report(&info).to_xml()))
 }
 
 /// `REMOTE_PROC_STORAGE_VOL_GET_PATH`.

@@ -145,8 +145,48 @@ fn refusals_name_the_place() {
             "unsupported feature 'bogus'",
         ),
         (
-            "<volume><name>x</name><capacity>1</capacity><target><encryption format='luks'/></target></volume>",
-            "encrypted volumes are not supported",
+            "<volume><name>x</name><capacity>1</capacity><target><encryption format='qcow'/></target></volume>",
+            "/volume/target/encryption/@format (line 1): unsupported encryption format 'qcow' (qpool supports: luks)",
+        ),
+        (
+            "<volume><name>x</name><capacity>1</capacity><target><encryption/></target></volume>",
+            "/volume/target/encryption: missing attribute 'format'",
+        ),
+        (
+            "<volume><name>x</name><capacity>1</capacity><target><encryption format='luks'><secret type='passphrase' uuid='not-a-uuid'/></encryption></target></volume>",
+            "malformed UUID 'not-a-uuid'",
+        ),
+        (
+            "<volume><name>x</name><capacity>1</capacity><target><encryption format='luks'><secret type='ceph' usage='u'/></encryption></target></volume>",
+            "unsupported secret type 'ceph'",
+        ),
+        (
+            "<volume><name>x</name><capacity>1</capacity><target><encryption format='luks'><secret type='passphrase'/></encryption></target></volume>",
+            "missing attribute 'uuid' or 'usage'",
+        ),
+        (
+            "<volume><name>x</name><capacity>1</capacity><target><encryption format='luks'><secret type='passphrase' usage='a'/><secret type='passphrase' usage='b'/></encryption></target></volume>",
+            "too many secrets",
+        ),
+        (
+            "<volume><name>x</name><capacity>1</capacity><target><encryption format='luks'><cipher name='serpent' size='256'/></encryption></target></volume>",
+            "unsupported cipher 'serpent' (qpool supports: aes)",
+        ),
+        (
+            "<volume><name>x</name><capacity>1</capacity><target><encryption format='luks'><cipher name='aes' size='256' mode='cbc' hash='sha256'/></encryption></target></volume>",
+            "unsupported cipher mode 'cbc' (qpool supports: xts)",
+        ),
+        (
+            "<volume><name>x</name><capacity>1</capacity><target><encryption format='luks'><ivgen name='essiv' hash='sha256'/></encryption></target></volume>",
+            "unsupported IV generator 'essiv'",
+        ),
+        (
+            "<volume xmlns:q='urn:qpool:volume:1'><name>x</name><capacity>1</capacity><target><encryption format='luks' q:iter-time='0'/></target></volume>",
+            "iteration time '0' must be 1 to 3600000 milliseconds",
+        ),
+        (
+            "<volume xmlns:q='urn:qpool:volume:1'><name>x</name><capacity>1</capacity><target><encryption format='luks' q:slots='2'/></target></volume>",
+            "unknown attribute 'slots'",
         ),
         (
             "<volume xmlns:q='urn:qpool:volume:1'><name>x</name><capacity>1</capacity><target><q:preallocation mode='lots'/></target></volume>",
@@ -232,6 +272,7 @@ fn report_has_libvirts_shape() {
             },
         }),
         backing: None,
+        encryption: None,
     };
     let expected = "<volume type='file'>
   <name>c1.qcow2</name>
@@ -262,6 +303,105 @@ fn report_has_libvirts_shape() {
 </volume>
 ";
     assert_eq!(report.to_xml(), expected);
+}
+
+#[test]
+fn encryption_is_read_with_qemu_img_defaults_for_what_is_left_out() {
+    let def = VolumeDef::parse(
+        "<volume xmlns:q='urn:qpool:volume:1'><name>e</name><capacity>1</capacity><target>
+           <format type='qcow2'/>
+           <encryption format='luks' q:iter-time='10'>
+             <secret type='passphrase' uuid='11111111222233334444AAAAAAAAAAAA'/>
+           </encryption>
+         </target></volume>",
+    )
+    .unwrap();
+    let enc = def.target.encryption.unwrap();
+    assert_eq!(enc.format, crate::model::EncryptionFormat::Luks);
+    assert_eq!(
+        enc.secret,
+        Some(SecretRef::Uuid(
+            "11111111-2222-3333-4444-aaaaaaaaaaaa".into()
+        ))
+    );
+    assert_eq!(enc.cipher, LuksCipher::default());
+    assert_eq!(enc.iter_time_ms, Some(10));
+
+    let def = VolumeDef::parse(
+        "<volume><name>e</name><capacity>1</capacity><target>
+           <encryption format='luks' engine='qemu'>
+             <secret type='passphrase' usage='/var/lib/qpool/images/e'/>
+             <cipher name='aes' size='128' mode='xts' hash='sha512'/>
+             <ivgen name='plain' hash='sha1'/>
+           </encryption>
+         </target></volume>",
+    )
+    .unwrap();
+    let enc = def.target.encryption.unwrap();
+    assert_eq!(
+        enc.secret,
+        Some(SecretRef::Usage("/var/lib/qpool/images/e".into()))
+    );
+    assert_eq!(
+        enc.cipher,
+        LuksCipher {
+            bits: 128,
+            mode: crate::model::CipherMode::Xts,
+            ivgen: IvGen::Plain,
+            ivgen_hash: Some(HashAlg::Sha1),
+            hash: HashAlg::Sha512,
+        }
+    );
+    assert_eq!(enc.iter_time_ms, None);
+}
+
+#[test]
+fn encryption_reports_like_libvirt_and_hides_the_cipher_without_a_secret() {
+    let mut report = VolumeReport {
+        name: "e".into(),
+        path: "/p/e".into(),
+        capacity: 1,
+        allocation: 0,
+        physical: 0,
+        format: VolFormat::Raw,
+        mode: 0o600,
+        owner: 0,
+        group: 0,
+        times: [Timestamp::default(); 3],
+        qcow2: None,
+        backing: None,
+        encryption: Some(EncryptionReport {
+            format: crate::model::EncryptionFormat::Luks,
+            secret: None,
+            cipher: Some(LuksCipher::default()),
+        }),
+    };
+    let xml = report.to_xml();
+    assert!(
+        xml.contains("    </timestamps>\n    <encryption format='luks'/>\n  </target>"),
+        "{xml}"
+    );
+    report.encryption = Some(EncryptionReport {
+        format: crate::model::EncryptionFormat::Luks,
+        secret: Some(SecretRef::Uuid(
+            "11111111-2222-3333-4444-555555555555".into(),
+        )),
+        cipher: Some(LuksCipher::default()),
+    });
+    let xml = report.to_xml();
+    assert!(
+        xml.contains(
+            "    <encryption format='luks'>
+      <secret type='passphrase' uuid='11111111-2222-3333-4444-555555555555'/>
+      <cipher name='aes' size='256' mode='xts' hash='sha256'/>
+      <ivgen name='plain64'/>
+    </encryption>
+"
+        ),
+        "{xml}"
+    );
+    let back = VolumeDef::parse(&xml).unwrap().target.encryption.unwrap();
+    assert_eq!(back.cipher, LuksCipher::default());
 }
 
 #[test]

@@ -383,3 +383,77 @@ fn guest_prefix_extents_follow_the_l2_runs() {
     assert_eq!(ext[0], 5 * 65536..(5 + 8192) * 65536);
     assert_eq!(ext[1].end - ext[1].start, (88 << 20) as u64);
 }
+
+/// The LUKS header length of aes-256-xts: qemu-img's payload offset, 2,068,480 bytes.
+const LUKS_256: u64 = 2_068_480;
+
+fn encrypted(size: u64, cs: u64, p: Preallocation) -> Layout {
+    let o = Options {
+        luks_length: Some(LUKS_256),
+        ..opts(size, cs)
+    };
+    Layout::plan(&o, p).unwrap()
+}
+
+#[test]
+fn encrypted_layouts_put_the_luks_clusters_last_like_qemu() {
+    // Measured with qemu-img 10.0.2 (encrypt.format=luks, 1 GiB, 64 KiB clusters): the
+    // header's 32 clusters come after everything else, at 0x40000 thin and at 0x40060000
+    // (cluster 16390) when preallocated; the file ends with them.
+    let off = encrypted(GIB, 65536, Preallocation::Off);
+    assert_eq!(off.luks, Some(4..36));
+    assert_eq!(off.file_length, 2_359_296);
+    assert_eq!(off.header.crypt_method, spec::CRYPT_LUKS);
+    assert!(off.extensions.contains(&Extension::FullDiskEncryption {
+        offset: 0x40000,
+        length: LUKS_256
+    }));
+    for mode in [
+        Preallocation::Metadata,
+        Preallocation::Falloc,
+        Preallocation::Full,
+    ] {
+        let l = encrypted(GIB, 65536, mode);
+        assert_eq!(l.luks, Some(16390..16422), "{mode}");
+        assert_eq!(l.file_length, 1_076_232_192, "{mode}");
+        assert_eq!(l.refcount(16421), 1, "{mode}");
+    }
+    // 5 TiB thin: an L1 of two clusters, the header from cluster 5.
+    assert_eq!(
+        encrypted(5 << 40, 65536, Preallocation::Off).luks,
+        Some(5..37)
+    );
+}
+
+#[test]
+fn the_encryption_extension_sits_between_backing_format_and_feature_table() {
+    let o = Options {
+        luks_length: Some(LUKS_256),
+        backing: Some(("b.qcow2".into(), Some("qcow2".into()))),
+        extended_l2: false,
+        ..opts(GIB, 65536)
+    };
+    let l = Layout::plan(&o, Preallocation::Off).unwrap();
+    assert!(matches!(
+        l.extensions.as_slice(),
+        [
+            Extension::BackingFormat(_),
+            Extension::FullDiskEncryption { .. },
+            Extension::FeatureNameTable
+        ]
+    ));
+    let plain = plan(GIB, 65536, Preallocation::Off);
+    assert_eq!((plain.luks, plain.header.crypt_method), (None, 0));
+}
+
+#[test]
+fn luks_clusters_that_need_a_refblock_beyond_a_full_table_get_room() {
+    // 512-byte clusters, falloc: the header's 4040 clusters cross refcount ranges after
+    // the table was sized; every range still has a refblock the table can point at.
+    let l = encrypted(16 << 20, 512, Preallocation::Falloc);
+    let luks = l.luks.clone().unwrap();
+    let table_entries = (l.refcount_table.end - l.refcount_table.start) * 512 / 8;
+    assert!(l.refblocks.len() as u64 <= table_entries);
+    let last_range = usize::try_from((luks.end - 1) / l.refblock_entries).unwrap();
+    assert!(l.refblocks[last_range].is_some());
+}

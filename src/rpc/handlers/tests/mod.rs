@@ -4,6 +4,7 @@
 //! procedure; `lifecycle` walks a pool and a volume through their lives.
 
 mod lifecycle;
+mod secrets;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
@@ -11,7 +12,7 @@ use std::collections::BTreeSet;
 use super::*;
 use crate::pool::registry::Registry;
 use crate::rpc::messages::*;
-use crate::rpc::proto::{NonnullStoragePool, NonnullStorageVol, codes};
+use crate::rpc::proto::{NonnullSecret, NonnullStoragePool, NonnullStorageVol, codes};
 use crate::rpc::xdr::Decoder;
 
 /// A connection with no socket behind it.
@@ -61,8 +62,14 @@ struct Fixture {
 impl Fixture {
     fn new() -> Fixture {
         let root = tempfile::tempdir().unwrap();
-        let registry =
-            Registry::load(&root.path().join("defs"), &root.path().join("images")).unwrap();
+        let secrets = crate::pool::SecretStore::open(&root.path().join("secrets")).unwrap();
+        let registry = Registry::load_with(
+            &root.path().join("defs"),
+            &root.path().join("images"),
+            crate::model::FallocateMode::default(),
+            Some(std::sync::Arc::new(secrets)),
+        )
+        .unwrap();
         let conn = FakeConn::default();
         conn.open.set(true);
         Fixture {
@@ -341,6 +348,20 @@ fn connection_queries_answer_as_a_storage_driver() {
     assert!(!f.conn.open.get());
 }
 
+/// A private volume secret.
+const SECRET: &str = "<secret ephemeral='no' private='yes'>
+  <uuid>07070707-0707-0707-0707-070707070707</uuid>
+  <usage type='volume'><volume>/p/e.img</volume></usage>
+</secret>";
+
+fn secret_handle() -> NonnullSecret {
+    NonnullSecret {
+        uuid: [7; 16],
+        usage_type: 1,
+        usage_id: "/p/e.img".into(),
+    }
+}
+
 /// Every procedure of the table is exercised by one of the tests above; this walk calls each
 /// once more and checks none is left out.
 #[test]
@@ -419,6 +440,33 @@ fn every_procedure_answers_in_process() {
                 need_results: 1,
                 flags: 0,
             }),
+            139 => Vec::new(),
+            140 => to_bytes(&ConnectListSecretsArgs { maxuuids: 9 }),
+            141 => to_bytes(&SecretLookupByUuidArgs { uuid: [7; 16] }),
+            142 => to_bytes(&SecretDefineXmlArgs {
+                xml: SECRET.into(),
+                flags: 0,
+            }),
+            143 | 145 => to_bytes(&SecretFlagsArgs {
+                secret: secret_handle(),
+                flags: 0,
+            }),
+            144 => to_bytes(&SecretSetValueArgs {
+                secret: secret_handle(),
+                value: SecretValue(zeroize::Zeroizing::new(b"v".to_vec())),
+                flags: 0,
+            }),
+            146 => to_bytes(&SecretUndefineArgs {
+                secret: secret_handle(),
+            }),
+            147 => to_bytes(&SecretLookupByUsageArgs {
+                usage_type: 1,
+                usage_id: "/p/e.img".into(),
+            }),
+            287 => to_bytes(&ConnectListAllSecretsArgs {
+                need_results: 1,
+                flags: 0,
+            }),
             419 => to_bytes(&ConnectSetIdentityArgs {
                 params: crate::rpc::xdr::BoundedVec(Vec::new()),
                 flags: 0,
@@ -427,7 +475,7 @@ fn every_procedure_answers_in_process() {
         }
     };
     // The calls that end the connection or the pool go last.
-    let last = [94, 80, 81, 82, 2];
+    let last = [146, 94, 80, 81, 82, 2];
     let mut order: Vec<i32> = PROCEDURES
         .iter()
         .map(|p| p.number)

@@ -1,0 +1,243 @@
+//! qemu's tools on encrypted images: every call names the passphrase through a secret
+//! object read from a file (`--object secret,id=s0,file=…`), never on the command line, and
+//! opens the image with `--image-opts` (qcow2 with `encrypt.key-secret`, raw with the
+//! `luks` driver).
+
+use std::path::Path;
+use std::process::Output;
+
+use super::run;
+
+/// The id of the secret object every call defines.
+pub const SECRET_ID: &str = "s0";
+
+/// How qemu opens an encrypted image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// qcow2 with LUKS (crypt_method 2).
+    Qcow2,
+    /// A raw LUKS file (qemu's `luks` format).
+    Luks,
+}
+
+impl Driver {
+    /// The `--image-opts` string for `path`.
+    pub fn image_opts(self, path: &Path) -> String {
+        match self {
+            Driver::Qcow2 => format!(
+                "driver=qcow2,encrypt.key-secret={SECRET_ID},file.filename={}",
+                path.display()
+            ),
+            Driver::Luks => format!(
+                "driver=luks,key-secret={SECRET_ID},file.filename={}",
+                path.display()
+            ),
+        }
+    }
+
+    /// The format name for `qemu-img create -f`.
+    pub fn format(self) -> &'static str {
+        match self {
+            Driver::Qcow2 => "qcow2",
+            Driver::Luks => "luks",
+        }
+    }
+}
+
+fn secret_object(passphrase_file: &Path) -> String {
+    format!("secret,id={SECRET_ID},file={}", passphrase_file.display())
+}
+
+/// `qemu-img create` of an encrypted twin: `options` besides the secret (`preallocation=…`,
+/// `cipher-alg=…`; the qcow2 ones without their `encrypt.` prefix).
+pub fn qemu_img_create(
+    driver: Driver,
+    path: &Path,
+    passphrase_file: &Path,
+    options: &str,
+    size: u64,
+) {
+    let prefix = match driver {
+        Driver::Qcow2 => "encrypt.",
+        Driver::Luks => "",
+    };
+    let mut opts = match driver {
+        Driver::Qcow2 => "encrypt.format=luks,".to_string(),
+        Driver::Luks => String::new(),
+    };
+    opts.push_str(&format!(
+        "{prefix}key-secret={SECRET_ID},{prefix}iter-time=1"
+    ));
+    for o in options.split(',').filter(|o| !o.is_empty()) {
+        let is_crypto = !o.starts_with("preallocation=")
+            && !o.starts_with("cluster_size=")
+            && !o.starts_with("compat=");
+        opts.push(',');
+        if is_crypto {
+            opts.push_str(prefix);
+        }
+        opts.push_str(o);
+    }
+    let size = size.to_string();
+    let object = secret_object(passphrase_file);
+    let out = run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "--object",
+            &object,
+            "-f",
+            driver.format(),
+            "-o",
+            &opts,
+            path.to_str().unwrap(),
+            &size,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "qemu-img create {opts}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `qemu-io --object secret … --image-opts … -c C1 -c C2 …`.
+pub fn qemu_io(driver: Driver, path: &Path, passphrase_file: &Path, commands: &[&str]) -> Output {
+    let object = secret_object(passphrase_file);
+    let opts = driver.image_opts(path);
+    let mut args = vec!["--object", object.as_str(), "--image-opts", opts.as_str()];
+    for c in commands {
+        args.push("-c");
+        args.push(c);
+    }
+    run("qemu-io", &args)
+}
+
+/// [`qemu_io`] that must succeed with every command (qemu-io prints a pattern mismatch
+/// without failing, so its output is checked too).
+pub fn qemu_io_ok(driver: Driver, path: &Path, passphrase_file: &Path, commands: &[&str]) {
+    let out = qemu_io(driver, path, passphrase_file, commands);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && !text.contains("failed") && !text.contains("can't open"),
+        "qemu-io {} {commands:?}: {text}",
+        path.display()
+    );
+}
+
+/// `qemu-img info --output=json` of an encrypted image, opened with its passphrase.
+pub fn qemu_info(driver: Driver, path: &Path, passphrase_file: &Path) -> serde_json::Value {
+    let object = secret_object(passphrase_file);
+    let opts = driver.image_opts(path);
+    let out = run(
+        "qemu-img",
+        &[
+            "info",
+            "--output=json",
+            "--object",
+            &object,
+            "--image-opts",
+            &opts,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "qemu-img info {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("qemu-img info json")
+}
+
+/// `qemu-img check` of an encrypted qcow2 image with its passphrase: no errors, no leaks.
+pub fn assert_check_clean(path: &Path, passphrase_file: &Path) {
+    let object = secret_object(passphrase_file);
+    let opts = Driver::Qcow2.image_opts(path);
+    let out = run(
+        "qemu-img",
+        &[
+            "check",
+            "--output=json",
+            "--object",
+            &object,
+            "--image-opts",
+            &opts,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "qemu-img check {}: {text}{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("check json");
+    for key in ["corruptions", "leaks", "check-errors"] {
+        assert_eq!(
+            v.get(key).and_then(|x| x.as_u64()).unwrap_or(0),
+            0,
+            "{key} in {text}"
+        );
+    }
+}
+
+/// `qemu-img compare` of two encrypted images with the same passphrase: true when their
+/// guest data is identical.
+pub fn qemu_compare(driver: Driver, a: &Path, b: &Path, passphrase_file: &Path) -> bool {
+    let object = secret_object(passphrase_file);
+    let (oa, ob) = (driver.image_opts(a), driver.image_opts(b));
+    let out = run(
+        "qemu-img",
+        &["compare", "--object", &object, "--image-opts", &oa, &ob],
+    );
+    out.status.code() == Some(0)
+}
+
+/// The byte range a qcow2 image's full disk encryption extension points at (offset and
+/// length, from the header extension of type 0x0537be77), widened to whole clusters.
+pub fn luks_clusters(path: &Path) -> std::ops::Range<u64> {
+    let bytes = std::fs::read(path).expect("read image");
+    let be32 = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    let be64 = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap());
+    let cluster = 1u64 << be32(20);
+    let mut at = if be32(4) == 3 { be32(100) as usize } else { 72 };
+    loop {
+        let (kind, len) = (be32(at), be32(at + 4) as usize);
+        assert_ne!(
+            kind,
+            0,
+            "no full disk encryption extension in {}",
+            path.display()
+        );
+        if kind == 0x0537_be77 {
+            let (offset, length) = (be64(at + 8), be64(at + 16));
+            return offset..(offset + length).next_multiple_of(cluster);
+        }
+        at += 8 + len.next_multiple_of(8);
+    }
+}
+
+/// The first offset where the files differ outside `skip` (one range in each file, the
+/// LUKS header's clusters, whose keys and salts are random), or their lengths if those
+/// differ; `None` when equal.
+pub fn first_difference_outside(
+    a: &Path,
+    skip_a: std::ops::Range<u64>,
+    b: &Path,
+    skip_b: std::ops::Range<u64>,
+) -> Option<u64> {
+    let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    if x.len() != y.len() || skip_a != skip_b {
+        return Some(x.len().min(y.len()) as u64);
+    }
+    x.iter()
+        .zip(&y)
+        .enumerate()
+        .find(|(i, (p, q))| p != q && !skip_a.contains(&(*i as u64)))
+        .map(|(i, _)| i as u64)
+}

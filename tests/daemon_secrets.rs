@@ -1,0 +1,515 @@
+//! libvirt's secrets through `qpoold`, with unmodified `virsh`: `secret-define`,
+//! `secret-set-value --file`, `secret-list`, `secret-dumpxml` (checked against libvirt's
+//! `secret.rng` with xmllint), `secret-get-value`, `secret-undefine`, the read-only socket, the
+//! store on disk (0700, 0600, kept over a restart), and `vol-create` of encrypted volumes
+//! whose passphrase comes from the store, opened by `qemu-img` and `qemu-io` with the
+//! passphrase and refused with a wrong one.
+//!
+//! With qpoold.conf `secrets_uri`, the passphrase of a secret qpoold does not keep comes from
+//! libvirt's secret driver: a real libvirtd (tests/common/libvirtd.rs) holds it.
+//!
+//! A missing virsh, qemu-img, qemu-io or xmllint (or libvirtd, for the second test) skips the
+//! test, except under CI=true where it fails.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::crypt::{Driver, qemu_io, qemu_io_ok};
+use common::daemon::Daemon;
+use common::peer::{Libvirtd, qemu_driver_available};
+use common::{have, qemu_info, xmllint_relaxng};
+
+/// libvirt's secret schema.
+const LIBVIRT_SECRET_RNG: &str = "/usr/share/libvirt/schemas/secret.rng";
+
+/// The passphrase the tests set; it must never appear in the daemon's log.
+const PASSPHRASE: &str = "an-unmistakable-passphrase";
+
+fn oracles() -> bool {
+    ["virsh", "qemu-img", "qemu-io", "xmllint"]
+        .iter()
+        .all(|t| have(t))
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Asserts virsh failed with status 1 and exactly these `error:` lines on stderr.
+fn assert_fails(out: (i32, String, String), lines: &[&str]) {
+    let (status, stdout, stderr) = out;
+    let expected: String = lines.iter().map(|l| format!("error: {l}\n")).collect();
+    assert_eq!(
+        (status, stderr.trim_end()),
+        (1, expected.trim_end()),
+        "stdout: {stdout}"
+    );
+}
+
+/// A volume secret for `path`, private unless said otherwise.
+fn secret_xml(path: &Path, private: bool) -> String {
+    format!(
+        "<secret ephemeral='no' private='{}'>\n  <description>passphrase of {}</description>\n  <usage type='volume'>\n    <volume>{}</volume>\n  </usage>\n</secret>\n",
+        if private { "yes" } else { "no" },
+        path.display(),
+        path.display()
+    )
+}
+
+/// An encrypted volume whose `<secret>` is `secret` (`uuid='…'` or `usage='…'`); a short
+/// key-derivation time keeps the test fast.
+fn encrypted_volume(name: &str, format: &str, secret: &str) -> String {
+    format!(
+        "<volume xmlns:qpool='urn:qpool:volume:1'>\n  <name>{name}</name>\n  <capacity unit='M'>16</capacity>\n  <target>\n    <format type='{format}'/>\n    <encryption format='luks' qpool:iter-time='10'>\n      <secret type='passphrase' {secret}/>\n    </encryption>\n  </target>\n</volume>\n"
+    )
+}
+
+/// Defines a secret from `xml`; returns its UUID as virsh printed it.
+fn define(d: &Daemon, name: &str, xml: &str) -> String {
+    let file = d.write_file(name, xml);
+    let out = d.virsh_ok(&["secret-define", file.to_str().unwrap()]);
+    out.trim()
+        .strip_prefix("Secret ")
+        .and_then(|s| s.strip_suffix(" created"))
+        .unwrap_or_else(|| panic!("secret-define printed {out:?}"))
+        .to_string()
+}
+
+/// Sets a secret's value the way an admin does: base64 in a file.
+fn set_value(d: &Daemon, uuid: &str, value: &str) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(value);
+    let file = d.write_file(&format!("{uuid}.b64"), &b64);
+    let out = d.virsh_ok(&["secret-set-value", uuid, "--file", file.to_str().unwrap()]);
+    assert_eq!(out.trim(), "Secret value set");
+    std::fs::remove_file(file).unwrap();
+}
+
+/// Every name in the pool directory, hidden ones included, sorted.
+fn pool_files(d: &Daemon) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(d.pool_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
+    if !oracles() {
+        return;
+    }
+    let mut d = Daemon::unstarted(&[]);
+    // The most the daemon ever logs; the passphrase must be in none of it.
+    d.set_env("QPOOL_LOG", "trace");
+    std::fs::create_dir_all(d.pools.join("autostart")).unwrap();
+    d.spawn();
+    let store = d.secrets_dir();
+    assert!(!store.exists(), "the store is made at the first definition");
+
+    // secret-define, secret-set-value --file: the store is root-only.
+    let qcow2 = d.vol("e.qcow2");
+    let uuid = define(&d, "secret.xml", &secret_xml(&qcow2, true));
+    set_value(&d, &uuid, PASSPHRASE);
+    assert_eq!(mode(&store), 0o700);
+    for ext in ["xml", "base64"] {
+        assert_eq!(mode(&store.join(format!("{uuid}.{ext}"))), 0o600, "{ext}");
+    }
+
+    // secret-list and secret-dumpxml, in libvirt's shape and valid against its schema.
+    let list = d.virsh_ok(&["secret-list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == [uuid.as_str(), "volume", qcow2.to_str().unwrap()]),
+        "{list}"
+    );
+    let xml = d.virsh_ok(&["secret-dumpxml", &uuid]);
+    assert_eq!(
+        xml.trim_end(),
+        format!(
+            "<secret ephemeral='no' private='yes'>\n  <uuid>{uuid}</uuid>\n  <description>passphrase of {p}</description>\n  <usage type='volume'>\n    <volume>{p}</volume>\n  </usage>\n</secret>",
+            p = qcow2.display()
+        )
+    );
+    if Path::new(LIBVIRT_SECRET_RNG).exists() {
+        let file = d.write_file("dumped.xml", &xml);
+        let (ok, err) = xmllint_relaxng(Path::new(LIBVIRT_SECRET_RNG), &file);
+        assert!(ok, "secret-dumpxml does not validate: {err}\n{xml}");
+    }
+
+    // A private secret's value is never given out.
+    assert_fails(
+        d.virsh(&["secret-get-value", &uuid]),
+        &["Invalid secret: secret is private"],
+    );
+
+    // The read-only socket lists and reads definitions, and refuses every change and the
+    // value.
+    let ro_list = run_ro(&d, &["secret-list"]);
+    assert!(ro_list.contains(&uuid), "{ro_list}");
+    let file = d.write_file("other.xml", "<secret/>");
+    for (args, api) in [
+        (
+            vec!["secret-define", file.to_str().unwrap()],
+            "virSecretDefineXML",
+        ),
+        (
+            vec!["secret-set-value", &uuid, "--base64", "eA=="],
+            "virSecretSetValue",
+        ),
+        (vec!["secret-get-value", &uuid], "virSecretGetValue"),
+        (vec!["secret-undefine", &uuid], "virSecretUndefine"),
+    ] {
+        let (status, _, err) = d.virsh_ro(&args);
+        assert!(
+            status == 1
+                && err.contains(&format!(
+                    "operation forbidden: read only access prevents {api}"
+                )),
+            "{args:?}: {err}"
+        );
+    }
+
+    // vol-create of an encrypted qcow2 naming the secret by UUID: qemu opens it with the
+    // passphrase, and refuses a wrong one.
+    let pass = d.write_file("pass", PASSPHRASE);
+    let wrong = d.write_file("wrong", "not-the-passphrase");
+    let vol = d.write_file(
+        "e.xml",
+        &encrypted_volume("e.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+    );
+    let out = d.virsh_ok(&["vol-create", "default", vol.to_str().unwrap()]);
+    assert_eq!(
+        out.trim(),
+        format!("Vol e.qcow2 created from {}", vol.display())
+    );
+    let info = qemu_info(&qcow2);
+    assert_eq!(info["encrypted"], true, "{info}");
+    assert_eq!(info["format-specific"]["data"]["encrypt"]["format"], "luks");
+    qemu_io_ok(
+        Driver::Qcow2,
+        &qcow2,
+        &pass,
+        &["write -P 0x5a 0 1M", "read -P 0x5a 0 1M"],
+    );
+    let refused = qemu_io(Driver::Qcow2, &qcow2, &wrong, &["read 0 512"]);
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && text.contains("Invalid password"),
+        "{text}"
+    );
+    // The volume's secret is the one whose usage is its path.
+    let dumped = d.virsh_ok(&["vol-dumpxml", "--pool", "default", "e.qcow2"]);
+    assert!(
+        dumped.contains(&format!("<secret type='passphrase' uuid='{uuid}'/>")),
+        "{dumped}"
+    );
+
+    // A raw LUKS volume naming the secret by usage.
+    let raw = d.vol("r.img");
+    let raw_uuid = define(&d, "raw.xml", &secret_xml(&raw, true));
+    set_value(&d, &raw_uuid, PASSPHRASE);
+    let vol = d.write_file(
+        "r.xml",
+        &encrypted_volume("r.img", "raw", &format!("usage='{}'", raw.display())),
+    );
+    d.virsh_ok(&["vol-create", "default", vol.to_str().unwrap()]);
+    assert_eq!(qemu_info(&raw)["format"], "luks");
+    qemu_io_ok(
+        Driver::Luks,
+        &raw,
+        &pass,
+        &["write -P 0x11 0 64k", "read -P 0x11 0 64k"],
+    );
+
+    // A copy keeps its source's key: another secret is refused before anything is made,
+    // the source's own secret copies.
+    let other = define(&d, "other.xml", &secret_xml(&d.vol("c.qcow2"), true));
+    set_value(&d, &other, "another passphrase");
+    let before = pool_files(&d);
+    let copy = d.write_file(
+        "c.xml",
+        &encrypted_volume("c.qcow2", "qcow2", &format!("uuid='{other}'")),
+    );
+    let (status, _, err) = d.virsh(&[
+        "vol-create-from",
+        "default",
+        copy.to_str().unwrap(),
+        "e.qcow2",
+        "--inputpool",
+        "default",
+    ]);
+    assert!(
+        status == 1
+            && err.contains(
+                "unsupported configuration: cannot copy 'e.qcow2' to 'c.qcow2': the secret named for the copy does not open the source"
+            ),
+        "{err}"
+    );
+    assert_eq!(pool_files(&d), before);
+    let copy = d.write_file(
+        "c2.xml",
+        &encrypted_volume("c.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+    );
+    d.virsh_ok(&[
+        "vol-create-from",
+        "default",
+        copy.to_str().unwrap(),
+        "e.qcow2",
+        "--inputpool",
+        "default",
+    ]);
+    qemu_io_ok(
+        Driver::Qcow2,
+        &d.vol("c.qcow2"),
+        &pass,
+        &["read -P 0x5a 0 1M"],
+    );
+
+    // A missing secret, or one without a value: one error, and the pool as it was.
+    let before = pool_files(&d);
+    let missing = "11111111-2222-3333-4444-555555555555";
+    let vol = d.write_file(
+        "m.xml",
+        &encrypted_volume("m.qcow2", "qcow2", &format!("uuid='{missing}'")),
+    );
+    assert_fails(
+        d.virsh(&["vol-create", "default", vol.to_str().unwrap()]),
+        &[
+            &format!("Failed to create vol from {}", vol.display()),
+            &format!(
+                "Secret not found: cannot encrypt volume 'm.qcow2': no secret with uuid '{missing}'"
+            ),
+        ],
+    );
+    let empty = define(&d, "empty.xml", "<secret ephemeral='no' private='no'/>");
+    let vol = d.write_file(
+        "n.xml",
+        &encrypted_volume("n.qcow2", "qcow2", &format!("uuid='{empty}'")),
+    );
+    assert_fails(
+        d.virsh(&["vol-create", "default", vol.to_str().unwrap()]),
+        &[
+            &format!("Failed to create vol from {}", vol.display()),
+            &format!(
+                "Secret not found: cannot encrypt volume 'n.qcow2': secret {empty} has no value"
+            ),
+        ],
+    );
+    assert_eq!(pool_files(&d), before);
+
+    // A public secret's value is given back, as virsh prints it (base64).
+    set_value(&d, &empty, "visible");
+    assert_eq!(
+        d.virsh_ok(&["secret-get-value", &empty]).trim(),
+        "dmlzaWJsZQ=="
+    );
+
+    // The CLI takes a secret over a URI too, here qpoold's own (a public secret).
+    let xml = d.write_file(
+        "cli.xml",
+        &encrypted_volume("cli.qcow2", "qcow2", &format!("uuid='{empty}'")),
+    );
+    let out = qpool_create(&d, &xml, &d.uri());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let visible = d.write_file("visible", "visible");
+    qemu_io_ok(
+        Driver::Qcow2,
+        &d.vol("cli.qcow2"),
+        &visible,
+        &["read 0 512"],
+    );
+    // A private one is not handed over the URI: one error, nothing made.
+    let xml = d.write_file(
+        "cli-private.xml",
+        &encrypted_volume("cli-p.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+    );
+    let out = qpool_create(&d, &xml, &d.uri());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: cannot encrypt volume 'cli-p.qcow2': cannot read the secret from libvirt at {}: Invalid secret: secret is private\n",
+            d.uri()
+        )
+    );
+    assert!(!d.vol("cli-p.qcow2").exists());
+
+    // The store outlives the daemon: after a restart the secret still encrypts.
+    d.restart();
+    let vol = d.write_file(
+        "after.xml",
+        &encrypted_volume("after.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+    );
+    d.virsh_ok(&["vol-create", "default", vol.to_str().unwrap()]);
+    qemu_io_ok(Driver::Qcow2, &d.vol("after.qcow2"), &pass, &["read 0 512"]);
+
+    // secret-undefine removes its files.
+    let out = d.virsh_ok(&["secret-undefine", &uuid]);
+    assert_eq!(out.trim(), format!("Secret {uuid} deleted"));
+    for ext in ["xml", "base64"] {
+        assert!(!store.join(format!("{uuid}.{ext}")).exists(), "{ext}");
+    }
+    assert_fails(
+        d.virsh(&["secret-dumpxml", &uuid]),
+        &[
+            &format!("failed to get secret '{uuid}'"),
+            &format!("Secret not found: no secret with matching uuid '{uuid}'"),
+        ],
+    );
+
+    let log = d.log();
+    assert!(log.contains("secret"), "the log is the daemon's: {log}");
+    assert!(!log.contains(PASSPHRASE), "the passphrase reached the log");
+    {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(PASSPHRASE);
+        assert!(!log.contains(&b64), "the base64 passphrase reached the log");
+    }
+}
+
+/// `qpool vol-create XML --secret-uri URI` on the daemon's default pool directory.
+fn qpool_create(d: &Daemon, xml: &Path, uri: &str) -> std::process::Output {
+    std::process::Command::new(common::QPOOL)
+        .arg("--pool-dir")
+        .arg(d.pool_dir())
+        .arg("vol-create")
+        .arg(xml)
+        .arg("--secret-uri")
+        .arg(uri)
+        .env_remove("QPOOL_LOG")
+        .output()
+        .expect("run qpool")
+}
+
+/// virsh on the read-only socket, which must succeed.
+fn run_ro(d: &Daemon, args: &[&str]) -> String {
+    let (status, out, err) = d.virsh_ro(args);
+    assert!(status == 0 && err.is_empty(), "{args:?}: {status} {err}");
+    out
+}
+
+#[test]
+fn with_secrets_uri_passphrases_come_from_libvirts_secret_driver() {
+    if !oracles() || !qemu_driver_available() {
+        return;
+    }
+    assert!(
+        Libvirtd::has_secrets() || !common::in_ci(),
+        "libvirt's secret driver is required in CI"
+    );
+    if !Libvirtd::has_secrets() {
+        eprintln!("SKIPPED: no libvirt secret driver here");
+        return;
+    }
+    let l = Libvirtd::start_with_qemu();
+    let mut d = Daemon::unstarted(&[]);
+    d.set_env("QPOOL_LOG", "trace");
+    std::fs::write(d.config_file(), format!("secrets_uri = \"{}\"\n", l.uri)).unwrap();
+    std::fs::create_dir_all(d.pools.join("autostart")).unwrap();
+    d.spawn();
+
+    // The secrets live in libvirt only, volume secrets with the passphrase as their value.
+    let libvirt_secret = |name: &str, path: &Path, private: bool| -> String {
+        let file = d.write_file(&format!("{name}.xml"), &secret_xml(path, private));
+        let out = l.virsh_ok(&["secret-define", file.to_str().unwrap()]);
+        let uuid = out
+            .trim()
+            .strip_prefix("Secret ")
+            .and_then(|s| s.strip_suffix(" created"))
+            .unwrap_or_else(|| panic!("secret-define printed {out:?}"))
+            .to_string();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(PASSPHRASE);
+        let value = d.write_file(&format!("{name}.b64"), &b64);
+        l.virsh_ok(&["secret-set-value", &uuid, "--file", value.to_str().unwrap()]);
+        uuid
+    };
+    let raw = d.vol("l.img");
+    let uuid = libvirt_secret("public", &raw, false);
+    assert!(
+        !d.virsh_ok(&["secret-list"]).contains(&uuid),
+        "qpoold lists its own secrets only"
+    );
+    let pass = d.write_file("pass", PASSPHRASE);
+
+    // By UUID (qcow2) and by usage (raw LUKS).
+    let vol = d.write_file(
+        "l.xml",
+        &encrypted_volume("l.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+    );
+    d.virsh_ok(&["vol-create", "default", vol.to_str().unwrap()]);
+    qemu_io_ok(
+        Driver::Qcow2,
+        &d.vol("l.qcow2"),
+        &pass,
+        &["write -P 0x33 0 64k", "read -P 0x33 0 64k"],
+    );
+    let vol = d.write_file(
+        "lr.xml",
+        &encrypted_volume("l.img", "raw", &format!("usage='{}'", raw.display())),
+    );
+    d.virsh_ok(&["vol-create", "default", vol.to_str().unwrap()]);
+    qemu_io_ok(Driver::Luks, &raw, &pass, &["read 0 4k"]);
+
+    // libvirt gives a private secret's value only to its own daemons (the ones that hold
+    // its system token), so qpoold is refused it: one error, nothing left behind.
+    let before = pool_files(&d);
+    let private = libvirt_secret("private", &d.vol("p.qcow2"), true);
+    let vol = d.write_file(
+        "lp.xml",
+        &encrypted_volume("p.qcow2", "qcow2", &format!("uuid='{private}'")),
+    );
+    assert_fails(
+        d.virsh(&["vol-create", "default", vol.to_str().unwrap()]),
+        &[
+            &format!("Failed to create vol from {}", vol.display()),
+            &format!(
+                "invalid argument: cannot encrypt volume 'p.qcow2': cannot read the secret from libvirt at {}: Invalid secret: secret is private",
+                l.uri
+            ),
+        ],
+    );
+
+    // A secret neither has: libvirt's answer, one error, nothing left behind.
+    let missing = "11111111-2222-3333-4444-555555555555";
+    let vol = d.write_file(
+        "lm.xml",
+        &encrypted_volume("lm.qcow2", "qcow2", &format!("uuid='{missing}'")),
+    );
+    assert_fails(
+        d.virsh(&["vol-create", "default", vol.to_str().unwrap()]),
+        &[
+            &format!("Failed to create vol from {}", vol.display()),
+            &format!(
+                "Secret not found: cannot encrypt volume 'lm.qcow2': no secret with uuid '{missing}'"
+            ),
+        ],
+    );
+    assert_eq!(pool_files(&d), before);
+
+    // The CLI reads libvirt's (public) secret over the same URI.
+    let xml = d.write_file(
+        "lc.xml",
+        &encrypted_volume("lc.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+    );
+    let out = qpool_create(&d, &xml, &l.uri);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(PASSPHRASE));
+    qemu_io_ok(Driver::Qcow2, &d.vol("lc.qcow2"), &pass, &["read 0 512"]);
+    assert!(
+        !d.log().contains(PASSPHRASE),
+        "the passphrase reached the log"
+    );
+}
