@@ -1,6 +1,6 @@
 //! Unit tests of `volume`.
 use super::*;
-use crate::model::{Compression, Preallocation};
+use crate::model::{Compression, HashAlg, IvGen, LuksCipher, Preallocation};
 
 #[test]
 fn minimal_volume_defaults_to_raw() {
