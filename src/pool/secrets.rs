@@ -469,14 +469,8 @@ impl Secrets for SecretStore {
 
     fn volume_secret(&self, path: &Path) -> Option<SecretRef> {
         let path = path.to_str()?;
-        self.lock()
-            .iter()
-            .find(|(_, s)| {
-                s.def
-                    .usage
-                    .as_ref()
-                    .is_some_and(|u| u.kind == SecretUsageType::Volume && u.id == path)
-            })
+        self.lookup_usage(SecretUsageType::Volume, path)
+            .ok()
             .map(|(u, _)| SecretRef::Uuid(u.to_string()))
     }
 }
