@@ -129,6 +129,24 @@ pub enum SecretError {
     },
 }
 
+/// Why the passphrase of an encrypted copy's source is not to be had (libvirt's way to
+/// find it: the secret whose usage is the source volume's path).
+#[derive(Debug, Error)]
+pub enum SourceKeyMissing {
+    /// The pool has no secrets to ask (the CLI's `--secret-file` gives one passphrase only).
+    #[error("no secret store holds it (define a volume secret for the source in qpoold)")]
+    NoStore,
+    /// No secret has the source's path as its volume usage.
+    #[error("no secret has the usage of volume {}", .0.display())]
+    NoVolumeSecret(PathBuf),
+    /// The source's volume secret exists but gives no passphrase.
+    #[error("its volume secret gives no passphrase")]
+    Secret(#[source] SecretError),
+    /// The source's volume secret does not open it.
+    #[error("the source's volume secret ({0}) does not open it")]
+    WrongPassphrase(crate::xml::SecretRef),
+}
+
 /// Engine errors. Each names the operation and the volume or path it concerned.
 #[derive(Debug, Error)]
 pub enum Error {
@@ -261,16 +279,20 @@ pub enum Error {
         #[source]
         source: SecretError,
     },
-    /// A copy of an encrypted volume names a secret that does not open the source: the copy
-    /// keeps the source's key (qpool does not re-encrypt), so it would not open with it.
+    /// A copy of an encrypted volume names a secret that does not open the source, and the
+    /// source's own passphrase, which re-encrypting it under the new secret takes, is not
+    /// to be had.
     #[error(
-        "cannot copy '{from}' to '{name}': the secret named for the copy does not open the source, and a copy keeps the source's key (re-encrypting with a new key is not supported; name the source's secret, or none)"
+        "cannot copy '{from}' to '{name}': the secret named for the copy does not open the source, and re-encrypting it with the new secret needs the source's passphrase"
     )]
     CopyKeepsSourceKey {
         /// The new volume.
         name: String,
         /// The encrypted source.
         from: String,
+        /// What is missing.
+        #[source]
+        missing: SourceKeyMissing,
     },
     /// An operation qpool cannot do on an encrypted volume.
     #[error("volume '{name}' is encrypted: {what}")]

@@ -3,7 +3,9 @@
 //! `secret.rng` with xmllint), `secret-get-value`, `secret-undefine`, the read-only socket, the
 //! store on disk (0700, 0600, kept over a restart), and `vol-create` of encrypted volumes
 //! whose passphrase comes from the store, opened by `qemu-img` and `qemu-io` with the
-//! passphrase and refused with a wrong one.
+//! passphrase and refused with a wrong one; `vol-create-from` under another secret
+//! re-encrypts the copy with a new key, the source's passphrase coming from its volume
+//! secret.
 //!
 //! With qpoold.conf `secrets_uri`, the passphrase of a secret qpoold does not keep comes from
 //! libvirt's secret driver: a real libvirtd (tests/common/libvirtd.rs) holds it.
@@ -16,7 +18,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::crypt::{Driver, qemu_io, qemu_io_ok};
+use common::crypt::{Driver, qemu_compare_keys, qemu_io, qemu_io_ok};
 use common::daemon::Daemon;
 use common::peer::{Libvirtd, qemu_driver_available};
 use common::{have, qemu_info, xmllint_relaxng};
@@ -226,34 +228,79 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
         &["write -P 0x11 0 64k", "read -P 0x11 0 64k"],
     );
 
-    // A copy keeps its source's key: another secret is refused before anything is made,
-    // the source's own secret copies.
+    // A copy under another secret is re-encrypted with a new key, the source's passphrase
+    // coming from its volume secret (the one whose usage is its path): qemu reads the data
+    // with the new passphrase only, and finds the guest data identical.
     let other = define(&d, "other.xml", &secret_xml(&d.vol("c.qcow2"), true));
     set_value(&d, &other, "another passphrase");
+    let other_pass = d.write_file("other-pass", "another passphrase");
+    for (copy, format, source, driver, source_driver) in [
+        ("c.qcow2", "qcow2", "e.qcow2", Driver::Qcow2, Driver::Qcow2),
+        ("c.img", "raw", "r.img", Driver::Luks, Driver::Luks),
+        ("cr.img", "raw", "e.qcow2", Driver::Luks, Driver::Qcow2),
+    ] {
+        let xml = d.write_file(
+            &format!("{copy}.xml"),
+            &encrypted_volume(copy, format, &format!("uuid='{other}'")),
+        );
+        d.virsh_ok(&[
+            "vol-create-from",
+            "default",
+            xml.to_str().unwrap(),
+            source,
+            "--inputpool",
+            "default",
+        ]);
+        let (src, dst) = (d.vol(source), d.vol(copy));
+        let (same, text) =
+            qemu_compare_keys((source_driver, &src, &pass), (driver, &dst, &other_pass));
+        assert!(same, "{copy}: {text}");
+        let refused = qemu_io(driver, &dst, &pass, &["read 0 512"]);
+        let text = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success() && text.contains("Invalid password"),
+            "{copy}: {text}"
+        );
+    }
+    qemu_io_ok(
+        Driver::Qcow2,
+        &d.vol("c.qcow2"),
+        &other_pass,
+        &["read -P 0x5a 0 1M"],
+    );
+    // Without the source's passphrase (o.qcow2's secret has another volume's usage): one
+    // error naming what is missing, before anything is made.
+    let o = d.write_file(
+        "o.xml",
+        &encrypted_volume("o.qcow2", "qcow2", &format!("uuid='{other}'")),
+    );
+    d.virsh_ok(&["vol-create", "default", o.to_str().unwrap()]);
     let before = pool_files(&d);
     let copy = d.write_file(
-        "c.xml",
-        &encrypted_volume("c.qcow2", "qcow2", &format!("uuid='{other}'")),
+        "p.xml",
+        &encrypted_volume("p.qcow2", "qcow2", &format!("uuid='{uuid}'")),
     );
     let (status, _, err) = d.virsh(&[
         "vol-create-from",
         "default",
         copy.to_str().unwrap(),
-        "e.qcow2",
+        "o.qcow2",
         "--inputpool",
         "default",
     ]);
     assert!(
         status == 1
-            && err.contains(
-                "unsupported configuration: cannot copy 'e.qcow2' to 'c.qcow2': the secret named for the copy does not open the source"
-            ),
+            && err.contains(&format!(
+                "unsupported configuration: cannot copy 'o.qcow2' to 'p.qcow2': the secret named for the copy does not open the source, and re-encrypting it with the new secret needs the source's passphrase: no secret has the usage of volume {}",
+                d.vol("o.qcow2").display()
+            )),
         "{err}"
     );
     assert_eq!(pool_files(&d), before);
+    // The source's own secret: a copy with the source's key, as before.
     let copy = d.write_file(
-        "c2.xml",
-        &encrypted_volume("c.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+        "s.xml",
+        &encrypted_volume("s.qcow2", "qcow2", &format!("uuid='{uuid}'")),
     );
     d.virsh_ok(&[
         "vol-create-from",
@@ -265,9 +312,13 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
     ]);
     qemu_io_ok(
         Driver::Qcow2,
-        &d.vol("c.qcow2"),
+        &d.vol("s.qcow2"),
         &pass,
         &["read -P 0x5a 0 1M"],
+    );
+    assert_eq!(
+        std::fs::read(&qcow2).unwrap(),
+        std::fs::read(d.vol("s.qcow2")).unwrap()
     );
 
     // A missing secret, or one without a value: one error, and the pool as it was.

@@ -11,8 +11,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::crypt::{
-    Driver, assert_check_clean, first_difference_outside, luks_clusters, qemu_compare,
-    qemu_img_create, qemu_info, qemu_io, qemu_io_ok,
+    Driver, assert_check_clean, first_difference_outside, luks_clusters, luks_digest_and_salt,
+    qemu_compare, qemu_compare_keys, qemu_img_create, qemu_info, qemu_io, qemu_io_ok,
 };
 use common::{
     LIBVIRT_STORAGEVOL_RNG, TempPool, alloc_and_size, assert_allocation_near, have,
@@ -523,4 +523,265 @@ fn a_wiped_encrypted_volume_keeps_its_key_and_loses_its_data() {
         &["read -P 0 0 8M"],
     );
     assert_check_clean(&pool.vol("e.qcow2"), &pass);
+}
+
+/// The library's pool on `pool`'s directory with qpoold's secret store: a private volume
+/// secret for each `(volume name, passphrase)`, its usage the volume's path (libvirt's way
+/// to find a volume's passphrase). Returns the pool and the secrets' UUIDs.
+fn library_pool(pool: &TempPool, secrets: &[(&str, &str)]) -> (qpool::Pool, Vec<String>) {
+    let mut lib = qpool::Pool::open(pool.path(), "p").unwrap();
+    let store = qpool::pool::SecretStore::open(&pool.scratch().join("secrets")).unwrap();
+    let mut uuids = Vec::new();
+    for (name, value) in secrets {
+        let xml = format!(
+            "<secret ephemeral='no' private='yes'><usage type='volume'><volume>{}</volume></usage></secret>",
+            lib.path().join(name).display()
+        );
+        let (uuid, _) = store.define(&xml).unwrap();
+        store.set_value(&uuid, value.as_bytes()).unwrap();
+        uuids.push(uuid.to_string());
+    }
+    lib.set_secrets(std::sync::Arc::new(store));
+    (lib, uuids)
+}
+
+/// [`encrypted_xml`] naming the secret `uuid`.
+fn xml_with_secret(name: &str, format: &str, capacity: u64, mode: &str, uuid: &str) -> String {
+    encrypted_xml(name, format, capacity, mode, "")
+        .replace("0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f", uuid)
+}
+
+fn def(xml: &str) -> qpool::xml::VolumeDef {
+    qpool::xml::VolumeDef::parse(xml).unwrap()
+}
+
+/// `vol-create-from` through the library: `xml` holding the data of volume `source`.
+fn copy_from(
+    lib: &qpool::Pool,
+    xml: &str,
+    source: &str,
+) -> Result<qpool::pool::Created, qpool::Error> {
+    lib.create_volume_from(
+        &def(xml),
+        lib,
+        source,
+        qpool::policy::CreateFlags::default(),
+        false,
+        None,
+    )
+}
+
+/// Every name in the pool directory, hidden ones included.
+fn all_files(pool: &TempPool) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(pool.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Where the LUKS header of an encrypted image starts.
+fn luks_offset(driver: Driver, path: &Path) -> u64 {
+    match driver {
+        Driver::Qcow2 => luks_clusters(path).start,
+        Driver::Luks => 0,
+    }
+}
+
+#[test]
+fn a_copy_under_a_new_secret_is_re_encrypted_with_a_new_key() {
+    if !oracles() {
+        return;
+    }
+    let pool = TempPool::new();
+    let (old, new) = ("the old passphrase", "the new passphrase");
+    let (lib, uuids) = library_pool(&pool, &[("e.qcow2", old), ("e.img", old), ("c", new)]);
+    let (old_file, new_file) = (pool.write_file("old", old), pool.write_file("new", new));
+    let writes = [
+        "write -P 0x42 1M 64k",
+        "write -P 0x17 5M 1M",
+        "write -P 0 9M 64k",
+        "write -P 0x99 16380k 4k",
+    ];
+    let reads = [
+        "read -P 0x42 1M 64k",
+        "read -P 0x17 5M 1M",
+        "read -P 0 9M 64k",
+        "read -P 0x99 16380k 4k",
+        "read -P 0 12M 1M",
+    ];
+    for (source, format, driver) in [
+        ("e.qcow2", "qcow2", Driver::Qcow2),
+        ("e.img", "raw", Driver::Luks),
+    ] {
+        let xml = xml_with_secret(source, format, 16 * MIB, "off", &uuids[0]);
+        let xml = if format == "raw" {
+            xml.replace(&uuids[0], &uuids[1])
+        } else {
+            xml
+        };
+        lib.create_volume(&def(&xml), qpool::policy::CreateFlags::default(), None)
+            .unwrap();
+        let src = pool.vol(source);
+        // The raw source's unwritten payload reads as garbage: 12M is written too.
+        qemu_io_ok(driver, &src, &old_file, &writes);
+        qemu_io_ok(driver, &src, &old_file, &["write -P 0 12M 1M"]);
+        let copies = [
+            ("c-off.qcow2", "qcow2", "off", Driver::Qcow2),
+            ("c-meta.qcow2", "qcow2", "metadata", Driver::Qcow2),
+            ("c-full.qcow2", "qcow2", "full", Driver::Qcow2),
+            ("c-off.img", "raw", "off", Driver::Luks),
+        ];
+        for (copy, format, mode, copy_driver) in copies {
+            let copy = format!("{source}-{copy}");
+            let xml = xml_with_secret(&copy, format, 16 * MIB, mode, &uuids[2]);
+            let created = copy_from(&lib, &xml, source)
+                .unwrap_or_else(|e| panic!("{copy}: {}", qpool::error::one_line(&e)));
+            assert_eq!(created.volume.capacity, 16 * MIB, "{copy}");
+            let dst = pool.vol(&copy);
+            let (same, text) =
+                qemu_compare_keys((driver, &src, &old_file), (copy_driver, &dst, &new_file));
+            assert!(same, "{copy}: {text}");
+            qemu_io_ok(copy_driver, &dst, &new_file, &reads);
+            let refused = qemu_io(copy_driver, &dst, &old_file, &["read 0 512"]);
+            let text = String::from_utf8_lossy(&refused.stderr);
+            assert!(
+                !refused.status.success() && text.contains("Invalid password"),
+                "{copy}: {text}"
+            );
+            if copy_driver == Driver::Qcow2 {
+                assert_check_clean(&dst, &new_file);
+            }
+            // A new header: a new UUID, master-key digest and salt.
+            let (si, di) = (
+                qemu_info(driver, &src, &old_file),
+                qemu_info(copy_driver, &dst, &new_file),
+            );
+            let uuid = |info: &serde_json::Value| {
+                let data = &info["format-specific"]["data"];
+                data["encrypt"]["uuid"]
+                    .as_str()
+                    .or(data["uuid"].as_str())
+                    .unwrap()
+                    .to_string()
+            };
+            assert_ne!(uuid(&si), uuid(&di), "{copy}");
+            assert_ne!(
+                luks_digest_and_salt(&src, luks_offset(driver, &src)),
+                luks_digest_and_salt(&dst, luks_offset(copy_driver, &dst)),
+                "{copy}"
+            );
+            assert!(!all_files(&pool).iter().any(|n| n.starts_with('.')));
+            if mode == "off" && copy_driver == Driver::Qcow2 && driver == Driver::Qcow2 {
+                // Holes stay holes: the copy holds the written clusters only.
+                let (alloc, _) = alloc_and_size(&dst);
+                assert!(alloc < 6 * MIB, "{copy}: {alloc} bytes allocated");
+            }
+        }
+    }
+}
+
+#[test]
+fn copies_keep_the_key_or_the_cipher_and_need_the_sources_passphrase() {
+    if !oracles() {
+        return;
+    }
+    let pool = TempPool::new();
+    let (lib, uuids) = library_pool(
+        &pool,
+        &[("e.qcow2", "p"), ("elsewhere", "q"), ("k.img", "p")],
+    );
+    let pass = pool.write_file("pass", "p");
+    // A re-encrypted copy keeps its source's cipher when its XML names none.
+    let cipher = "<cipher name='aes' size='128' mode='xts' hash='sha1'/><ivgen name='plain'/>";
+    lib.create_volume(
+        &def(&encrypted_xml("k.img", "raw", MIB, "off", cipher)
+            .replace("0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f", &uuids[2])),
+        qpool::policy::CreateFlags::default(),
+        None,
+    )
+    .unwrap();
+    qemu_io_ok(
+        Driver::Luks,
+        &pool.vol("k.img"),
+        &pass,
+        &["write -P 3 4k 4k"],
+    );
+    copy_from(
+        &lib,
+        &xml_with_secret("k2.img", "raw", MIB, "off", &uuids[1]),
+        "k.img",
+    )
+    .unwrap();
+    let q = pool.write_file("q", "q");
+    let data = qemu_info(Driver::Luks, &pool.vol("k2.img"), &q)["format-specific"]["data"].clone();
+    assert_eq!(
+        (&data["cipher-alg"], &data["hash-alg"], &data["ivgen-alg"]),
+        (&"aes-128".into(), &"sha1".into(), &"plain".into()),
+        "{data}"
+    );
+    let (same, text) = qemu_compare_keys(
+        (Driver::Luks, &pool.vol("k.img"), &pass),
+        (Driver::Luks, &pool.vol("k2.img"), &q),
+    );
+    assert!(same, "{text}");
+    lib.create_volume(
+        &def(&xml_with_secret(
+            "e.qcow2",
+            "qcow2",
+            8 * MIB,
+            "off",
+            &uuids[0],
+        )),
+        qpool::policy::CreateFlags::default(),
+        None,
+    )
+    .unwrap();
+    qemu_io_ok(
+        Driver::Qcow2,
+        &pool.vol("e.qcow2"),
+        &pass,
+        &["write -P 0x42 1M 64k"],
+    );
+    // The source's own secret: a byte copy, as before.
+    copy_from(
+        &lib,
+        &xml_with_secret("same.qcow2", "qcow2", 8 * MIB, "off", &uuids[0]),
+        "e.qcow2",
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(pool.vol("e.qcow2")).unwrap(),
+        std::fs::read(pool.vol("same.qcow2")).unwrap()
+    );
+    // A source with no volume secret (its secret's usage is another path): one error
+    // naming what is missing, nothing left.
+    lib.create_volume(
+        &def(&xml_with_secret(
+            "n.qcow2",
+            "qcow2",
+            8 * MIB,
+            "off",
+            &uuids[1],
+        )),
+        qpool::policy::CreateFlags::default(),
+        None,
+    )
+    .unwrap();
+    let before = all_files(&pool);
+    let err = copy_from(
+        &lib,
+        &xml_with_secret("m.qcow2", "qcow2", 8 * MIB, "off", &uuids[0]),
+        "n.qcow2",
+    )
+    .unwrap_err();
+    assert_eq!(
+        qpool::error::one_line(&err),
+        format!(
+            "cannot copy 'n.qcow2' to 'm.qcow2': the secret named for the copy does not open the source, and re-encrypting it with the new secret needs the source's passphrase: no secret has the usage of volume {}",
+            lib.path().join("n.qcow2").display()
+        )
+    );
+    assert_eq!(all_files(&pool), before);
 }

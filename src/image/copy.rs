@@ -6,7 +6,10 @@
 //! preallocation, the file's extents are copied with `copy_file_range` (holes stay holes,
 //! reserved extents stay reserved) or shared with a reflink; otherwise the guest data is read
 //! through [`GuestImage`] (qcow2 reader, backing chains, compressed clusters) and written
-//! where the new image's layout maps it, as `qemu-img convert` does.
+//! where the new image's layout maps it, as `qemu-img convert` does. An encrypted volume is
+//! copied as it is (same key) or, given its master key and a new passphrase
+//! ([`Reencrypt`]), re-encrypted: a new LUKS header with a new master key, and the guest
+//! data read decrypted and written encrypted ([`super::crypt`]).
 //! Must not: name, place or publish files, or decide the new image's options.
 
 use std::fs::File;
@@ -16,9 +19,10 @@ use std::path::Path;
 
 use super::file::{WriteReport, Writing, with_target};
 use super::guest::{BlockStatus, GuestImage, open_guest_file};
+use super::luks::{LuksHeader, Passphrase, SectorCipher};
 use super::plan::{ImagePlan, create};
 use super::qcow2::{self, Layout, Options};
-use super::{Corruption, Error, ImageInfo, Unsupported, raw};
+use super::{Corruption, Error, ImageInfo, Unsupported, crypt, raw};
 use crate::model::{Preallocation, VolFormat};
 
 /// The volume a copy reads, opened and inspected by the caller.
@@ -34,6 +38,22 @@ pub struct Source<'a> {
     pub allocation: u64,
     /// Its `st_size`.
     pub physical: u64,
+}
+
+/// What re-encrypting a copy of an encrypted volume takes: the source's master key (its
+/// payload cipher, from [`super::unlock`]) and the new volume's passphrase. Neither is
+/// printed; both are wiped when dropped.
+pub struct Reencrypt {
+    /// The source's payload cipher.
+    pub source_key: SectorCipher,
+    /// The passphrase of the new volume's key slot.
+    pub passphrase: Passphrase,
+}
+
+impl std::fmt::Debug for Reencrypt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reencrypt(<keys hidden>)")
+    }
 }
 
 /// How a planned copy moves the data.
@@ -53,6 +73,13 @@ enum How {
     Convert {
         guest: Box<dyn GuestImage + Send>,
         extents: Vec<Range<u64>>,
+    },
+    /// The guest data, read decrypted and written encrypted under a new key.
+    Reencrypt {
+        guest: Box<dyn GuestImage + Send>,
+        passphrase: Passphrase,
+        /// The guest bytes written (every mapped cluster, or the whole raw payload).
+        bytes: u64,
     },
 }
 
@@ -85,13 +112,19 @@ fn same_image_options(a: &Options, b: &Options) -> bool {
 
 /// Decides how the new image `plan` gets the data of `src`. `exact` asks for an exact copy
 /// (a clone: the source's own preallocation is kept); `reflink` asks to share blocks, which
-/// only a same-format copy can ([`Error::ReflinkConverts`] otherwise). Nothing is written.
+/// only a same-format copy can ([`Error::ReflinkConverts`] otherwise). `reencrypt` makes an
+/// encrypted copy of an encrypted source under a new key (the new image's format, size and
+/// options are then free, as in a conversion). Nothing is written.
 pub fn plan_copy(
     src: Source<'_>,
     plan: ImagePlan,
     exact: bool,
     reflink: bool,
+    reencrypt: Option<Reencrypt>,
 ) -> Result<CopyPlan, Error> {
+    if let Some(reencrypt) = reencrypt {
+        return plan_reencrypt(src, plan, reflink, reencrypt);
+    }
     let same_format = match (plan.format(), src.info.format, &src.info.qcow2) {
         (VolFormat::Raw, VolFormat::Raw, _) => true,
         (VolFormat::Qcow2, VolFormat::Qcow2, Some(q)) => {
@@ -103,8 +136,8 @@ pub fn plan_copy(
         }
         _ => false,
     };
-    // An encrypted volume is copied byte for byte (the copy keeps its key), never through
-    // its guest data: qpool does not decrypt, and encrypts only empty images.
+    // Without a new key (see `plan_reencrypt`), an encrypted volume is copied byte for byte
+    // (the copy keeps its key), never through its guest data.
     let encrypted = match (src.info.luks.is_some(), plan.encryption().is_some()) {
         (false, false) => false,
         (true, true) => {
@@ -153,6 +186,46 @@ pub fn plan_copy(
     })
 }
 
+/// [`plan_copy`] of an encrypted source into an encrypted image under a new key: the
+/// source's guest data, decrypted, decides the new layout as in a conversion (clusters that
+/// read as zeros stay unmapped in a qcow2 image with preallocation off).
+fn plan_reencrypt(
+    src: Source<'_>,
+    plan: ImagePlan,
+    reflink: bool,
+    reencrypt: Reencrypt,
+) -> Result<CopyPlan, Error> {
+    if src.info.luks.is_none() || plan.encryption().is_none() {
+        return Err(Error::LuksHeaderMismatch);
+    }
+    if reflink {
+        return Err(Error::ReflinkConverts);
+    }
+    let Reencrypt {
+        source_key,
+        passphrase,
+    } = reencrypt;
+    let mut guest = crypt::open_encrypted(src.file, src.path, src.info, source_key)?;
+    let extents = match plan.format() {
+        // Every sector of a raw LUKS payload is written (a hole reads as garbage).
+        VolFormat::Raw => vec![0..plan.capacity()],
+        VolFormat::Qcow2 => data_extents(guest.as_mut(), plan.capacity())?,
+    };
+    let plan = plan.with_data(&extents)?;
+    let bytes = match plan.layout() {
+        Some(layout) => crypt::qcow2_fill_bytes(layout, plan.capacity()),
+        None => plan.capacity(),
+    };
+    Ok(CopyPlan {
+        plan,
+        how: How::Reencrypt {
+            guest,
+            passphrase,
+            bytes,
+        },
+    })
+}
+
 impl CopyPlan {
     /// The new image.
     pub fn image(&self) -> &ImagePlan {
@@ -161,7 +234,12 @@ impl CopyPlan {
 
     /// Whether the copy converts (reads guest data) rather than copying the file.
     pub fn converts(&self) -> bool {
-        matches!(self.how, How::Convert { .. })
+        matches!(self.how, How::Convert { .. } | How::Reencrypt { .. })
+    }
+
+    /// Whether the copy re-encrypts under a new key.
+    pub fn reencrypts(&self) -> bool {
+        matches!(self.how, How::Reencrypt { .. })
     }
 
     /// The expected `st_blocks * 512` of the copy.
@@ -171,7 +249,7 @@ impl CopyPlan {
                 expected_allocation,
                 ..
             } => *expected_allocation,
-            How::Convert { .. } => self.plan.expected_allocation(),
+            How::Convert { .. } | How::Reencrypt { .. } => self.plan.expected_allocation(),
         }
     }
 
@@ -185,6 +263,7 @@ impl CopyPlan {
                 ..
             } => *expected_allocation,
             How::Convert { extents, .. } => extents.iter().map(|e| e.end - e.start).sum(),
+            How::Reencrypt { bytes, .. } => *bytes,
         }
     }
 
@@ -256,9 +335,54 @@ impl CopyPlan {
                     finish_raw(dst, plan, plan.capacity(), writing)?
                 }
             },
+            How::Reencrypt {
+                guest, passphrase, ..
+            } => write_reencrypted(plan, guest.as_mut(), passphrase, dst, writing)?,
         };
         dst.sync_all().map_err(Error::Syncing)?;
         Ok(report)
+    }
+}
+
+/// Writes the re-encrypted copy `plan` into the empty `dst`: a new LUKS header (a new master
+/// key, its slot under `passphrase`, PBKDF2 at the plan's iteration time), the image around
+/// it as a fresh encrypted image of the plan is written, then the guest data of `guest`
+/// encrypted with the new key.
+fn write_reencrypted(
+    plan: &ImagePlan,
+    guest: &mut dyn GuestImage,
+    passphrase: &Passphrase,
+    dst: &File,
+    writing: Writing<'_>,
+) -> Result<WriteReport, Error> {
+    let encryption = plan.encryption().ok_or(Error::LuksHeaderMismatch)?;
+    let header = LuksHeader::new(passphrase, &encryption.cipher, encryption.iter_time_ms)?;
+    if header.length != plan.luks_length() {
+        return Err(Error::LuksHeaderMismatch);
+    }
+    let key = header.payload_cipher().ok_or(Error::LuksHeaderMismatch)?;
+    match plan.layout() {
+        Some(layout) => {
+            let report = with_target(dst, writing, |target| {
+                qcow2::write::write(
+                    layout,
+                    target,
+                    plan.reserve(),
+                    Some(qcow2::write::LuksArea::New(&header)),
+                )
+            })?;
+            crypt::fill_qcow2(guest, layout, plan.capacity(), &key, dst, writing)?;
+            Ok(report)
+        }
+        None => {
+            // Every payload byte is written next: reserving it first is all the
+            // preallocation there is to do.
+            let report = with_target(dst, writing, |target| {
+                raw::create_luks(target, &header, plan.capacity(), Preallocation::Falloc, 0)
+            })?;
+            crypt::fill_raw(guest, header.length, plan.capacity(), &key, dst, writing)?;
+            Ok(report)
+        }
     }
 }
 

@@ -157,28 +157,36 @@ fn open_chain(
         (VolFormat::Raw, _) => Ok(Box::new(RawImage::new(file)?)),
         (VolFormat::Qcow2, None) => Err(Corruption::NotQcow2(path.to_path_buf()).into()),
         (VolFormat::Qcow2, Some(q)) => {
-            let backing = match &q.backing_file {
-                None => None,
-                Some(name) => {
-                    let dir = path.parent().unwrap_or(Path::new("/"));
-                    let backing = backing_path(dir, name);
-                    let backing_format = match q.backing_format.as_deref() {
-                        Some(name) if name.parse::<VolFormat>().is_ok() => name.parse().ok(),
-                        Some(other) => {
-                            return Err(Unsupported::BackingFormat {
-                                format: other.to_string(),
-                                image: path.to_path_buf(),
-                            }
-                            .into());
-                        }
-                        None => None,
-                    };
-                    Some(open_path(&backing, backing_format, depth + 1)?)
-                }
-            };
+            let backing = open_backing(&q, path, depth)?;
             Ok(Box::new(qcow2::read::Qcow2Image::open(
                 file, q.header, backing,
             )?))
         }
     }
+}
+
+/// The backing image of the qcow2 image `q` at `path` (`depth` deep in its chain), opened
+/// for reading guest data; `None` without one.
+pub(crate) fn open_backing(
+    q: &qcow2::Qcow2Info,
+    path: &Path,
+    depth: usize,
+) -> Result<Option<Box<dyn GuestImage + Send>>, Error> {
+    let Some(name) = &q.backing_file else {
+        return Ok(None);
+    };
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let backing = backing_path(dir, name);
+    let backing_format = match q.backing_format.as_deref() {
+        Some(name) if name.parse::<VolFormat>().is_ok() => name.parse().ok(),
+        Some(other) => {
+            return Err(Unsupported::BackingFormat {
+                format: other.to_string(),
+                image: path.to_path_buf(),
+            }
+            .into());
+        }
+        None => None,
+    };
+    Ok(Some(open_path(&backing, backing_format, depth + 1)?))
 }

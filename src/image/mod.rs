@@ -3,13 +3,14 @@
 //!
 //! Owns: the front door the pool goes through, and nothing deeper is called from above:
 //! [`probe`] (what a file is, the numbers libvirt reports), [`ImagePlan`] and [`create`]
-//! (a new image and its expected allocation), [`plan_copy`] and [`CopyPlan`] (clone and
-//! convert), [`resize()`], [`wipe()`], [`VolumeReader`] / [`VolumeWriter`] (a file's bytes in
+//! (a new image and its expected allocation), [`plan_copy`] and [`CopyPlan`] (clone,
+//! convert and re-encrypt), [`unlock`] (an encrypted image's master key), [`resize()`], [`wipe()`], [`VolumeReader`] / [`VolumeWriter`] (a file's bytes in
 //! and out), [`backing_path`] and [`open_guest_image`] (guest data through a backing chain).
 //! Must not: choose a preallocation (that is `policy`), name or place files in a pool (that
 //! is `pool`), or know byte offsets (only `qcow2::spec` does).
 
 pub mod copy;
+pub mod crypt;
 pub mod file;
 pub mod guest;
 pub mod luks;
@@ -21,7 +22,7 @@ pub mod resize;
 pub mod stream;
 pub mod wipe;
 
-pub use copy::{CopyPlan, Source, plan_copy};
+pub use copy::{CopyPlan, Reencrypt, Source, plan_copy};
 pub use file::{WriteReport, Writing};
 pub use guest::{BlockStatus, GuestImage, backing_path, open_guest_file, open_guest_image};
 pub use plan::{Encryption, ImagePlan, create, create_encrypted};
@@ -263,14 +264,15 @@ pub enum Unsupported {
     /// Guest data copied into a new encrypted image (qpool encrypts only empty images).
     #[error("copying guest data into a new encrypted image")]
     EncryptingData,
-    /// A copy of an encrypted volume in another format, with other options or another size.
+    /// A copy of an encrypted volume with its key, in another format, with other options or
+    /// another size.
     #[error(
-        "an encrypted volume is copied only as it is (same format, options and size, with the same key); converting or resizing it in the copy is not supported"
+        "an encrypted volume keeps its key only in a copy as it is (same format, options and size); a copy under a secret of its own is re-encrypted, and may convert or resize"
     )]
     ConvertingEncrypted,
     /// A plain copy of an encrypted volume.
     #[error(
-        "a copy of an encrypted volume must be encrypted too (qpool copies its bytes with the same key; it does not decrypt)"
+        "a copy of an encrypted volume must be encrypted too (qpool does not decrypt into a plain volume)"
     )]
     DecryptingCopy,
     /// An encrypted copy of a plain volume.
@@ -278,6 +280,9 @@ pub enum Unsupported {
         "encrypting a copy of a plain volume is not supported (create the encrypted volume, then write its data through qemu)"
     )]
     EncryptingCopy,
+    /// A compressed cluster in an encrypted image (qemu writes none).
+    #[error("compressed clusters in an encrypted qcow2 image")]
+    EncryptedCompressed,
     /// A backing format other than raw or qcow2.
     #[error("backing format '{format}' of {image}")]
     BackingFormat {
@@ -386,6 +391,17 @@ pub fn opens_with(
     info: &ImageInfo,
     passphrase: &luks::Passphrase,
 ) -> Result<bool, Error> {
+    unlock(file, info, passphrase).map(|key| key.is_some())
+}
+
+/// The payload cipher of an encrypted image, keyed with its master key as `passphrase`
+/// opens it (`Ok(None)`: the passphrase opens no key slot). The key is wiped when the
+/// cipher is dropped.
+pub fn unlock(
+    file: &File,
+    info: &ImageInfo,
+    passphrase: &luks::Passphrase,
+) -> Result<Option<luks::SectorCipher>, Error> {
     let header = info.luks.as_ref().ok_or(Error::LuksHeaderMismatch)?;
     let start = match &info.qcow2 {
         Some(q) => q.luks_area.ok_or(Error::LuksHeaderMismatch)?.0,
@@ -393,11 +409,14 @@ pub fn opens_with(
     };
     let read = |offset: u64, len: usize| {
         let mut buf = vec![0u8; len];
-        file.read_exact_at(&mut buf, start + offset).map(|()| buf)
+        let at = start.checked_add(offset).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "key material offset overflows")
+        })?;
+        file.read_exact_at(&mut buf, at).map(|()| buf)
     };
     match luks::unlock(header, passphrase, read) {
-        Ok(_) => Ok(true),
-        Err(luks::Error::WrongPassphrase) => Ok(false),
+        Ok(cipher) => Ok(Some(cipher)),
+        Err(luks::Error::WrongPassphrase) => Ok(None),
         Err(e) => Err(Error::BadLuksHeader(e)),
     }
 }

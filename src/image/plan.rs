@@ -126,6 +126,11 @@ impl ImagePlan {
         self.encryption.as_ref()
     }
 
+    /// The LUKS header's length of an encrypted image (0 when not encrypted).
+    pub fn luks_length(&self) -> u64 {
+        self.luks_length
+    }
+
     /// The format.
     pub fn format(&self) -> VolFormat {
         self.format
@@ -166,7 +171,8 @@ impl ImagePlan {
         );
         match &self.qcow2 {
             None if self.encryption.is_some() => {
-                if preallocated {
+                // A re-encrypted copy writes the whole payload into a reserved file.
+                if preallocated || self.data_bytes > 0 {
                     return round(self.luks_length.saturating_add(self.capacity));
                 }
                 // The phdr's block and key slot 0's material are written.

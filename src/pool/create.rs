@@ -12,6 +12,7 @@ use std::os::fd::AsFd;
 
 use super::dir::TempVolume;
 use super::{BuildObserver, Error, Plan, Pool, VolumeInfo};
+use crate::error::SourceKeyMissing;
 use crate::image::{self, Source, WriteReport};
 use crate::model::{Compression, EncryptionFormat, VolFormat};
 use crate::policy::CreateFlags;
@@ -71,6 +72,37 @@ impl Pool {
             .as_ref()
             .ok_or_else(|| secret(super::SecretError::NoSecret))?;
         secrets.passphrase(plan.secret.as_ref()).map_err(secret)
+    }
+
+    /// The master key of the encrypted source `src` of a copy named `name`, as its volume
+    /// secret (the secret whose usage is its path, libvirt's way) opens it.
+    fn source_key(
+        &self,
+        src_file: &File,
+        src: &VolumeInfo,
+        name: &str,
+    ) -> Result<image::luks::SectorCipher, Error> {
+        let missing = |missing| Error::CopyKeepsSourceKey {
+            name: name.to_string(),
+            from: src.name.clone(),
+            missing,
+        };
+        let secrets = self
+            .secrets
+            .as_ref()
+            .ok_or_else(|| missing(SourceKeyMissing::NoStore))?;
+        let secret = secrets
+            .volume_secret(&src.path)
+            .ok_or_else(|| missing(SourceKeyMissing::NoVolumeSecret(src.path.clone())))?;
+        let passphrase = secrets
+            .passphrase(Some(&secret))
+            .map_err(|e| missing(SourceKeyMissing::Secret(e)))?;
+        image::unlock(src_file, &src.image, &passphrase)
+            .map_err(|source| Error::InspectingVolume {
+                name: src.name.clone(),
+                source,
+            })?
+            .ok_or_else(|| missing(SourceKeyMissing::WrongPassphrase(secret)))
     }
 
     /// Checks space, builds the volume in a hidden locked file (attributes first, then
@@ -195,6 +227,7 @@ impl Pool {
             format: EncryptionFormat::Luks,
             secret: None,
             cipher: l.cipher.unwrap_or_default(),
+            cipher_named: l.cipher.is_some(),
             iter_time_ms: None,
         });
         match &source.image.qcow2 {
@@ -279,10 +312,13 @@ impl Pool {
         {
             def.allocation = Some(0);
         }
-        let plan = self.plan(&def, flags)?;
-        // A copy of an encrypted volume keeps the source's key: a secret named for it must
-        // open the source, or the copy would not open with it. Checked before anything is
-        // made; without secrets (the CLI without --secret-file) there is nothing to check.
+        let mut plan = self.plan(&def, flags)?;
+        // A copy of an encrypted volume keeps the source's key, unless the secret named for
+        // it does not open the source: then it is re-encrypted under that secret's
+        // passphrase, which takes the source's own (its volume secret). Both are had before
+        // anything is made; without secrets (the CLI without --secret-file) there is
+        // nothing to check.
+        let mut reencrypt = None;
         if src.image.luks.is_some() && plan.secret.is_some() && self.secrets.is_some() {
             let passphrase = self.passphrase(&plan)?;
             let opens =
@@ -293,12 +329,24 @@ impl Pool {
                     }
                 })?;
             if !opens {
-                return Err(Error::CopyKeepsSourceKey {
-                    name: plan.name.clone(),
-                    from: src.name.clone(),
+                let source_key = self.source_key(&src_file, src, &plan.name)?;
+                // The source's cipher, unless the XML names one.
+                if let (Some(enc), Some(cipher)) = (
+                    def.target.encryption.as_mut(),
+                    src.image.luks.as_ref().and_then(|l| l.cipher),
+                ) && !enc.cipher_named
+                    && enc.cipher != cipher
+                {
+                    enc.cipher = cipher;
+                    plan = self.plan(&def, flags)?;
+                }
+                reencrypt = Some(image::Reencrypt {
+                    source_key,
+                    passphrase,
                 });
             }
         }
+        let reencrypting = reencrypt.is_some();
         let source = Source {
             file: src_file,
             path: &src.path,
@@ -306,22 +354,27 @@ impl Pool {
             allocation: src.allocation,
             physical: src.physical,
         };
-        let mut copy =
-            image::plan_copy(source, plan.image.clone(), exact, reflink).map_err(|source| {
-                match source {
-                    image::Error::ReflinkConverts => Error::ReflinkNeedsExactCopy {
-                        name: plan.name.clone(),
-                    },
-                    image::Error::Options(_) => Error::Options {
-                        name: plan.name.clone(),
-                        source,
-                    },
-                    source => Error::InspectingVolume {
-                        name: src.name.clone(),
-                        source,
-                    },
-                }
+        let mut copy = image::plan_copy(source, plan.image.clone(), exact, reflink, reencrypt)
+            .map_err(|source| match source {
+                image::Error::ReflinkConverts => Error::ReflinkNeedsExactCopy {
+                    name: plan.name.clone(),
+                },
+                image::Error::Options(_) => Error::Options {
+                    name: plan.name.clone(),
+                    source,
+                },
+                source => Error::InspectingVolume {
+                    name: src.name.clone(),
+                    source,
+                },
             })?;
+        if reencrypting {
+            log::info!(
+                "copying '{}' to '{}' under a new key (re-encrypting its guest data)",
+                src.name,
+                plan.name
+            );
+        }
         let plan = Plan {
             image: copy.image().clone(),
             ..plan

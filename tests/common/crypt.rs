@@ -241,3 +241,44 @@ pub fn first_difference_outside(
         .find(|(i, (p, q))| p != q && !skip_a.contains(&(*i as u64)))
         .map(|(i, _)| i as u64)
 }
+
+/// `qemu-img compare` of two encrypted images, each opened with its own passphrase (secret
+/// objects `a` and `b`): true when their guest data is identical; qemu-img's output too.
+pub fn qemu_compare_keys(a: (Driver, &Path, &Path), b: (Driver, &Path, &Path)) -> (bool, String) {
+    let opts = |(driver, path, _): (Driver, &Path, &Path), id: &str| {
+        driver.image_opts(path).replace(
+            &format!("key-secret={SECRET_ID}"),
+            &format!("key-secret={id}"),
+        )
+    };
+    let object = |pass: &Path, id: &str| format!("secret,id={id},file={}", pass.display());
+    let (oa, ob) = (object(a.2, "a"), object(b.2, "b"));
+    let (ia, ib) = (opts(a, "a"), opts(b, "b"));
+    let out = run(
+        "qemu-img",
+        &[
+            "compare",
+            "--object",
+            &oa,
+            "--object",
+            &ob,
+            "--image-opts",
+            &ia,
+            &ib,
+        ],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code() == Some(0), text)
+}
+
+/// The master-key digest and its salt of the LUKS header at `offset` of `path` (phdr bytes
+/// 112..164).
+pub fn luks_digest_and_salt(path: &Path, offset: u64) -> Vec<u8> {
+    let bytes = std::fs::read(path).expect("read image");
+    let at = usize::try_from(offset).unwrap();
+    bytes[at + 112..at + 164].to_vec()
+}

@@ -5,8 +5,10 @@
 //! for whatever the overlay does not allocate.
 //! Must not: write to the image, or guess formats (the caller opens the backing image).
 //!
-//! Images with internal snapshots are read through their active L1 table; images with
-//! encryption, an external data file or unknown incompatible features are refused.
+//! Images with internal snapshots are read through their active L1 table; images with an
+//! external data file or unknown incompatible features are refused, and so are encrypted
+//! ones unless opened with their master key ([`Qcow2Image::open_encrypted`]: data clusters
+//! are decrypted by `crate::image::crypt`, compressed ones refused).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -15,7 +17,8 @@ use std::os::unix::fs::FileExt;
 
 use super::spec::{self, Header, OFLAG_COMPRESSED, OFLAG_ZERO, SUBCLUSTERS};
 use crate::image::guest::{BlockStatus, GuestImage};
-use crate::image::{Corruption, Error, Unsupported};
+use crate::image::luks::SectorCipher;
+use crate::image::{Corruption, Error, Unsupported, crypt};
 use crate::model::Compression;
 
 /// Bytes of L2 tables kept in memory.
@@ -44,6 +47,8 @@ pub struct Qcow2Image {
     extended_l2: bool,
     zstd: bool,
     file_len: u64,
+    /// The master key's cipher of an image with crypt_method 2.
+    cipher: Option<SectorCipher>,
 }
 
 fn reading(source: io::Error) -> Error {
@@ -64,6 +69,29 @@ impl Qcow2Image {
         if header.crypt_method != 0 {
             return Err(Unsupported::Encrypted.into());
         }
+        Self::open_unchecked(file, header, backing, None)
+    }
+
+    /// Opens a LUKS-encrypted image (crypt_method 2) whose master key's cipher is `cipher`:
+    /// its data clusters read decrypted.
+    pub fn open_encrypted(
+        file: File,
+        header: Header,
+        backing: Option<Box<dyn GuestImage + Send>>,
+        cipher: SectorCipher,
+    ) -> Result<Qcow2Image, Error> {
+        if header.crypt_method != spec::CRYPT_LUKS {
+            return Err(Error::LuksHeaderMismatch);
+        }
+        Self::open_unchecked(file, header, backing, Some(cipher))
+    }
+
+    fn open_unchecked(
+        file: File,
+        header: Header,
+        backing: Option<Box<dyn GuestImage + Send>>,
+        cipher: Option<SectorCipher>,
+    ) -> Result<Qcow2Image, Error> {
         if header.incompatible_features & spec::INCOMPAT_DATA_FILE != 0 {
             return Err(Unsupported::ExternalDataFile.into());
         }
@@ -108,6 +136,7 @@ impl Qcow2Image {
             extended_l2,
             zstd,
             file_len,
+            cipher,
         })
     }
 
@@ -286,6 +315,14 @@ impl GuestImage for Qcow2Image {
             match mapping {
                 Mapping::Zero => dst.fill(0),
                 Mapping::Unallocated => self.read_backing(dst, at)?,
+                Mapping::Data(host) if self.cipher.is_some() => {
+                    // qemu numbers a LUKS qcow2 image's sectors by host offset.
+                    let cipher = self.cipher.as_ref().ok_or(Error::LuksHeaderMismatch)?;
+                    crypt::read_decrypted(&self.file, self.file_len, cipher, dst, host, 0)?;
+                }
+                Mapping::Compressed { .. } if self.cipher.is_some() => {
+                    return Err(Unsupported::EncryptedCompressed.into());
+                }
                 Mapping::Data(host) => {
                     // Bytes past the end of the file read as zeros, as in qemu.
                     let avail = usize::try_from(self.file_len.saturating_sub(host))

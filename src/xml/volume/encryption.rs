@@ -43,6 +43,9 @@ pub struct EncryptionDef {
     pub secret: Option<SecretRef>,
     /// `<cipher>` and `<ivgen>`, with qemu-img's defaults for what is left out.
     pub cipher: LuksCipher,
+    /// Whether the XML has `<cipher>` or `<ivgen>` (a re-encrypted copy keeps its source's
+    /// cipher otherwise).
+    pub cipher_named: bool,
     /// `qpool:iter-time='MS'` (namespace `urn:qpool:volume:1`): the key-derivation time to
     /// calibrate PBKDF2 to, in milliseconds; qemu-img's 2000 when absent.
     pub iter_time_ms: Option<u32>,
@@ -122,7 +125,9 @@ pub(super) fn parse_encryption(el: &Element) -> Result<EncryptionDef, Error> {
     }
     let mut secret = None;
     let mut cipher = LuksCipher::default();
+    let mut cipher_named = false;
     for child in &el.children {
+        cipher_named |= child.is_plain() && matches!(child.name.as_str(), "cipher" | "ivgen");
         match (child.is_plain(), child.name.as_str()) {
             (true, "secret") if secret.is_none() => secret = Some(parse_secret(child)?),
             (true, "secret") => {
@@ -185,6 +190,7 @@ pub(super) fn parse_encryption(el: &Element) -> Result<EncryptionDef, Error> {
         format,
         secret,
         cipher,
+        cipher_named,
         iter_time_ms,
     })
 }
