@@ -673,6 +673,11 @@ fn a_copy_under_a_new_secret_is_re_encrypted_with_a_new_key() {
                 "{copy}"
             );
             assert!(!all_files(&pool).iter().any(|n| n.starts_with('.')));
+            if mode == "full" {
+                // Reserved and written once: the whole data area is allocated.
+                let (alloc, _) = alloc_and_size(&dst);
+                assert!(alloc >= 16 * MIB, "{copy}: {alloc} bytes allocated");
+            }
             if mode == "off" && copy_driver == Driver::Qcow2 && driver == Driver::Qcow2 {
                 // Holes stay holes: the copy holds the written clusters only.
                 let (alloc, _) = alloc_and_size(&dst);

@@ -363,15 +363,21 @@ fn write_reencrypted(
     let key = header.payload_cipher().ok_or(Error::LuksHeaderMismatch)?;
     match plan.layout() {
         Some(layout) => {
+            // Every mapped cluster is written next: a `full` image's data area is reserved,
+            // not zeroed first.
+            let mut layout = layout.clone();
+            if layout.preallocation == Preallocation::Full {
+                layout.preallocation = Preallocation::Falloc;
+            }
             let report = with_target(dst, writing, |target| {
                 qcow2::write::write(
-                    layout,
+                    &layout,
                     target,
                     plan.reserve(),
                     Some(qcow2::write::LuksArea::New(&header)),
                 )
             })?;
-            crypt::fill_qcow2(guest, layout, plan.capacity(), &key, dst, writing)?;
+            crypt::fill_qcow2(guest, &layout, plan.capacity(), &key, dst, writing)?;
             Ok(report)
         }
         None => {

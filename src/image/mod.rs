@@ -4,8 +4,9 @@
 //! Owns: the front door the pool goes through, and nothing deeper is called from above:
 //! [`probe`] (what a file is, the numbers libvirt reports), [`ImagePlan`] and [`create`]
 //! (a new image and its expected allocation), [`plan_copy`] and [`CopyPlan`] (clone,
-//! convert and re-encrypt), [`unlock`] (an encrypted image's master key), [`resize()`], [`wipe()`], [`VolumeReader`] / [`VolumeWriter`] (a file's bytes in
-//! and out), [`backing_path`] and [`open_guest_image`] (guest data through a backing chain).
+//! convert and re-encrypt), [`unlock`] (an encrypted image's master key), [`resize()`],
+//! [`wipe()`], [`VolumeReader`] / [`VolumeWriter`] (a file's bytes in and out),
+//! [`backing_path`] and [`open_guest_image`] (guest data through a backing chain).
 //! Must not: choose a preallocation (that is `policy`), name or place files in a pool (that
 //! is `pool`), or know byte offsets (only `qcow2::spec` does).
 
