@@ -695,7 +695,12 @@ fn copies_keep_the_key_or_the_cipher_and_need_the_sources_passphrase() {
     let pool = TempPool::new();
     let (lib, uuids) = library_pool(
         &pool,
-        &[("e.qcow2", "p"), ("elsewhere", "q"), ("k.img", "p")],
+        &[
+            ("e.qcow2", "p"),
+            ("elsewhere", "q"),
+            ("k.img", "p"),
+            ("w.qcow2", "p"),
+        ],
     );
     let pass = pool.write_file("pass", "p");
     // A re-encrypted copy keeps its source's cipher when its XML names none.
@@ -787,6 +792,35 @@ fn copies_keep_the_key_or_the_cipher_and_need_the_sources_passphrase() {
             "cannot copy 'n.qcow2' to 'm.qcow2': the secret named for the copy does not open the source, and re-encrypting it with the new secret needs the source's passphrase: no secret has the usage of volume {}",
             lib.path().join("n.qcow2").display()
         )
+    );
+    assert_eq!(all_files(&pool), before);
+    // A source whose volume secret does not open it (made under another secret).
+    lib.create_volume(
+        &def(&xml_with_secret(
+            "w.qcow2",
+            "qcow2",
+            8 * MIB,
+            "off",
+            &uuids[1],
+        )),
+        qpool::policy::CreateFlags::default(),
+        None,
+    )
+    .unwrap();
+    let before = all_files(&pool);
+    let err = copy_from(
+        &lib,
+        &xml_with_secret("w2.qcow2", "qcow2", 8 * MIB, "off", &uuids[0]),
+        "w.qcow2",
+    )
+    .unwrap_err();
+    assert!(
+        qpool::error::one_line(&err).ends_with(&format!(
+            "needs the source's passphrase: the source's volume secret (uuid '{}') does not open it",
+            uuids[3]
+        )),
+        "{}",
+        qpool::error::one_line(&err)
     );
     assert_eq!(all_files(&pool), before);
 }

@@ -325,6 +325,7 @@ fn encryption_is_read_with_qemu_img_defaults_for_what_is_left_out() {
         ))
     );
     assert_eq!(enc.cipher, LuksCipher::default());
+    assert!(!enc.cipher_named, "no <cipher> or <ivgen>");
     assert_eq!(enc.iter_time_ms, Some(10));
 
     let def = VolumeDef::parse(
@@ -338,6 +339,7 @@ fn encryption_is_read_with_qemu_img_defaults_for_what_is_left_out() {
     )
     .unwrap();
     let enc = def.target.encryption.unwrap();
+    assert!(enc.cipher_named);
     assert_eq!(
         enc.secret,
         Some(SecretRef::Usage("/var/lib/qpool/images/e".into()))
