@@ -1,7 +1,8 @@
 //! Where qpool keeps things by default (design.md, "Names and paths").
 //!
 //! Owns: every default path: the default pool directory (root and per user), the daemon's
-//! sockets, its pool definitions, its secrets and its configuration file.
+//! sockets, its pool definitions, its secrets and its configuration file; and where libvirt
+//! keeps its system token.
 //! Must not: create, open or check any of them; callers do that.
 
 use std::path::PathBuf;
@@ -15,6 +16,9 @@ pub const POOL_DEFINITIONS: &str = "/etc/qpool/storage";
 /// Default directory of qpoold's secrets (`UUID.xml` and `UUID.base64`, root only), as
 /// libvirt keeps them in `/etc/libvirt/secrets`.
 pub const SECRETS: &str = "/etc/qpool/secrets";
+/// libvirt's system token (root-only, written by its daemons at start): presented by qpoold
+/// to read private secrets from libvirt's secret driver (qpoold.conf `secrets_token`).
+pub const LIBVIRT_SYSTEM_TOKEN: &str = "/run/libvirt/common/system.token";
 /// Default configuration file of qpoold.
 pub const CONFIG: &str = "/etc/qpool/qpoold.conf";
 /// The default pool's directory when running as root.

@@ -4,7 +4,8 @@
 //! (`SEEK_DATA`/`SEEK_HOLE`, FIEMAP), in-kernel copies (`copy_file_range`, FICLONE),
 //! directory-relative opens with `O_NOFOLLOW`, `renameat2(RENAME_NOREPLACE)` with its
 //! link/unlink fallback, open file description (OFD) locks, `statvfs`, the type of the
-//! mount a descriptor lies on, and the btrfs no-copy-on-write flag.
+//! mount a descriptor lies on, and the btrfs no-copy-on-write flag; and (feature `libvirt`)
+//! the one libvirt call the `virt` crate does not wrap, [`libvirt::set_system_token`].
 //! Must not: know about volumes, pools or image formats, or import anything from the crate
 //! (it is the bottom layer; strategies built from these calls live in `image`).
 
@@ -585,6 +586,48 @@ pub fn set_nocow(file: &File) -> io::Result<bool> {
     // SAFETY: as above; FS_IOC_SETFLAGS only reads `flags`.
     unsafe { ioctl::set_flags(fd, &flags) }.map_err(to_io)?;
     Ok(true)
+}
+
+/// The libvirt calls the `virt` crate does not wrap (feature `libvirt`); the bridge is the
+/// only module that may name this one (tests/architecture.rs).
+#[cfg(feature = "libvirt")]
+pub mod libvirt {
+    use std::ffi::CStr;
+
+    use virt::connect::Connect;
+    use virt::sys;
+
+    /// The typed parameter libvirt's daemons compare with their system token
+    /// (`VIR_CONNECT_IDENTITY_SYSTEM_TOKEN`).
+    const SYSTEM_TOKEN: &CStr = c"system.token";
+
+    /// `virConnectSetIdentity(conn, [system.token = token], 1, 0)`: the connection's identity
+    /// carries the daemon's system token, as libvirt's own daemons present it to each other.
+    /// The token is only read (and not kept) by libvirt; a refusal is libvirt's last error,
+    /// which never holds the token.
+    pub fn set_system_token(conn: &Connect, token: &CStr) -> Result<(), virt::error::Error> {
+        // SAFETY: an all-zero virTypedParameter is a valid value (an empty field name,
+        // type 0, a zero union); every field is set below.
+        let mut param: sys::virTypedParameter = unsafe { std::mem::zeroed() };
+        let name = SYSTEM_TOKEN.to_bytes_with_nul();
+        // The field holds 80 bytes; the name and its NUL take 13.
+        for (dst, src) in param.field.iter_mut().zip(name) {
+            *dst = *src as libc::c_char;
+        }
+        param.type_ = sys::VIR_TYPED_PARAM_STRING as libc::c_int;
+        param.value.s = token.as_ptr().cast_mut();
+        // The pointer of an open connection (`as_ptr` panics on a closed one), kept open by
+        // the borrow for the whole call.
+        let ptr = conn.as_ptr();
+        // SAFETY: `ptr` is a live connection (above); `param` is one initialised parameter
+        // whose string points into `token`, alive and NUL-terminated until the call returns;
+        // libvirt copies what it sends and neither frees nor writes through the pointer.
+        let rc = unsafe { sys::virConnectSetIdentity(ptr, &mut param, 1, 0) };
+        if rc < 0 {
+            return Err(virt::error::Error::last_error());
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@
 //! secret.
 //!
 //! With qpoold.conf `secrets_uri`, the passphrase of a secret qpoold does not keep comes from
-//! libvirt's secret driver: a real libvirtd (tests/common/libvirtd.rs) holds it.
+//! libvirt's secret driver: a real libvirtd (tests/common/peer.rs) holds it; a private one
+//! too once qpoold presents libvirtd's system token (qpoold.conf `secrets_token`), and the
+//! token never reaches qpoold's log.
 //!
 //! A missing virsh, qemu-img, qemu-io or xmllint (or libvirtd, for the second test) skips the
 //! test, except under CI=true where it fails.
@@ -463,7 +465,17 @@ fn with_secrets_uri_passphrases_come_from_libvirts_secret_driver() {
     let l = Libvirtd::start_with_qemu();
     let mut d = Daemon::unstarted(&[]);
     d.set_env("QPOOL_LOG", "trace");
-    std::fs::write(d.config_file(), format!("secrets_uri = \"{}\"\n", l.uri)).unwrap();
+    // First without a readable token (the host's own libvirt token, if any, is not this
+    // libvirtd's either).
+    let config = |token: &Path| {
+        format!(
+            "secrets_uri = \"{}\"\nsecrets_token = \"{}\"\n",
+            l.uri,
+            token.display()
+        )
+    };
+    let no_token = d.scratch().join("no-system.token");
+    std::fs::write(d.config_file(), config(&no_token)).unwrap();
     std::fs::create_dir_all(d.pools.join("autostart")).unwrap();
     d.spawn();
 
@@ -511,7 +523,7 @@ fn with_secrets_uri_passphrases_come_from_libvirts_secret_driver() {
     qemu_io_ok(Driver::Luks, &raw, &pass, &["read 0 4k"]);
 
     // libvirt gives a private secret's value only to its own daemons (the ones that hold
-    // its system token), so qpoold is refused it: one error, nothing left behind.
+    // its system token): without it qpoold is refused it, one error, nothing left behind.
     let before = pool_files(&d);
     let private = libvirt_secret("private", &d.vol("p.qcow2"), true);
     let vol = d.write_file(
@@ -559,8 +571,47 @@ fn with_secrets_uri_passphrases_come_from_libvirts_secret_driver() {
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains(PASSPHRASE));
     qemu_io_ok(Driver::Qcow2, &d.vol("lc.qcow2"), &pass, &["read 0 512"]);
-    assert!(
-        !d.log().contains(PASSPHRASE),
-        "the passphrase reached the log"
+
+    // With libvirtd's system token, qpoold is given the private secret too.
+    let token_file = l.system_token();
+    std::fs::write(d.config_file(), config(&token_file)).unwrap();
+    d.restart();
+    let vol = d.write_file(
+        "lp.xml",
+        &encrypted_volume("p.qcow2", "qcow2", &format!("uuid='{private}'")),
     );
+    d.virsh_ok(&["vol-create", "default", vol.to_str().unwrap()]);
+    qemu_io_ok(
+        Driver::Qcow2,
+        &d.vol("p.qcow2"),
+        &pass,
+        &["write -P 0x5a 0 64k", "read -P 0x5a 0 64k"],
+    );
+    // By usage too.
+    let vol = d.write_file(
+        "lpu.xml",
+        &encrypted_volume(
+            "p.qcow2-copy",
+            "qcow2",
+            &format!("usage='{}'", d.vol("p.qcow2").display()),
+        ),
+    );
+    d.virsh_ok(&["vol-create", "default", vol.to_str().unwrap()]);
+    qemu_io_ok(
+        Driver::Qcow2,
+        &d.vol("p.qcow2-copy"),
+        &pass,
+        &["read 0 512"],
+    );
+
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let token = token.trim();
+    assert_eq!(token.len(), 32, "libvirt's tokens are 32 hex digits");
+    let log = d.log();
+    assert!(
+        log.contains("identity set with the system token of"),
+        "the token was presented: {log}"
+    );
+    assert!(!log.contains(token), "the system token reached the log");
+    assert!(!log.contains(PASSPHRASE), "the passphrase reached the log");
 }

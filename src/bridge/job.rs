@@ -59,6 +59,10 @@ pub struct SecretJob {
     /// The usage id of a volume secret.
     #[arg(long)]
     pub usage: Option<String>,
+    /// The file of libvirt's system token (qpoold.conf `secrets_token`); libvirt's own when
+    /// absent. The path only: the token never passes through the command line.
+    #[arg(long)]
+    pub token: Option<PathBuf>,
 }
 
 impl SecretJob {
@@ -170,8 +174,9 @@ impl Job {
         })
     }
 
-    /// The value of `secret` from libvirt's secret driver at `uri`.
-    pub fn secret(uri: &str, secret: &SecretRef) -> Job {
+    /// The value of `secret` from libvirt's secret driver at `uri`, presenting the system
+    /// token in the file `token` (libvirt's own when `None`).
+    pub fn secret(uri: &str, secret: &SecretRef, token: Option<&Path>) -> Job {
         let (uuid, usage) = match secret {
             SecretRef::Uuid(u) => (Some(u.clone()), None),
             SecretRef::Usage(u) => (None, Some(u.clone())),
@@ -180,6 +185,7 @@ impl Job {
             uri: uri.to_string(),
             uuid,
             usage,
+            token: token.map(Path::to_path_buf),
         })
     }
 
@@ -219,6 +225,9 @@ impl Job {
                 }
                 if let Some(usage) = &j.usage {
                     args.push(option("usage", usage.as_ref()));
+                }
+                if let Some(token) = &j.token {
+                    args.push(option("token", token.as_os_str()));
                 }
             }
         }

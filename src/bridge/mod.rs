@@ -13,7 +13,8 @@
 //! the one-shot jobs that `qpool` hands to `qpoold` ([`job`]: `qpool libvirt-sync`, and the
 //! refresh after a `qpool` change), a daemon's mirror ([`attach`]: a full sync at start,
 //! then the registry's change hook), and the passphrases qpoold may read from libvirt's
-//! secret driver ([`LibvirtSecrets`], qpoold.conf `secrets_uri`).
+//! secret driver ([`LibvirtSecrets`], qpoold.conf `secrets_uri`, private ones with libvirt's
+//! system token, `secrets_token`).
 //! Must not: change qpool's pools or volumes, or touch any libvirt pool without the mark. The
 //! libvirt calls themselves live in `libvirt.rs`, built with the cargo feature `libvirt`;
 //! without it every entry point answers [`BridgeError::NotBuilt`]. Only qpoold calls them

@@ -61,7 +61,10 @@ pub struct LibvirtSecrets {
 
 impl LibvirtSecrets {
     /// Always [`BridgeError::NotBuilt`].
-    pub fn new(_uri: &str) -> Result<LibvirtSecrets, BridgeError> {
+    pub fn new(
+        _uri: &str,
+        _token: Option<&std::path::Path>,
+    ) -> Result<LibvirtSecrets, BridgeError> {
         Err(BridgeError::NotBuilt)
     }
 }

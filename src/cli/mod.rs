@@ -308,7 +308,12 @@ pub fn run(args: &Args) -> Result<String, Error> {
             pool.set_secrets(std::sync::Arc::new(secret));
         }
         if let Some(uri) = secret_uri {
-            pool.set_secrets(std::sync::Arc::new(qpoold::LibvirtSecret::new(uri)));
+            // qpoold.conf's `secrets_token`, as qpoold reads it; an unreadable file was
+            // warned of above and leaves libvirt's own token.
+            let token = crate::daemon::config::load(config, false)
+                .ok()
+                .and_then(|file| file.secrets_token);
+            pool.set_secrets(std::sync::Arc::new(qpoold::LibvirtSecret::new(uri, token)));
         }
     }
     let text = verbs::run_verb(args, &pool, autostart)?;

@@ -125,13 +125,16 @@ pub fn run(job: &Job) -> Result<Outcome, QpooldError> {
 #[derive(Debug, Clone)]
 pub struct LibvirtSecret {
     uri: String,
+    token: Option<PathBuf>,
 }
 
 impl LibvirtSecret {
-    /// The secrets of the libvirt daemon at `uri`.
-    pub fn new(uri: &str) -> LibvirtSecret {
+    /// The secrets of the libvirt daemon at `uri`, presenting the system token in the file
+    /// `token` (qpoold.conf `secrets_token`; libvirt's own when `None`).
+    pub fn new(uri: &str, token: Option<PathBuf>) -> LibvirtSecret {
         LibvirtSecret {
             uri: uri.to_string(),
+            token,
         }
     }
 
@@ -146,7 +149,7 @@ impl LibvirtSecret {
 impl Secrets for LibvirtSecret {
     fn passphrase(&self, secret: Option<&SecretRef>) -> Result<Passphrase, SecretError> {
         let secret = secret.ok_or(SecretError::NoSecret)?;
-        let job = Job::secret(&self.uri, secret);
+        let job = Job::secret(&self.uri, secret, self.token.as_deref());
         let path = find().map_err(|e| self.failed(Box::new(e)))?;
         let out = Command::new(&path)
             .args(job.to_args())

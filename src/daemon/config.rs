@@ -49,6 +49,9 @@ pub struct FileConfig {
     /// `secrets_uri = "secret:///system"`: passphrases qpoold's store does not have are read
     /// from libvirt's secret driver there.
     pub secrets_uri: Option<String>,
+    /// `secrets_token = "/run/libvirt/common/system.token"`: the file of libvirt's system
+    /// token, presented to `secrets_uri` so that private secrets are given too.
+    pub secrets_token: Option<PathBuf>,
     /// `timeout = 120`.
     pub timeout: Option<u64>,
     /// `default_pool_dir = "/var/lib/qpool/images"`.
@@ -93,6 +96,7 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
             "pools" => config.pools = Some(PathBuf::from(string()?)),
             "secrets" => config.secrets = Some(PathBuf::from(string()?)),
             "secrets_uri" => config.secrets_uri = Some(string()?),
+            "secrets_token" => config.secrets_token = Some(PathBuf::from(string()?)),
             "default_pool_dir" => config.default_pool_dir = Some(PathBuf::from(string()?)),
             "fallocate" => {
                 config.fallocate = Some(
@@ -154,6 +158,18 @@ mod tests {
         .unwrap();
         assert_eq!(c.libvirt_uri.as_deref(), Some("qemu:///system"));
         assert_eq!(c.libvirt_prefix.as_deref(), Some("qpool-"));
+    }
+
+    #[test]
+    fn the_secret_driver_settings_are_read() {
+        let c = parse(
+            Path::new("q.conf"),
+            "secrets_uri = \"secret:///system\"\nsecrets_token = \"/t/system.token\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.secrets_uri.as_deref(), Some("secret:///system"));
+        assert_eq!(c.secrets_token, Some(PathBuf::from("/t/system.token")));
+        assert_eq!(parse(Path::new("q.conf"), "").unwrap().secrets_token, None);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! Owns: the command line and `qpoold.conf` (command line wins, then the file, then the
 //! defaults of design.md); opening the secret store (`--secrets`, read once at start-up, with
-//! libvirt's secret driver behind it when `secrets_uri` is set; a changed `secrets` or
-//! `secrets_uri` needs a restart); attaching the libvirt bridge when `libvirt_uri` is set (before any
+//! libvirt's secret driver behind it when `secrets_uri` is set, presented libvirt's system
+//! token from `secrets_token`; a changed `secrets`, `secrets_uri` or `secrets_token` needs a
+//! restart); attaching the libvirt bridge when `libvirt_uri` is set (before any
 //! socket is served; a reload does not re-attach it, a changed `libvirt_uri` needs a restart);
 //! the sockets ([`listeners`]: bound here, or passed by systemd's
 //! socket activation, [`activation`]); telling systemd about start-up, reloads and shutdown
@@ -83,6 +84,8 @@ pub struct Settings {
     pub secrets: PathBuf,
     /// libvirt's secret driver, asked for the passphrases the store does not have.
     pub secrets_uri: Option<String>,
+    /// The file of libvirt's system token presented to `secrets_uri` (`None`: libvirt's own).
+    pub secrets_token: Option<PathBuf>,
     /// Idle timeout in seconds (0: never).
     pub timeout: u64,
     /// Target of the default pool.
@@ -123,6 +126,7 @@ pub fn settings(args: &Args) -> Result<Settings, config::ConfigError> {
             .or(file.secrets)
             .unwrap_or_else(|| PathBuf::from(paths::SECRETS)),
         secrets_uri: file.secrets_uri,
+        secrets_token: file.secrets_token,
         timeout: args.timeout.or(file.timeout).unwrap_or(0),
         default_pool_dir: args
             .default_pool_dir
@@ -281,7 +285,7 @@ fn serve(args: &Args) -> Result<(), DaemonError> {
     let mut secrets =
         crate::pool::SecretStore::open(&settings.secrets).map_err(DaemonError::Secrets)?;
     if let Some(uri) = &settings.secrets_uri {
-        let libvirt = crate::bridge::LibvirtSecrets::new(uri)
+        let libvirt = crate::bridge::LibvirtSecrets::new(uri, settings.secrets_token.as_deref())
             .map_err(|e| DaemonError::SecretsUri(Box::new(e)))?;
         secrets = secrets.with_fallback(Arc::new(libvirt));
     }

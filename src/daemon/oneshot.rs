@@ -74,7 +74,7 @@ fn secret(job: &SecretJob) -> ExitCode {
         eprintln!("error: {message}");
         ExitCode::from(job::FAILED)
     };
-    let secrets = match crate::bridge::LibvirtSecrets::new(&job.uri) {
+    let secrets = match crate::bridge::LibvirtSecrets::new(&job.uri, job.token.as_deref()) {
         Ok(s) => s,
         Err(e) => return failed(one_line(&e)),
     };
@@ -163,8 +163,13 @@ mod tests {
             Job::secret(
                 "secret:///system",
                 &crate::xml::SecretRef::Uuid(uuid.to_string()),
+                None,
             ),
-            Job::secret("-u", &crate::xml::SecretRef::Usage("/v/--x y".into())),
+            Job::secret(
+                "-u",
+                &crate::xml::SecretRef::Usage("/v/--x y".into()),
+                Some(Path::new("/proc/1/root/run/--t x")),
+            ),
         ];
         for job in jobs {
             let parsed = parse(argv(&["qpoold"], &job))

@@ -214,6 +214,32 @@ impl Libvirtd {
         peer
     }
 
+    /// libvirtd's process id (`unshare` and the shell exec it, so it is the child's).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running libvirtd").id()
+    }
+
+    /// The file of libvirtd's system token (`/run/libvirt/common/system.token` in its private
+    /// /run, reached from outside through `/proc/PID/root`, as root), once libvirtd has
+    /// written it: it does so when it first sets up an identity, in its start-up thread, which
+    /// may finish after the socket listens. libvirt writes 32 hex digits.
+    pub fn system_token(&self) -> std::path::PathBuf {
+        let path = Path::new("/proc")
+            .join(self.pid().to_string())
+            .join("root/run/libvirt/common/system.token");
+        let start = Instant::now();
+        while std::fs::metadata(&path).map_or(true, |m| m.len() < 32) {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "libvirtd wrote no system token in {} within {DEADLINE:?}:\n{}",
+                path.display(),
+                self.log()
+            );
+            std::thread::yield_now();
+        }
+        path
+    }
+
     /// The read-only URI.
     pub fn uri_ro(&self) -> String {
         self.uri.replace("libvirt-sock", "libvirt-sock-ro")
