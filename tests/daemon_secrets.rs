@@ -615,3 +615,110 @@ fn with_secrets_uri_passphrases_come_from_libvirts_secret_driver() {
     assert!(!log.contains(token), "the system token reached the log");
     assert!(!log.contains(PASSPHRASE), "the passphrase reached the log");
 }
+
+/// `qpool vol-create-from --secret-uri`: the CLI asks libvirt for both passphrases, the new
+/// volume's by the secret its XML names and the input's by libvirt's convention (the secret
+/// whose usage is the input's path), and re-encrypts the copy when they differ.
+#[test]
+fn cli_create_from_with_secret_uri_reencrypts_with_libvirts_secrets() {
+    if !oracles() || !qemu_driver_available() {
+        return;
+    }
+    assert!(
+        Libvirtd::has_secrets() || !common::in_ci(),
+        "libvirt's secret driver is required in CI"
+    );
+    if !Libvirtd::has_secrets() {
+        eprintln!("SKIPPED: no libvirt secret driver here");
+        return;
+    }
+    let l = Libvirtd::start_with_qemu();
+    let pool = common::TempPool::new();
+    let src = pool.vol("src.qcow2");
+    // Two public libvirt secrets with different values: the source's (usage = its path) and
+    // the copy's (named by UUID).
+    let define = |name: &str, xml: String, value: &str| -> String {
+        let file = pool.write_file(&format!("{name}.xml"), &xml);
+        let out = l.virsh_ok(&["secret-define", file.to_str().unwrap()]);
+        let uuid = out
+            .trim()
+            .strip_prefix("Secret ")
+            .and_then(|s| s.strip_suffix(" created"))
+            .unwrap_or_else(|| panic!("secret-define printed {out:?}"))
+            .to_string();
+        use base64::Engine as _;
+        let b64 = pool.write_file(
+            &format!("{name}.b64"),
+            &base64::engine::general_purpose::STANDARD.encode(value),
+        );
+        l.virsh_ok(&["secret-set-value", &uuid, "--file", b64.to_str().unwrap()]);
+        uuid
+    };
+    define("src", secret_xml(&src, false), PASSPHRASE);
+    let new_value = "a-second-and-different-passphrase";
+    let copy_uuid = define(
+        "copy",
+        "<secret ephemeral='no' private='no'>\n  <description>the copy's</description>\n</secret>\n"
+            .to_string(),
+        new_value,
+    );
+    let old_pass = pool.write_file("old.pass", PASSPHRASE);
+    let new_pass = pool.write_file("new.pass", new_value);
+
+    // The source, made by the CLI with the libvirt secret of its usage, and a pattern in it.
+    let xml = pool.write_file(
+        "src-vol.xml",
+        &encrypted_volume("src.qcow2", "qcow2", &format!("usage='{}'", src.display())),
+    );
+    pool.ok(&["vol-create", xml.to_str().unwrap(), "--secret-uri", &l.uri]);
+    qemu_io_ok(Driver::Qcow2, &src, &old_pass, &["write -P 0x5c 1M 256k"]);
+
+    // The copy names the other secret: re-encrypted, same guest data, only the new key.
+    let xml = pool.write_file(
+        "copy-vol.xml",
+        &encrypted_volume("copy.qcow2", "qcow2", &format!("uuid='{copy_uuid}'")),
+    );
+    pool.ok(&[
+        "vol-create-from",
+        xml.to_str().unwrap(),
+        "src.qcow2",
+        "--secret-uri",
+        &l.uri,
+    ]);
+    let copy = pool.vol("copy.qcow2");
+    let (same, said) = qemu_compare_keys(
+        (Driver::Qcow2, &src, &old_pass),
+        (Driver::Qcow2, &copy, &new_pass),
+    );
+    assert!(same, "{said}");
+    qemu_io_ok(Driver::Qcow2, &copy, &new_pass, &["read -P 0x5c 1M 256k"]);
+    let old = qemu_io(Driver::Qcow2, &copy, &old_pass, &["read 0 4k"]);
+    assert!(
+        !old.status.success(),
+        "the copy opens with the old passphrase"
+    );
+
+    // Without a secret for the source in libvirt, the copy is refused: one line, nothing made.
+    let other = pool.vol("other.qcow2");
+    std::fs::copy(&src, &other).unwrap();
+    let listing = pool.listing();
+    let xml = pool.write_file(
+        "copy2-vol.xml",
+        &encrypted_volume("copy2.qcow2", "qcow2", &format!("uuid='{copy_uuid}'")),
+    );
+    let out = pool.qpool(&[
+        "vol-create-from",
+        xml.to_str().unwrap(),
+        "other.qcow2",
+        "--secret-uri",
+        &l.uri,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("needs the source's passphrase"),
+        "{stderr}"
+    );
+    assert_eq!(pool.listing(), listing);
+}

@@ -113,6 +113,11 @@ impl Secrets for LibvirtSecrets {
         let _ = conn.close();
         got
     }
+
+    /// libvirt's convention: the secret of usage type volume whose id is the volume's path.
+    fn source_secret(&self, path: &Path) -> Option<SecretRef> {
+        path.to_str().map(|p| SecretRef::Usage(p.to_string()))
+    }
 }
 
 /// The token in `path` (libvirt writes 32 hex digits, no newline), surrounding white space

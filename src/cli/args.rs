@@ -128,6 +128,15 @@ pub enum Command {
         /// Share the input volume's blocks (FICLONE) instead of copying them.
         #[arg(long)]
         reflink: bool,
+        /// The passphrase of the new volume when its XML names a `<secret>` (as vol-create's);
+        /// it must open an encrypted input, since one passphrase cannot re-encrypt.
+        #[arg(long, value_name = "PATH")]
+        secret_file: Option<PathBuf>,
+        /// The passphrases from libvirt's secrets at this URI: the new volume's from the
+        /// secret its XML names, an encrypted input's from the secret whose usage is the
+        /// input's path; with two different passphrases the copy is re-encrypted.
+        #[arg(long, value_name = "URI", conflicts_with = "secret_file")]
+        secret_uri: Option<String>,
     },
     /// List volumes.
     #[command(name = "vol-list")]

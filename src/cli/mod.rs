@@ -301,6 +301,11 @@ pub fn run(args: &Args) -> Result<String, Error> {
         secret_file,
         secret_uri,
         ..
+    }
+    | Command::VolCreateFrom {
+        secret_file,
+        secret_uri,
+        ..
     } = &args.command
     {
         if let Some(path) = secret_file {

@@ -180,4 +180,9 @@ impl Secrets for LibvirtSecret {
             }))),
         }
     }
+
+    /// libvirt's convention: the secret of usage type volume whose id is the volume's path.
+    fn source_secret(&self, path: &std::path::Path) -> Option<SecretRef> {
+        path.to_str().map(|p| SecretRef::Usage(p.to_string()))
+    }
 }

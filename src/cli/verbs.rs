@@ -140,6 +140,7 @@ pub(super) fn run_verb(args: &Args, pool: &Pool, autostart: bool) -> Result<Stri
             vol,
             prealloc_metadata,
             reflink,
+            ..
         } => {
             let def = read_volume_xml_with(file, CapacityRule::FromSource)?;
             let source = pool.volume_name(vol)?;

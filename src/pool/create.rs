@@ -92,7 +92,7 @@ impl Pool {
             .as_ref()
             .ok_or_else(|| missing(SourceKeyMissing::NoStore))?;
         let secret = secrets
-            .volume_secret(&src.path)
+            .source_secret(&src.path)
             .ok_or_else(|| missing(SourceKeyMissing::NoVolumeSecret(src.path.clone())))?;
         let passphrase = secrets
             .passphrase(Some(&secret))

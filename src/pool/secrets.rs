@@ -31,6 +31,13 @@ pub trait Secrets: Send + Sync {
     fn volume_secret(&self, _path: &Path) -> Option<SecretRef> {
         None
     }
+
+    /// The secret to ask for the passphrase of the existing volume at `path` (a copy that
+    /// re-encrypts reads its source with it): the one [`Secrets::volume_secret`] knows by
+    /// default; a libvirt-backed source names libvirt's volume usage, which libvirt resolves.
+    fn source_secret(&self, path: &Path) -> Option<SecretRef> {
+        self.volume_secret(path)
+    }
 }
 
 /// A passphrase read from a file, given for any secret (`qpool --secret-file`).
@@ -473,6 +480,12 @@ impl Secrets for SecretStore {
             .ok()
             .map(|(u, _)| SecretRef::Uuid(u.to_string()))
     }
+
+    /// The store's own volume secret, else the fallback's (libvirt's, with `secrets_uri`).
+    fn source_secret(&self, path: &Path) -> Option<SecretRef> {
+        self.volume_secret(path)
+            .or_else(|| self.fallback.as_ref()?.source_secret(path))
+    }
 }
 
 impl SecretStore {
@@ -631,5 +644,43 @@ mod tests {
             Err(SecretStoreError::NoValue(_))
         ));
         assert!(matches!(store.passphrase(None), Err(SecretError::NoSecret)));
+    }
+
+    /// A libvirt-like fallback: it names every volume's secret by usage and has none.
+    struct ByUsage;
+
+    impl Secrets for ByUsage {
+        fn passphrase(&self, secret: Option<&SecretRef>) -> Result<Passphrase, SecretError> {
+            Err(SecretError::NotFound(
+                secret.cloned().ok_or(SecretError::NoSecret)?,
+            ))
+        }
+
+        fn source_secret(&self, path: &Path) -> Option<SecretRef> {
+            Some(SecretRef::Usage(path.to_str()?.to_string()))
+        }
+    }
+
+    #[test]
+    fn a_sources_secret_is_the_stores_own_then_the_fallbacks() {
+        let root = tempfile::tempdir().unwrap();
+        let store = SecretStore::open(root.path())
+            .unwrap()
+            .with_fallback(std::sync::Arc::new(ByUsage));
+        let (uuid, _) = store
+            .define("<secret><usage type='volume'><volume>/p/own.qcow2</volume></usage></secret>")
+            .unwrap();
+        assert_eq!(
+            store.source_secret(Path::new("/p/own.qcow2")),
+            Some(SecretRef::Uuid(uuid.to_string()))
+        );
+        assert_eq!(
+            store.source_secret(Path::new("/p/other.qcow2")),
+            Some(SecretRef::Usage("/p/other.qcow2".into()))
+        );
+        // vol-dumpxml names only the store's own.
+        assert_eq!(store.volume_secret(Path::new("/p/other.qcow2")), None);
+        let alone = SecretStore::open(&root.path().join("alone")).unwrap();
+        assert_eq!(alone.source_secret(Path::new("/p/other.qcow2")), None);
     }
 }
