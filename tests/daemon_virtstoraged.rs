@@ -19,7 +19,6 @@ mod common;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -39,46 +38,6 @@ const PYTHON: &str = "/usr/bin/python3";
 /// Whether the tier can run here: root, mount namespaces, virsh.
 fn available() -> bool {
     namespace::available() && have("virsh")
-}
-
-/// The virtqemud build directory (`scripts/build-virtqemud`, run once per test process and
-/// cached under target/). A failed build fails the test under CI=true and skips it elsewhere.
-fn virtqemud_build() -> Option<PathBuf> {
-    static BUILD: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let built = BUILD.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let log = root.join("target/build-virtqemud.log");
-        let started = Instant::now();
-        let out = Command::new("bash")
-            .arg(root.join("scripts/build-virtqemud"))
-            .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
-            .output()
-            .map_err(|e| format!("cannot run scripts/build-virtqemud: {e}"))?;
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if !out.status.success() {
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            return Err(format!(
-                "scripts/build-virtqemud failed ({}); last lines of {}:\n{}",
-                out.status,
-                log.display(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ));
-        }
-        eprintln!(
-            "virtqemud ready in {:.1} s (see {})",
-            started.elapsed().as_secs_f64(),
-            log.display()
-        );
-        Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-    });
-    match built {
-        Ok(dir) => Some(dir.clone()),
-        Err(e) => {
-            assert!(!in_ci(), "virtqemud is required in CI: {e}");
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-    }
 }
 
 /// qpoold on libvirt's storage socket, with its autostarted `default` pool and an inactive
@@ -360,7 +319,7 @@ fn virtqemud_forwards_pool_and_volume_commands_of_qemu_system_to_qpoold() {
     if !available() {
         return;
     }
-    let Some(build) = virtqemud_build() else {
+    let Some(build) = namespace::modular_build() else {
         return;
     };
     in_private_mounts(move || {
@@ -428,7 +387,7 @@ fn virtqemud_relays_qpoolds_pool_events() {
     if !available() {
         return;
     }
-    let Some(build) = virtqemud_build() else {
+    let Some(build) = namespace::modular_build() else {
         return;
     };
     in_private_mounts(move || {
@@ -502,7 +461,7 @@ fn read_only_virsh_through_virtqemud_lists_and_cannot_change() {
     if !available() {
         return;
     }
-    let Some(build) = virtqemud_build() else {
+    let Some(build) = namespace::modular_build() else {
         return;
     };
     in_private_mounts(move || {
@@ -551,7 +510,7 @@ fn virtinst_creates_a_volume_through_qemu_system() {
         eprintln!("SKIPPED: virtinst / python3-libvirt not importable by {PYTHON}");
         return;
     }
-    let Some(build) = virtqemud_build() else {
+    let Some(build) = namespace::modular_build() else {
         return;
     };
     in_private_mounts(move || {

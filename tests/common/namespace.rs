@@ -11,10 +11,14 @@
 //!   daemons write there (and the `libvirt-qemu` user, see [`ensure_libvirt_qemu_user`])
 //!   vanishes with the namespace, and everything else of the machine stays visible.
 //!
-//! Needs root; [`available`] says whether this machine allows it.
+//! Needs root; [`available`] says whether this machine allows it. [`modular_build`] gives
+//! libvirt's modular daemons that Debian 12 does not ship (virtqemud, virtsecretd), built from
+//! Debian's libvirt 9.0 source.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
@@ -37,6 +41,52 @@ pub fn available() -> bool {
         eprintln!("SKIPPED: no private mount namespace here (needs root)");
     }
     ok
+}
+
+/// The build directory of libvirt's modular daemons (`scripts/build-virtqemud`, run once per
+/// test process and cached under target/): `src/virtqemud`, `src/virtsecretd`, and their
+/// drivers in `src` (`LIBVIRT_DRIVER_DIR`). A failed build fails the test under CI=true and
+/// skips it elsewhere.
+pub fn modular_build() -> Option<PathBuf> {
+    static BUILD: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = BUILD.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::create_dir_all(root.join("target")).map_err(|e| e.to_string())?;
+        let log = root.join("target/build-virtqemud.log");
+        let started = Instant::now();
+        let out = Command::new("bash")
+            .arg(root.join("scripts/build-virtqemud"))
+            .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
+            .output()
+            .map_err(|e| format!("cannot run scripts/build-virtqemud: {e}"))?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !out.status.success() {
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            return Err(format!(
+                "scripts/build-virtqemud failed ({}); last lines of {}:\n{}",
+                out.status,
+                log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        eprintln!(
+            "virtqemud and virtsecretd ready in {:.1} s (see {})",
+            started.elapsed().as_secs_f64(),
+            log.display()
+        );
+        Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    });
+    match built {
+        Ok(dir) => Some(dir.clone()),
+        Err(e) => {
+            assert!(
+                !in_ci(),
+                "libvirt's modular daemons are required in CI: {e}"
+            );
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+    }
 }
 
 /// Runs `f` in a new thread with a private mount namespace set up as the module says, and
