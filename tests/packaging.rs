@@ -194,13 +194,17 @@ fn the_default_qpoold_conf_parses_with_and_without_its_comments() {
                 .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
         })
         .collect();
-    assert_eq!(settings.len(), 10, "{settings:?}");
+    assert_eq!(settings.len(), 11, "{settings:?}");
     let uncommented = qpool::daemon::config::parse(&path, &settings.join("\n")).unwrap();
     assert_eq!(uncommented.libvirt_uri.as_deref(), Some("qemu:///system"));
     assert_eq!(uncommented.timeout, Some(0));
     assert_eq!(
         uncommented.fallocate,
         Some(qpool::model::FallocateMode::Auto)
+    );
+    assert_eq!(
+        uncommented.secrets_token.as_deref(),
+        Some(Path::new("/run/libvirt/common/system.token"))
     );
 }
 
