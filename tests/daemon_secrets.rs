@@ -20,7 +20,10 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::crypt::{Driver, qemu_compare_keys, qemu_io, qemu_io_ok};
+use common::crypt::{
+    Driver, assert_token_presented_not_logged, define_secret, encrypted_volume_xml, names_in,
+    qemu_compare_keys, qemu_io, qemu_io_ok, volume_secret_xml,
+};
 use common::daemon::Daemon;
 use common::peer::{Libvirtd, qemu_driver_available};
 use common::{have, qemu_info, xmllint_relaxng};
@@ -52,24 +55,6 @@ fn assert_fails(out: (i32, String, String), lines: &[&str]) {
     );
 }
 
-/// A volume secret for `path`, private unless said otherwise.
-fn secret_xml(path: &Path, private: bool) -> String {
-    format!(
-        "<secret ephemeral='no' private='{}'>\n  <description>passphrase of {}</description>\n  <usage type='volume'>\n    <volume>{}</volume>\n  </usage>\n</secret>\n",
-        if private { "yes" } else { "no" },
-        path.display(),
-        path.display()
-    )
-}
-
-/// An encrypted volume whose `<secret>` is `secret` (`uuid='…'` or `usage='…'`); a short
-/// key-derivation time keeps the test fast.
-fn encrypted_volume(name: &str, format: &str, secret: &str) -> String {
-    format!(
-        "<volume xmlns:qpool='urn:qpool:volume:1'>\n  <name>{name}</name>\n  <capacity unit='M'>16</capacity>\n  <target>\n    <format type='{format}'/>\n    <encryption format='luks' qpool:iter-time='10'>\n      <secret type='passphrase' {secret}/>\n    </encryption>\n  </target>\n</volume>\n"
-    )
-}
-
 /// Defines a secret from `xml`; returns its UUID as virsh printed it.
 fn define(d: &Daemon, name: &str, xml: &str) -> String {
     let file = d.write_file(name, xml);
@@ -91,16 +76,6 @@ fn set_value(d: &Daemon, uuid: &str, value: &str) {
     std::fs::remove_file(file).unwrap();
 }
 
-/// Every name in the pool directory, hidden ones included, sorted.
-fn pool_files(d: &Daemon) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(d.pool_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
     if !oracles() {
@@ -116,7 +91,7 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
 
     // secret-define, secret-set-value --file: the store is root-only.
     let qcow2 = d.vol("e.qcow2");
-    let uuid = define(&d, "secret.xml", &secret_xml(&qcow2, true));
+    let uuid = define(&d, "secret.xml", &volume_secret_xml(&qcow2, true));
     set_value(&d, &uuid, PASSPHRASE);
     assert_eq!(mode(&store), 0o700);
     for ext in ["xml", "base64"] {
@@ -184,7 +159,7 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
     let wrong = d.write_file("wrong", "not-the-passphrase");
     let vol = d.write_file(
         "e.xml",
-        &encrypted_volume("e.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+        &encrypted_volume_xml("e.qcow2", "qcow2", &format!("uuid='{uuid}'")),
     );
     let out = d.virsh_ok(&["vol-create", "default", vol.to_str().unwrap()]);
     assert_eq!(
@@ -215,11 +190,11 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
 
     // A raw LUKS volume naming the secret by usage.
     let raw = d.vol("r.img");
-    let raw_uuid = define(&d, "raw.xml", &secret_xml(&raw, true));
+    let raw_uuid = define(&d, "raw.xml", &volume_secret_xml(&raw, true));
     set_value(&d, &raw_uuid, PASSPHRASE);
     let vol = d.write_file(
         "r.xml",
-        &encrypted_volume("r.img", "raw", &format!("usage='{}'", raw.display())),
+        &encrypted_volume_xml("r.img", "raw", &format!("usage='{}'", raw.display())),
     );
     d.virsh_ok(&["vol-create", "default", vol.to_str().unwrap()]);
     assert_eq!(qemu_info(&raw)["format"], "luks");
@@ -233,7 +208,7 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
     // A copy under another secret is re-encrypted with a new key, the source's passphrase
     // coming from its volume secret (the one whose usage is its path): qemu reads the data
     // with the new passphrase only, and finds the guest data identical.
-    let other = define(&d, "other.xml", &secret_xml(&d.vol("c.qcow2"), true));
+    let other = define(&d, "other.xml", &volume_secret_xml(&d.vol("c.qcow2"), true));
     set_value(&d, &other, "another passphrase");
     let other_pass = d.write_file("other-pass", "another passphrase");
     for (copy, format, source, driver, source_driver) in [
@@ -243,7 +218,7 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
     ] {
         let xml = d.write_file(
             &format!("{copy}.xml"),
-            &encrypted_volume(copy, format, &format!("uuid='{other}'")),
+            &encrypted_volume_xml(copy, format, &format!("uuid='{other}'")),
         );
         d.virsh_ok(&[
             "vol-create-from",
@@ -274,13 +249,13 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
     // error naming what is missing, before anything is made.
     let o = d.write_file(
         "o.xml",
-        &encrypted_volume("o.qcow2", "qcow2", &format!("uuid='{other}'")),
+        &encrypted_volume_xml("o.qcow2", "qcow2", &format!("uuid='{other}'")),
     );
     d.virsh_ok(&["vol-create", "default", o.to_str().unwrap()]);
-    let before = pool_files(&d);
+    let before = names_in(d.pool_dir());
     let copy = d.write_file(
         "p.xml",
-        &encrypted_volume("p.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+        &encrypted_volume_xml("p.qcow2", "qcow2", &format!("uuid='{uuid}'")),
     );
     let (status, _, err) = d.virsh(&[
         "vol-create-from",
@@ -298,11 +273,11 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
             )),
         "{err}"
     );
-    assert_eq!(pool_files(&d), before);
+    assert_eq!(names_in(d.pool_dir()), before);
     // The source's own secret: a copy with the source's key, as before.
     let copy = d.write_file(
         "s.xml",
-        &encrypted_volume("s.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+        &encrypted_volume_xml("s.qcow2", "qcow2", &format!("uuid='{uuid}'")),
     );
     d.virsh_ok(&[
         "vol-create-from",
@@ -324,11 +299,11 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
     );
 
     // A missing secret, or one without a value: one error, and the pool as it was.
-    let before = pool_files(&d);
+    let before = names_in(d.pool_dir());
     let missing = "11111111-2222-3333-4444-555555555555";
     let vol = d.write_file(
         "m.xml",
-        &encrypted_volume("m.qcow2", "qcow2", &format!("uuid='{missing}'")),
+        &encrypted_volume_xml("m.qcow2", "qcow2", &format!("uuid='{missing}'")),
     );
     assert_fails(
         d.virsh(&["vol-create", "default", vol.to_str().unwrap()]),
@@ -342,7 +317,7 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
     let empty = define(&d, "empty.xml", "<secret ephemeral='no' private='no'/>");
     let vol = d.write_file(
         "n.xml",
-        &encrypted_volume("n.qcow2", "qcow2", &format!("uuid='{empty}'")),
+        &encrypted_volume_xml("n.qcow2", "qcow2", &format!("uuid='{empty}'")),
     );
     assert_fails(
         d.virsh(&["vol-create", "default", vol.to_str().unwrap()]),
@@ -353,7 +328,7 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
             ),
         ],
     );
-    assert_eq!(pool_files(&d), before);
+    assert_eq!(names_in(d.pool_dir()), before);
 
     // A public secret's value is given back, as virsh prints it (base64).
     set_value(&d, &empty, "visible");
@@ -365,7 +340,7 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
     // The CLI takes a secret over a URI too, here qpoold's own (a public secret).
     let xml = d.write_file(
         "cli.xml",
-        &encrypted_volume("cli.qcow2", "qcow2", &format!("uuid='{empty}'")),
+        &encrypted_volume_xml("cli.qcow2", "qcow2", &format!("uuid='{empty}'")),
     );
     let out = qpool_create(&d, &xml, &d.uri());
     assert!(
@@ -383,7 +358,7 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
     // A private one is not handed over the URI: one error, nothing made.
     let xml = d.write_file(
         "cli-private.xml",
-        &encrypted_volume("cli-p.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+        &encrypted_volume_xml("cli-p.qcow2", "qcow2", &format!("uuid='{uuid}'")),
     );
     let out = qpool_create(&d, &xml, &d.uri());
     assert_eq!(
@@ -399,7 +374,7 @@ fn virsh_defines_secrets_and_creates_encrypted_volumes_with_them() {
     d.restart();
     let vol = d.write_file(
         "after.xml",
-        &encrypted_volume("after.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+        &encrypted_volume_xml("after.qcow2", "qcow2", &format!("uuid='{uuid}'")),
     );
     d.virsh_ok(&["vol-create", "default", vol.to_str().unwrap()]);
     qemu_io_ok(Driver::Qcow2, &d.vol("after.qcow2"), &pass, &["read 0 512"]);
@@ -481,19 +456,13 @@ fn with_secrets_uri_passphrases_come_from_libvirts_secret_driver() {
 
     // The secrets live in libvirt only, volume secrets with the passphrase as their value.
     let libvirt_secret = |name: &str, path: &Path, private: bool| -> String {
-        let file = d.write_file(&format!("{name}.xml"), &secret_xml(path, private));
-        let out = l.virsh_ok(&["secret-define", file.to_str().unwrap()]);
-        let uuid = out
-            .trim()
-            .strip_prefix("Secret ")
-            .and_then(|s| s.strip_suffix(" created"))
-            .unwrap_or_else(|| panic!("secret-define printed {out:?}"))
-            .to_string();
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(PASSPHRASE);
-        let value = d.write_file(&format!("{name}.b64"), &b64);
-        l.virsh_ok(&["secret-set-value", &uuid, "--file", value.to_str().unwrap()]);
-        uuid
+        define_secret(
+            &|args| l.virsh_ok(args),
+            d.scratch(),
+            name,
+            &volume_secret_xml(path, private),
+            PASSPHRASE,
+        )
     };
     let raw = d.vol("l.img");
     let uuid = libvirt_secret("public", &raw, false);
@@ -506,7 +475,7 @@ fn with_secrets_uri_passphrases_come_from_libvirts_secret_driver() {
     // By UUID (qcow2) and by usage (raw LUKS).
     let vol = d.write_file(
         "l.xml",
-        &encrypted_volume("l.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+        &encrypted_volume_xml("l.qcow2", "qcow2", &format!("uuid='{uuid}'")),
     );
     d.virsh_ok(&["vol-create", "default", vol.to_str().unwrap()]);
     qemu_io_ok(
@@ -517,18 +486,18 @@ fn with_secrets_uri_passphrases_come_from_libvirts_secret_driver() {
     );
     let vol = d.write_file(
         "lr.xml",
-        &encrypted_volume("l.img", "raw", &format!("usage='{}'", raw.display())),
+        &encrypted_volume_xml("l.img", "raw", &format!("usage='{}'", raw.display())),
     );
     d.virsh_ok(&["vol-create", "default", vol.to_str().unwrap()]);
     qemu_io_ok(Driver::Luks, &raw, &pass, &["read 0 4k"]);
 
     // libvirt gives a private secret's value only to its own daemons (the ones that hold
     // its system token): without it qpoold is refused it, one error, nothing left behind.
-    let before = pool_files(&d);
+    let before = names_in(d.pool_dir());
     let private = libvirt_secret("private", &d.vol("p.qcow2"), true);
     let vol = d.write_file(
         "lp.xml",
-        &encrypted_volume("p.qcow2", "qcow2", &format!("uuid='{private}'")),
+        &encrypted_volume_xml("p.qcow2", "qcow2", &format!("uuid='{private}'")),
     );
     assert_fails(
         d.virsh(&["vol-create", "default", vol.to_str().unwrap()]),
@@ -545,7 +514,7 @@ fn with_secrets_uri_passphrases_come_from_libvirts_secret_driver() {
     let missing = "11111111-2222-3333-4444-555555555555";
     let vol = d.write_file(
         "lm.xml",
-        &encrypted_volume("lm.qcow2", "qcow2", &format!("uuid='{missing}'")),
+        &encrypted_volume_xml("lm.qcow2", "qcow2", &format!("uuid='{missing}'")),
     );
     assert_fails(
         d.virsh(&["vol-create", "default", vol.to_str().unwrap()]),
@@ -556,12 +525,12 @@ fn with_secrets_uri_passphrases_come_from_libvirts_secret_driver() {
             ),
         ],
     );
-    assert_eq!(pool_files(&d), before);
+    assert_eq!(names_in(d.pool_dir()), before);
 
     // The CLI reads libvirt's (public) secret over the same URI.
     let xml = d.write_file(
         "lc.xml",
-        &encrypted_volume("lc.qcow2", "qcow2", &format!("uuid='{uuid}'")),
+        &encrypted_volume_xml("lc.qcow2", "qcow2", &format!("uuid='{uuid}'")),
     );
     let out = qpool_create(&d, &xml, &l.uri);
     assert!(
@@ -578,7 +547,7 @@ fn with_secrets_uri_passphrases_come_from_libvirts_secret_driver() {
     d.restart();
     let vol = d.write_file(
         "lp.xml",
-        &encrypted_volume("p.qcow2", "qcow2", &format!("uuid='{private}'")),
+        &encrypted_volume_xml("p.qcow2", "qcow2", &format!("uuid='{private}'")),
     );
     d.virsh_ok(&["vol-create", "default", vol.to_str().unwrap()]);
     qemu_io_ok(
@@ -590,7 +559,7 @@ fn with_secrets_uri_passphrases_come_from_libvirts_secret_driver() {
     // By usage too.
     let vol = d.write_file(
         "lpu.xml",
-        &encrypted_volume(
+        &encrypted_volume_xml(
             "p.qcow2-copy",
             "qcow2",
             &format!("usage='{}'", d.vol("p.qcow2").display()),
@@ -604,16 +573,7 @@ fn with_secrets_uri_passphrases_come_from_libvirts_secret_driver() {
         &["read 0 512"],
     );
 
-    let token = std::fs::read_to_string(&token_file).unwrap();
-    let token = token.trim();
-    assert_eq!(token.len(), 32, "libvirt's tokens are 32 hex digits");
-    let log = d.log();
-    assert!(
-        log.contains("identity set with the system token of"),
-        "the token was presented: {log}"
-    );
-    assert!(!log.contains(token), "the system token reached the log");
-    assert!(!log.contains(PASSPHRASE), "the passphrase reached the log");
+    assert_token_presented_not_logged(&d.log(), &token_file, PASSPHRASE);
 }
 
 /// `qpool vol-create-from --secret-uri`: the CLI asks libvirt for both passphrases, the new
@@ -638,23 +598,9 @@ fn cli_create_from_with_secret_uri_reencrypts_with_libvirts_secrets() {
     // Two public libvirt secrets with different values: the source's (usage = its path) and
     // the copy's (named by UUID).
     let define = |name: &str, xml: String, value: &str| -> String {
-        let file = pool.write_file(&format!("{name}.xml"), &xml);
-        let out = l.virsh_ok(&["secret-define", file.to_str().unwrap()]);
-        let uuid = out
-            .trim()
-            .strip_prefix("Secret ")
-            .and_then(|s| s.strip_suffix(" created"))
-            .unwrap_or_else(|| panic!("secret-define printed {out:?}"))
-            .to_string();
-        use base64::Engine as _;
-        let b64 = pool.write_file(
-            &format!("{name}.b64"),
-            &base64::engine::general_purpose::STANDARD.encode(value),
-        );
-        l.virsh_ok(&["secret-set-value", &uuid, "--file", b64.to_str().unwrap()]);
-        uuid
+        define_secret(&|args| l.virsh_ok(args), pool.scratch(), name, &xml, value)
     };
-    define("src", secret_xml(&src, false), PASSPHRASE);
+    define("src", volume_secret_xml(&src, false), PASSPHRASE);
     let new_value = "a-second-and-different-passphrase";
     let copy_uuid = define(
         "copy",
@@ -668,7 +614,7 @@ fn cli_create_from_with_secret_uri_reencrypts_with_libvirts_secrets() {
     // The source, made by the CLI with the libvirt secret of its usage, and a pattern in it.
     let xml = pool.write_file(
         "src-vol.xml",
-        &encrypted_volume("src.qcow2", "qcow2", &format!("usage='{}'", src.display())),
+        &encrypted_volume_xml("src.qcow2", "qcow2", &format!("usage='{}'", src.display())),
     );
     pool.ok(&["vol-create", xml.to_str().unwrap(), "--secret-uri", &l.uri]);
     qemu_io_ok(Driver::Qcow2, &src, &old_pass, &["write -P 0x5c 1M 256k"]);
@@ -676,7 +622,7 @@ fn cli_create_from_with_secret_uri_reencrypts_with_libvirts_secrets() {
     // The copy names the other secret: re-encrypted, same guest data, only the new key.
     let xml = pool.write_file(
         "copy-vol.xml",
-        &encrypted_volume("copy.qcow2", "qcow2", &format!("uuid='{copy_uuid}'")),
+        &encrypted_volume_xml("copy.qcow2", "qcow2", &format!("uuid='{copy_uuid}'")),
     );
     pool.ok(&[
         "vol-create-from",
@@ -704,7 +650,7 @@ fn cli_create_from_with_secret_uri_reencrypts_with_libvirts_secrets() {
     let listing = pool.listing();
     let xml = pool.write_file(
         "copy2-vol.xml",
-        &encrypted_volume("copy2.qcow2", "qcow2", &format!("uuid='{copy_uuid}'")),
+        &encrypted_volume_xml("copy2.qcow2", "qcow2", &format!("uuid='{copy_uuid}'")),
     );
     let out = pool.qpool(&[
         "vol-create-from",

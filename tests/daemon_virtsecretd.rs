@@ -21,7 +21,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::crypt::{Driver, qemu_io_ok};
+use common::crypt::{
+    Driver, assert_token_presented_not_logged, define_secret, encrypted_volume_xml, names_in,
+    qemu_io_ok, volume_secret_xml,
+};
 use common::daemon::{Daemon, run_virsh};
 use common::have;
 use common::namespace::{self, in_private_mounts};
@@ -112,34 +115,13 @@ impl VirtSecretd {
     /// (`secret-define`, then `secret-set-value --file` with base64); its UUID.
     fn volume_secret(&self, dir: &Path, path: &Path, private: bool) -> String {
         let name = path.file_name().unwrap().to_string_lossy();
-        let xml = dir.join(format!("{name}.secret.xml"));
-        std::fs::write(
-            &xml,
-            format!(
-                "<secret ephemeral='no' private='{}'>\n  <usage type='volume'>\n    <volume>{}</volume>\n  </usage>\n</secret>\n",
-                if private { "yes" } else { "no" },
-                path.display()
-            ),
+        define_secret(
+            &|args| self.virsh_ok(args),
+            dir,
+            &name,
+            &volume_secret_xml(path, private),
+            PASSPHRASE,
         )
-        .unwrap();
-        let out = self.virsh_ok(&["secret-define", xml.to_str().unwrap()]);
-        let uuid = out
-            .trim()
-            .strip_prefix("Secret ")
-            .and_then(|s| s.strip_suffix(" created"))
-            .unwrap_or_else(|| panic!("secret-define printed {out:?}"))
-            .to_string();
-        use base64::Engine as _;
-        let value = dir.join(format!("{name}.b64"));
-        std::fs::write(
-            &value,
-            base64::engine::general_purpose::STANDARD.encode(PASSPHRASE),
-        )
-        .unwrap();
-        let out = self.virsh_ok(&["secret-set-value", &uuid, "--file", value.to_str().unwrap()]);
-        assert_eq!(out.trim(), "Secret value set");
-        std::fs::remove_file(value).unwrap();
-        uuid
     }
 }
 
@@ -161,24 +143,6 @@ impl Drop for VirtSecretd {
             eprintln!("---- virtsecretd log ----\n{}---- end ----", self.log());
         }
     }
-}
-
-/// An encrypted qcow2 volume whose passphrase is the secret `uuid`; a short key-derivation
-/// time keeps the test fast.
-fn encrypted_volume(name: &str, uuid: &str) -> String {
-    format!(
-        "<volume xmlns:qpool='urn:qpool:volume:1'>\n  <name>{name}</name>\n  <capacity unit='M'>16</capacity>\n  <target>\n    <format type='qcow2'/>\n    <encryption format='luks' qpool:iter-time='10'>\n      <secret type='passphrase' uuid='{uuid}'/>\n    </encryption>\n  </target>\n</volume>\n"
-    )
-}
-
-/// Every name in the pool directory, hidden ones included, sorted.
-fn pool_files(d: &Daemon) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(d.pool_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]
@@ -222,7 +186,10 @@ fn with_secrets_uri_on_virtsecretd_passphrases_come_from_libvirts_secret_daemon(
         let pass = d.write_file("pass", PASSPHRASE);
 
         // The public secret's value comes from virtsecretd.
-        let xml = d.write_file("pub.xml", &encrypted_volume("pub.qcow2", &public));
+        let xml = d.write_file(
+            "pub.xml",
+            &encrypted_volume_xml("pub.qcow2", "qcow2", &format!("uuid='{public}'")),
+        );
         d.virsh_ok(&["vol-create", "default", xml.to_str().unwrap()]);
         qemu_io_ok(
             Driver::Qcow2,
@@ -233,8 +200,11 @@ fn with_secrets_uri_on_virtsecretd_passphrases_come_from_libvirts_secret_daemon(
 
         // The private one is refused without virtsecretd's system token: one error, nothing
         // left behind.
-        let before = pool_files(&d);
-        let xml = d.write_file("priv.xml", &encrypted_volume("priv.qcow2", &private));
+        let before = names_in(d.pool_dir());
+        let xml = d.write_file(
+            "priv.xml",
+            &encrypted_volume_xml("priv.qcow2", "qcow2", &format!("uuid='{private}'")),
+        );
         let (status, out, err) = d.virsh(&["vol-create", "default", xml.to_str().unwrap()]);
         assert_eq!(
             (status, err.trim_end()),
@@ -249,7 +219,7 @@ fn with_secrets_uri_on_virtsecretd_passphrases_come_from_libvirts_secret_daemon(
             "stdout: {out}\nqpoold log:\n{}",
             d.log()
         );
-        assert_eq!(pool_files(&d), before);
+        assert_eq!(names_in(d.pool_dir()), before);
 
         // With virtsecretd's system token (the path a host's qpoold.conf names), qpoold is
         // given the private secret too.
@@ -264,16 +234,7 @@ fn with_secrets_uri_on_virtsecretd_passphrases_come_from_libvirts_secret_daemon(
             &["write -P 0x5a 0 64k", "read -P 0x5a 0 64k"],
         );
 
-        let token = std::fs::read_to_string(&token_file).unwrap();
-        let token = token.trim();
-        assert_eq!(token.len(), 32, "libvirt's tokens are 32 hex digits");
-        let log = d.log();
-        assert!(
-            log.contains("identity set with the system token of"),
-            "the token was presented: {log}"
-        );
-        assert!(!log.contains(token), "the system token reached the log");
-        assert!(!log.contains(PASSPHRASE), "the passphrase reached the log");
+        assert_token_presented_not_logged(&d.log(), &token_file, PASSPHRASE);
         drop(d);
         drop(s);
     });

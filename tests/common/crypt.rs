@@ -282,3 +282,78 @@ pub fn luks_digest_and_salt(path: &Path, offset: u64) -> Vec<u8> {
     let at = usize::try_from(offset).unwrap();
     bytes[at + 112..at + 164].to_vec()
 }
+
+/// A libvirt volume secret for `path` (usage type volume, its id the path), private unless
+/// said otherwise.
+pub fn volume_secret_xml(path: &Path, private: bool) -> String {
+    format!(
+        "<secret ephemeral='no' private='{}'>\n  <description>passphrase of {}</description>\n  <usage type='volume'>\n    <volume>{}</volume>\n  </usage>\n</secret>\n",
+        if private { "yes" } else { "no" },
+        path.display(),
+        path.display()
+    )
+}
+
+/// An encrypted volume whose `<secret>` is `secret` (`uuid='…'` or `usage='…'`); a short
+/// key-derivation time keeps the tests fast.
+pub fn encrypted_volume_xml(name: &str, format: &str, secret: &str) -> String {
+    format!(
+        "<volume xmlns:qpool='urn:qpool:volume:1'>\n  <name>{name}</name>\n  <capacity unit='M'>16</capacity>\n  <target>\n    <format type='{format}'/>\n    <encryption format='luks' qpool:iter-time='10'>\n      <secret type='passphrase' {secret}/>\n    </encryption>\n  </target>\n</volume>\n"
+    )
+}
+
+/// Defines a secret in a libvirt daemon as an admin does, with `virsh_ok` (virsh on that
+/// daemon, asserting success): `secret-define` of `xml`, then `secret-set-value --file` of
+/// `value` in base64 (files under `dir`, the value's removed again). Its UUID.
+pub fn define_secret(
+    virsh_ok: &dyn Fn(&[&str]) -> String,
+    dir: &Path,
+    name: &str,
+    xml: &str,
+    value: &str,
+) -> String {
+    let file = dir.join(format!("{name}.secret.xml"));
+    std::fs::write(&file, xml).unwrap();
+    let out = virsh_ok(&["secret-define", file.to_str().unwrap()]);
+    let uuid = out
+        .trim()
+        .strip_prefix("Secret ")
+        .and_then(|s| s.strip_suffix(" created"))
+        .unwrap_or_else(|| panic!("secret-define printed {out:?}"))
+        .to_string();
+    use base64::Engine as _;
+    let b64 = dir.join(format!("{name}.b64"));
+    std::fs::write(
+        &b64,
+        base64::engine::general_purpose::STANDARD.encode(value),
+    )
+    .unwrap();
+    let out = virsh_ok(&["secret-set-value", &uuid, "--file", b64.to_str().unwrap()]);
+    assert_eq!(out.trim(), "Secret value set");
+    std::fs::remove_file(b64).unwrap();
+    uuid
+}
+
+/// qpoold's `log` says it presented libvirt's system token (in `token_file`), and holds
+/// neither that token nor `passphrase`.
+pub fn assert_token_presented_not_logged(log: &str, token_file: &Path, passphrase: &str) {
+    let token = std::fs::read_to_string(token_file).unwrap();
+    let token = token.trim();
+    assert_eq!(token.len(), 32, "libvirt's tokens are 32 hex digits");
+    assert!(
+        log.contains("identity set with the system token of"),
+        "the token was presented: {log}"
+    );
+    assert!(!log.contains(token), "the system token reached the log");
+    assert!(!log.contains(passphrase), "the passphrase reached the log");
+}
+
+/// Every name in `dir`, hidden ones included, sorted.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
