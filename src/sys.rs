@@ -4,7 +4,7 @@
 //! (`SEEK_DATA`/`SEEK_HOLE`, FIEMAP), in-kernel copies (`copy_file_range`, FICLONE),
 //! directory-relative opens with `O_NOFOLLOW`, `renameat2(RENAME_NOREPLACE)` with its
 //! link/unlink fallback, open file description (OFD) locks, `statvfs`, the type of the
-//! mount a descriptor lies on, and the btrfs no-copy-on-write flag; and (feature `libvirt`)
+//! mount a descriptor lies on, the btrfs no-copy-on-write flag, a thread's CPU time; and (feature `libvirt`)
 //! the one libvirt call the `virt` crate does not wrap, [`libvirt::set_system_token`].
 //! Must not: know about volumes, pools or image formats, or import anything from the crate
 //! (it is the bottom layer; strategies built from these calls live in `image`).
@@ -586,6 +586,13 @@ pub fn set_nocow(file: &File) -> io::Result<bool> {
     // SAFETY: as above; FS_IOC_SETFLAGS only reads `flags`.
     unsafe { ioctl::set_flags(fd, &flags) }.map_err(to_io)?;
     Ok(true)
+}
+
+/// The CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`): what qemu times its
+/// PBKDF2 calibration with, so that other work on the machine does not shorten the result.
+pub fn thread_cpu_time() -> io::Result<std::time::Duration> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).map_err(to_io)?;
+    Ok(std::time::Duration::from(t))
 }
 
 /// The libvirt calls the `virt` crate does not wrap (feature `libvirt`); the bridge is the
