@@ -650,6 +650,8 @@ impl Ceph {
         }
         let fsid = uuid::Uuid::new_v4().hyphenated().to_string();
         let p = r.display();
+        // `mon data avail crit = 0`: the monitor refuses to start when its filesystem has
+        // under 5 % free, which on a well-filled test machine is no part of what is tested.
         let conf = format!(
             "[global]\n\
              fsid = {fsid}\n\
@@ -662,6 +664,7 @@ impl Ceph {
              osd pool default size = 1\n\
              osd pool default min size = 1\n\
              mon allow pool size one = true\n\
+             mon data avail crit = 0\n\
              osd crush chooseleaf type = 0\n\
              osd objectstore = memstore\n\
              memstore device bytes = 4294967296\n\
@@ -767,12 +770,29 @@ impl Ceph {
 
     /// `ceph ARGS…` against this cluster; panics unless it succeeds. Returns stdout.
     pub fn ceph(&self, args: &[&str]) -> String {
-        must(
+        let what = format!("ceph {args:?}");
+        let out = output(
             self.server_command("ceph")
                 .args(["--connect-timeout", "60"])
                 .args(args),
-            &format!("ceph {args:?}"),
-        )
+            &what,
+        );
+        if !out.status.success() {
+            let log = |n: &str| {
+                let text = std::fs::read_to_string(self.root.path().join(n)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            };
+            panic!(
+                "{what} failed ({}):\n{}{}\n---- mon.a.log ----\n{}\n---- ceph-mon.out ----\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                log("mon.a.log"),
+                log("ceph-mon.out"),
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// The bytes the data pool stores, from `ceph df --format json` (the cluster's own
