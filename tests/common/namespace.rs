@@ -105,9 +105,10 @@ pub fn in_private_mounts<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'stat
     }
 }
 
-fn enter() {
+/// Leaves the process's mount namespace (this thread, and every process it starts): `/`
+/// private, so that nothing mounted from here on reaches the machine, and a tmpfs on `/run`.
+pub fn private_mounts_with_own_run() {
     unshare(CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
-    // Nothing mounted from here on may reach the machine's namespace.
     mount(
         None::<&str>,
         "/",
@@ -124,6 +125,10 @@ fn enter() {
         Some("mode=755"),
     )
     .expect("tmpfs on /run");
+}
+
+fn enter() {
+    private_mounts_with_own_run();
     for dir in ["/var", "/etc"] {
         overlay(Path::new(dir));
     }

@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::mount::{MsFlags, mount};
-use nix::sched::{CloneFlags, unshare};
 
 use super::in_ci;
 
@@ -125,23 +124,7 @@ pub fn in_private_namespace<T: Send + 'static>(f: impl FnOnce() -> T + Send + 's
     let worker = std::thread::Builder::new()
         .name("shared-storage".into())
         .spawn(move || {
-            unshare(CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .expect("make / private");
-            mount(
-                Some("tmpfs"),
-                "/run",
-                Some("tmpfs"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                Some("mode=755"),
-            )
-            .expect("tmpfs on /run");
+            super::namespace::private_mounts_with_own_run();
             f()
         })
         .expect("start the namespace thread");
